@@ -1,0 +1,113 @@
+"""Command line: ``python -m experiments [all | NAME ...] [--seed S] [--out DIR] [--param key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import experiments  # noqa: E402
+from experiments._common import to_jsonable  # noqa: E402
+
+
+def available() -> dict:
+    """Map of study name -> module, discovered in the package (modules not starting with '_')."""
+    names = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_"))
+    return {name: importlib.import_module(f"experiments.{name}") for name in names}
+
+
+def _parse_params(items):
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--param expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
+    import jax
+
+    import jaxprob
+
+    params = dict(module.DEFAULTS)
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise SystemExit(f"{name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+    params.update(overrides)
+    out_dir = out_root / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = module.run(out_dir, seed=seed, **params)
+    record = {
+        "experiment": name,
+        "description": module.DESCRIPTION,
+        "seed": seed,
+        "params": params,
+        "versions": {"jaxprob": jaxprob.__version__, "jax": jax.__version__},
+        "metrics": metrics,
+        "figures": sorted(p.name for p in out_dir.glob("*.png")),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(to_jsonable(record), indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def write_index(out_root: Path, records):
+    lines = ["# jaxprob experiments", ""]
+    for rec in records:
+        lines += [f"## {rec['experiment']}", "", rec["description"], "", f"seed {rec['seed']}, "
+                  f"parameters `{json.dumps(to_jsonable(rec['params']), sort_keys=True)}`", ""]
+        lines += [f"![{fig}]({rec['experiment']}/{fig})" for fig in rec["figures"]]
+        lines += ["", f"Metrics: [{rec['experiment']}/metrics.json]({rec['experiment']}/metrics.json)", ""]
+    (out_root / "index.md").write_text("\n".join(lines))
+
+
+def main(argv=None):
+    studies = available()
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    parser.add_argument("names", nargs="*", default=["all"], help=f"'all' or any of: {', '.join(studies)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study parameter (only with a single study name)")
+    parser.add_argument("--list", action="store_true", help="list the studies and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, module in studies.items():
+            print(f"{name:28s} {module.DESCRIPTION}")
+        return 0
+    names = list(studies) if args.names == ["all"] else args.names
+    for name in names:
+        if name not in studies:
+            raise SystemExit(f"unknown study {name!r}; known: {', '.join(studies)}")
+    overrides = _parse_params(args.param)
+    if overrides and len(names) != 1:
+        raise SystemExit("--param needs exactly one study name")
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = []
+    t_all = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(names)}] {name}: {studies[name].DESCRIPTION}", flush=True)
+        rec = run_study(name, studies[name], args.out, args.seed, overrides)
+        print(f"      done in {time.perf_counter() - t0:.1f} s -> {args.out / name}", flush=True)
+        records.append(rec)
+    write_index(args.out, records)
+    print(f"all done in {time.perf_counter() - t_all:.1f} s; index: {args.out / 'index.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
