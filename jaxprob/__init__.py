@@ -5,7 +5,7 @@ live in modules used as namespaces (``jaxprob.mixture.fit``, ``jaxprob.kmeans.km
 functions and the parameter types are also re-exported here. Importing jaxprob changes no ``jax.config`` setting.
 """
 
-from jaxprob import bayes, datasets, decomposition, densities, kmeans, mixture
+from jaxprob import bayes, datasets, decomposition, densities, kde, kmeans, markov, mixture, text
 from jaxprob.bayes import BayesClassifier
 from jaxprob.decomposition import PCA
 from jaxprob.densities import (
@@ -40,6 +40,9 @@ __all__ = [
     "densities",
     "kmeans",
     "mixture",
+    "kde",
+    "markov",
+    "text",
     # types
     "BayesClassifier",
     "FitInfo",

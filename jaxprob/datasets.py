@@ -10,6 +10,7 @@ loader                    data                                   where it comes 
 :func:`load_faithful`     Old Faithful, 272 x 2                  shipped with jaxprob (R ``datasets``)
 :func:`load_shuttle`      ODDS shuttle, 49,097 x 9, 7% anomalies ``river`` wheel, ``river/datasets/``
 :func:`load_digits`       handwritten digits 8x8, 1,797 x 64     ``scikit-learn`` wheel, ``sklearn/datasets/data/``
+:func:`load_alice`        Alice in Wonderland, 148k characters   shipped with jaxprob (Project Gutenberg)
 ========================  =====================================  ==========================================
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_faithful", "load_shuttle", "load_digits", "package_data_path"]
+__all__ = ["load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -122,3 +123,21 @@ def load_digits(dtype=np.float32):
     path = package_data_path("sklearn", "datasets/data/digits.csv.gz")
     table = np.loadtxt(path, delimiter=",", dtype=np.float64)
     return table[:, :-1].astype(dtype), table[:, -1].astype(np.int32)
+
+
+def load_alice() -> str:
+    """Lewis Carroll, *Alice's Adventures in Wonderland* (1865), full text, public domain.
+
+    The Millennium Fulcrum Edition 2.9 (Project Gutenberg etext #11, as in the Canterbury corpus'
+    ``alice29.txt``), shipped with jaxprob (``jaxprob/data/alice29.txt``; see ``jaxprob/data/README.md``).
+    Tokenise it with :func:`jaxprob.text.tokenize`.
+
+    Returns:
+        The text (about 148,000 characters, ``\\n`` line ends).
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> datasets.load_alice().split()[:4]
+        ["ALICE'S", 'ADVENTURES', 'IN', 'WONDERLAND']
+    """
+    return (_HERE / "data" / "alice29.txt").read_text(encoding="ascii").replace("\r\n", "\n")
