@@ -5,7 +5,21 @@ live in modules used as namespaces (``jaxprob.mixture.fit``, ``jaxprob.kmeans.km
 functions and the parameter types are also re-exported here. Importing jaxprob changes no ``jax.config`` setting.
 """
 
-from jaxprob import bayes, datasets, decomposition, densities, kde, kmeans, markov, mixture, text
+from jaxprob import (
+    bayes,
+    classifiers,
+    datasets,
+    decomposition,
+    densities,
+    kde,
+    kmeans,
+    markov,
+    metrics,
+    mixture,
+    nn,
+    regression,
+    text,
+)
 from jaxprob.bayes import BayesClassifier
 from jaxprob.decomposition import PCA
 from jaxprob.densities import (
@@ -35,6 +49,10 @@ __version__ = "0.1.0"
 __all__ = [
     # modules (namespaces)
     "bayes",
+    "classifiers",
+    "metrics",
+    "nn",
+    "regression",
     "datasets",
     "decomposition",
     "densities",

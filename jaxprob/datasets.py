@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice"]
+__all__ = [
+    "load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice", "load_breast_cancer",
+]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -141,3 +143,27 @@ def load_alice() -> str:
         ["ALICE'S", 'ADVENTURES', 'IN', 'WONDERLAND']
     """
     return (_HERE / "data" / "alice29.txt").read_text(encoding="ascii").replace("\r\n", "\n")
+
+
+def load_breast_cancer(dtype=np.float32):
+    """Wisconsin diagnostic breast cancer: 30 features of cell nuclei, label 1 for malignant.
+
+    569 samples (212 malignant, 357 benign). Read from the file shipped in the ``scikit-learn`` wheel
+    (``sklearn/datasets/data/breast_cancer.csv``); scikit-learn itself is not imported. The file codes
+    malignant as 0; here malignant is the positive class 1, as in a screening task.
+
+    Args:
+        dtype: floating dtype of the features.
+
+    Returns:
+        ``(x, y)``: ``(569, 30)`` features and ``(569,)`` int32 labels (1 = malignant).
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> x, y = datasets.load_breast_cancer()
+        >>> x.shape, int(y.sum())
+        ((569, 30), 212)
+    """
+    path = package_data_path("sklearn", "datasets/data/breast_cancer.csv")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
+    return table[:, :-1].astype(dtype), (1 - table[:, -1]).astype(np.int32)
