@@ -1,26 +1,143 @@
-r"""k-means: seeding (k-means++ and random points).
+r"""k-means: seeding (k-means++ and random points), Lloyd iterations, restarts and mini-batch k-means.
 
-k-means++ (Arthur and Vassilvitskii, 2007) picks the first centre with probability proportional to the sample
-weight, then each next centre with probability proportional to :math:`w_i D(x_i)^2`, the weighted squared
-distance to the closest centre already chosen. The *greedy* variant draws ``n_local_trials`` candidates at each
-step and keeps the one that lowers the potential :math:`\sum_i w_i D(x_i)^2` the most
+The objective is the (weighted) *inertia*, the sum of squared distances of the samples to their closest
+centroid,
+
+.. math::
+
+    J(c, z) = \sum_{i=1}^n w_i \lVert x_i - c_{z_i} \rVert^2 .
+
+**Seeding.** k-means++ (Arthur and Vassilvitskii, 2007) picks the first centre with probability proportional
+to
+the sample weight, then each next centre with probability proportional to :math:`w_i D(x_i)^2`, the weighted
+squared distance to the closest centre already chosen. The *greedy* variant draws ``n_local_trials``
+candidates at
+each step and keeps the one that lowers the potential :math:`\sum_i w_i D(x_i)^2` the most
 (``n_local_trials = 2 + floor(log K)`` by default, as in scikit-learn).
+
+**Lloyd's algorithm** alternates the assignment :math:`z_i = \arg\min_k \lVert x_i - c_k\rVert^2` (distances
+as
+:math:`\lVert x\rVert^2 - 2 x^\top c + \lVert c\rVert^2`, one matrix product) and the update
+:math:`c_k = \sum_{i: z_i = k} w_i x_i / \sum_{i: z_i = k} w_i` (a one-hot matrix product). Neither step can
+increase :math:`J`. :func:`fit` runs it inside one ``lax.while_loop`` and ``n_init`` restarts as one vmapped
+program. When the ``n x K`` distance matrix would be large the samples are processed in chunks of rows
+(``lax.scan``), so memory grows as ``chunk_size x K`` rather than ``n x K``.
+
+**Empty clusters.** A cluster that receives no weight is moved onto the sample farthest from its own centroid
+(the second empty one onto the second farthest, ...), and that sample is taken out of its former cluster, as
+in
+scikit-learn. This cannot increase :math:`J`, never produces a NaN centroid, and is counted in the info.
+
+**Mini-batch k-means** (Sculley, 2010) updates each centroid towards the mean of the batch samples assigned
+to it
+with a per-centroid learning rate :math:`\eta_k = b_k / N_k` (batch weight over cumulated weight), see
+:func:`fit_minibatch` and :func:`minibatch_step`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxprob._validation import as_float_array, check_finite, check_int, check_key, check_sample_weight
+from jaxprob._validation import (
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_int,
+    check_key,
+    check_sample_weight,
+    is_tracer,
+)
 
-__all__ = ["kmeans_plusplus", "random_centroids", "squared_distances"]
+__all__ = [
+    "INIT_METHODS",
+    "KMeansResult",
+    "KMeansInfo",
+    "MiniBatchState",
+    "kmeans_plusplus",
+    "random_centroids",
+    "init",
+    "squared_distances",
+    "lloyd_step",
+    "fit",
+    "predict",
+    "transform",
+    "inertia",
+    "minibatch_init",
+    "minibatch_step",
+    "fit_minibatch",
+]
+
+INIT_METHODS = ("kmeans++", "random")
+
+# The n x K distance matrix is computed chunk by chunk (rows) under lax.scan: the automatic chunk holds about
+# 2**16 entries (256 KiB in float32), which stays in cache; memory then grows as chunk x K, not n x K.
+_CHUNK_ENTRIES = 2**16
 
 
+class KMeansResult(NamedTuple):
+    """A fitted k-means model (a pytree of arrays).
+
+    Attributes:
+        centroids: ``(K, D)``.
+        labels: ``(n,)`` int32 index of the closest centroid of every sample (computed from ``centroids``).
+        inertia: scalar :math:`\\sum_i w_i \\lVert x_i - c_{z_i}\\rVert^2` of ``centroids`` and ``labels``.
+    """
+
+    centroids: jax.Array
+    labels: jax.Array
+    inertia: jax.Array
+
+
+class KMeansInfo(NamedTuple):
+    """Diagnostics returned by :func:`fit` and :func:`fit_minibatch` (a pytree of arrays).
+
+    Attributes:
+        converged: bool, the assignments were stable or the squared centroid shift fell below the tolerance
+            before ``max_iter``.
+        n_iter: number of iterations (Lloyd steps or mini-batch steps) run.
+        inertia_trace: ``(max_iter,)`` inertia of the centroids at the start of every iteration (for
+            mini-batch k-means: the batch inertia divided by the batch weight); NaN after ``n_iter``.
+        n_relocated: total number of empty-cluster relocations over all iterations.
+        empty_clusters: ``(K,)`` bool, clusters holding no (positive) weight in the returned ``labels``: this
+            happens when ``K`` exceeds the number of distinct samples (the returned centroids then include
+            duplicates), never with ``K`` distinct points.
+        restart_inertias: ``(n_init,)`` final inertia of every restart (different seeds reach different local
+            minima).
+        best_restart: index of the restart that was kept (lowest inertia).
+    """
+
+    converged: jax.Array
+    n_iter: jax.Array
+    inertia_trace: jax.Array
+    n_relocated: jax.Array
+    empty_clusters: jax.Array
+    restart_inertias: jax.Array
+    best_restart: jax.Array
+
+
+class MiniBatchState(NamedTuple):
+    """State of mini-batch k-means (a pytree).
+
+    Attributes:
+        centroids: ``(K, D)``.
+        counts: ``(K,)`` cumulated weight of the samples assigned to each centroid so far.
+    """
+
+    centroids: jax.Array
+    counts: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------------------
+# distances and seeding
+# ----------------------------------------------------------------------------------------------------------
 def _sq_dist(x, x_sq, c):
-    """(n, m) squared Euclidean distances from rows of x to rows of c, with ||x||^2 precomputed; clipped at 0."""
+    """(n, m) squared Euclidean distances from rows of x to rows of c, with ||x||^2 precomputed; clipped at
+    0."""
     c_sq = jnp.sum(jnp.square(c), axis=-1)
     return jnp.maximum(x_sq[:, None] - 2.0 * (x @ c.T) + c_sq[None, :], 0.0)
 
@@ -64,12 +181,13 @@ def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
         key, sub = jax.random.split(key)
         potential = weights * closest
         total = jnp.sum(potential)
-        # when every point coincides with a chosen centre the D^2 distribution is undefined: fall back to weights
+        # when every point coincides with a chosen centre the D^2 distribution is undefined: fall back to
+        # weights
         probs = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w_prob)
         candidates = jax.random.choice(sub, n, shape=(n_local_trials,), p=probs)
         d_cand = jnp.minimum(closest[:, None], _sq_dist(x, x_sq, x[candidates]))
         best = jnp.argmin(jnp.sum(weights[:, None] * d_cand, axis=0))
-        return indices.at[c].set(candidates[best]), d_cand[:, best], key
+        return indices.at[c].set(candidates[best].astype(jnp.int32)), d_cand[:, best], key
 
     indices, _, _ = jax.lax.fori_loop(1, n_clusters, body, (indices, closest, key))
     return x[indices], indices
@@ -81,13 +199,24 @@ def _random_centroids(key, x, weights, n_clusters: int):
     return x[idx], idx.astype(jnp.int32)
 
 
+def _check_x(x, name="x"):
+    x = as_float_array(x, name, 2)
+    check_finite(x, name)
+    if x.shape[0] < 1:
+        raise ValueError(f"`{name}` must hold at least one sample, got shape {tuple(x.shape)}")
+    return x
+
+
 def _check_seeding_args(key, x, n_clusters, sample_weight):
     check_key(key)
-    x = as_float_array(x, "x", 2)
-    check_finite(x, "x")
+    x = _check_x(x)
     n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=x.shape[0])
     w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
     return x, n_clusters, w
+
+
+def _default_trials(n_clusters):
+    return 2 + int(math.log(n_clusters))
 
 
 def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_trials: int | None = None):
@@ -114,7 +243,7 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
     """
     x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
     if n_local_trials is None:
-        n_local_trials = 2 + int(math.log(n_clusters))
+        n_local_trials = _default_trials(n_clusters)
     n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
     return _kmeans_plusplus_jit(key, x, w, n_clusters, n_local_trials)
 
@@ -144,3 +273,731 @@ def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
 
 _kmeans_plusplus_jit = jax.jit(_kmeans_plusplus, static_argnums=(3, 4))
 _random_centroids_jit = jax.jit(_random_centroids, static_argnums=(3,))
+
+
+def _seed(key, x, w, n_clusters, method, n_local_trials):
+    if method == "kmeans++":
+        return _kmeans_plusplus(key, x, w, n_clusters, n_local_trials)[0]
+    return _random_centroids(key, x, w, n_clusters)[0]
+
+
+def init(
+    key,
+    x,
+    n_clusters: int,
+    *,
+    method: str = "kmeans++",
+    sample_weight=None,
+    n_local_trials: int | None = None,
+):
+    """Initial centroids from an explicit key: greedy k-means++ (``"kmeans++"``) or random samples
+    (``"random"``).
+
+    Args:
+        key: a JAX PRNG key.
+        x: ``(n, D)`` samples.
+        n_clusters: ``K``, between 1 and ``n``.
+        method: one of :data:`INIT_METHODS`.
+        sample_weight: optional ``(n,)`` non-negative weights.
+        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
+
+    Returns:
+        ``(K, D)`` centroids (rows of ``x``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> kmeans.init(jax.random.key(0), jnp.arange(8.0).reshape(4, 2), 2, method="random").shape
+        (2, 2)
+    """
+    check_choice(method, "method", INIT_METHODS)
+    x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
+    trials = _check_trials(n_local_trials, n_clusters)
+    return _init_jit(key, x, w, n_clusters, method, trials)
+
+
+def _check_trials(n_local_trials, n_clusters):
+    if n_local_trials is None:
+        return _default_trials(n_clusters)
+    return check_int(n_local_trials, "n_local_trials", minimum=1)
+
+
+_init_jit = jax.jit(_seed, static_argnums=(3, 4, 5))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the chunked assignment pass (the seam shared by Lloyd, mini-batch, predict and inertia)
+# ----------------------------------------------------------------------------------------------------------
+def _chunk_rows(n: int, k: int, chunk_size: int | None) -> int:
+    """Rows per chunk: ``chunk_size`` if given, else about _CHUNK_ENTRIES / K rows (at least 256); at most
+    n."""
+    if chunk_size is None:
+        chunk_size = max(256, _CHUNK_ENTRIES // k)
+    return max(1, min(int(chunk_size), n))
+
+
+def _pad_chunks(x, w, chunk: int):
+    """Reshape (n, D) / (n,) to (n_chunks, chunk, D) / (n_chunks, chunk); padded rows are zeros of weight
+    0."""
+    n = x.shape[0]
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)])
+        w = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)])
+    return x.reshape(n_chunks, chunk, x.shape[1]), w.reshape(n_chunks, chunk)
+
+
+def _assign_block(xb, c, c_sq, exact: bool):
+    """Labels (lowest index among ties) and squared distances of the rows of one block."""
+    # the minimum of ||c||^2 - 2 x.c is found by a plain (fused) min reduction and the label as the smallest
+    # index reaching it: on CPU this is several times faster than a variadic argmin reduction
+    scores = c_sq[None, :] - 2.0 * (xb @ c.T)
+    best = jnp.min(scores, axis=1)
+    ids = jnp.arange(c.shape[0], dtype=jnp.int32)
+    labels = jnp.min(jnp.where(scores <= best[:, None], ids[None, :], c.shape[0] - 1), axis=1)
+    if exact:  # no cancellation: used for the returned inertia
+        d = jnp.sum(jnp.square(xb - c[labels]), axis=1)
+    else:
+        d = jnp.maximum(best + jnp.sum(jnp.square(xb), axis=1), 0.0)
+    return labels, d
+
+
+def _pass(xr, wr, c, update: bool, exact: bool = False):
+    """One pass over chunked data: labels (n_pad,), per-sample squared distance (n_pad,), inertia and, when
+    ``update``, the per-cluster weighted sums (K, D) and weights (K,)."""
+    k = c.shape[0]
+    c_sq = jnp.sum(jnp.square(c), axis=-1)
+
+    def block(xb, wb):
+        labels, d = _assign_block(xb, c, c_sq, exact)
+        inert = jnp.sum(wb * d)
+        if not update:
+            return labels, d, inert, None, None
+        sums = jax.ops.segment_sum(wb[:, None] * xb, labels, k)
+        return labels, d, inert, sums, jax.ops.segment_sum(wb, labels, k)
+
+    if xr.shape[0] == 1:
+        return block(xr[0], wr[0])
+
+    def body(carry, xw):
+        labels, d, inert, sums, counts = block(*xw)
+        carry = (carry[0] + inert, carry[1] + sums, carry[2] + counts) if update else (carry[0] + inert,)
+        return carry, (labels, d)
+
+    zero = jnp.zeros((), xr.dtype)
+    carry0 = (zero, jnp.zeros((k, xr.shape[2]), xr.dtype), jnp.zeros((k,), xr.dtype)) if update else (zero,)
+    carry, (labels, d) = jax.lax.scan(body, carry0, (xr, wr))
+    labels, d = labels.reshape(-1), d.reshape(-1)
+    if update:
+        return labels, d, carry[0], carry[1], carry[2]
+    return labels, d, carry[0], None, None
+
+
+def _relocate_empty(x, w, d, labels, sums, counts, empty):
+    """Move every ``empty`` cluster onto one of the samples farthest from their centroid (sklearn's
+    policy)."""
+    m = min(counts.shape[0], w.shape[0])
+    score = jnp.where(w > 0, d, -1.0)
+    far_d, far = jax.lax.top_k(score, m)
+    rank = jnp.cumsum(empty) - 1
+    pick = far[jnp.clip(rank, 0, m - 1)]
+    moved = empty & (rank < m) & (far_d[jnp.clip(rank, 0, m - 1)] > 0)
+    xp, wp = x[pick], jnp.where(moved, w[pick], 0.0)
+    old = labels[pick]
+    sums = sums.at[old].add(-wp[:, None] * xp)
+    counts = counts.at[old].add(-wp)
+    sums = jnp.where(moved[:, None], wp[:, None] * xp, sums)
+    counts = jnp.where(moved, wp, counts)
+    return sums, counts, jnp.sum(moved).astype(jnp.int32)
+
+
+def _update(x, w, d, labels, sums, counts, c_old):
+    """New centroids from the sums, with empty clusters relocated; a cluster left with no weight keeps its old
+    centroid (so no NaN can appear)."""
+    empty = counts <= 0
+    sums, counts, n_moved = jax.lax.cond(
+        jnp.any(empty),
+        _relocate_empty,
+        lambda *a: (a[4], a[5], jnp.zeros((), jnp.int32)),
+        x,
+        w,
+        d,
+        labels,
+        sums,
+        counts,
+        empty,
+    )
+    safe = jnp.where(counts > 0, counts, 1.0)
+    return jnp.where((counts > 0)[:, None], sums / safe[:, None], c_old), n_moved
+
+
+def _lloyd_core(xr, wr, c):
+    """One Lloyd step on chunked data; returns (new centroids, labels, distances, inertia, n_relocated)."""
+    labels, d, inert, sums, counts = _pass(xr, wr, c, True)
+    x, w = xr.reshape(-1, xr.shape[2]), wr.reshape(-1)
+    new, n_moved = _update(x, w, d, labels, sums, counts, c)
+    return new, labels, d, inert, n_moved
+
+
+class _State(NamedTuple):
+    centroids: jax.Array
+    labels: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    trace: jax.Array
+    n_relocated: jax.Array
+
+
+def _lloyd_run(xr, wr, c0, max_iter: int, tol_abs):
+    """Lloyd iterations under lax.while_loop; stop on stable labels or squared centroid shift <= tol_abs."""
+    dtype = xr.dtype
+
+    def cond(s: _State):
+        return (s.n_iter < max_iter) & ~s.converged
+
+    def body(s: _State):
+        new, labels, _, inert, n_moved = _lloyd_core(xr, wr, s.centroids)
+        stable = jnp.all(labels == s.labels)
+        shift = jnp.sum(jnp.square(new - s.centroids))
+        return _State(
+            new,
+            labels,
+            s.n_iter + 1,
+            stable | (shift <= tol_abs),
+            s.trace.at[s.n_iter].set(inert),
+            s.n_relocated + n_moved,
+        )
+
+    n_pad = xr.shape[0] * xr.shape[1]
+    s0 = _State(
+        c0,
+        jnp.full((n_pad,), -1, jnp.int32),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), bool),
+        jnp.full((max_iter,), jnp.nan, dtype),
+        jnp.zeros((), jnp.int32),
+    )
+    s = jax.lax.while_loop(cond, body, s0)
+    labels, _, inert, _, counts = _pass_with_counts(xr, wr, s.centroids)
+    return s, labels, inert, counts
+
+
+def _pass_with_counts(xr, wr, c):
+    labels, d, inert, _, counts = _pass(xr, wr, c, True, exact=True)
+    return labels, d, inert, None, counts
+
+
+def _tol_abs(x, w, tol):
+    """tol relative to the mean (weighted) per-feature variance of the data, as in scikit-learn."""
+    mean = jnp.sum(w[:, None] * x, axis=0) / jnp.sum(w)
+    var = jnp.sum(w[:, None] * jnp.square(x - mean), axis=0) / jnp.sum(w)
+    return tol * jnp.mean(var)
+
+
+@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8))
+def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, chunk, tol, init_centroids):
+    n = x.shape[0]
+    xr, wr = _pad_chunks(x, w, chunk)
+    tol_abs = _tol_abs(x, w, tol)
+
+    def one(key):
+        c0 = (
+            init_centroids
+            if init_centroids is not None
+            else _seed(key, x, w, n_clusters, method, n_local_trials)
+        )
+        return _lloyd_run(xr, wr, c0, max_iter, tol_abs)
+
+    s, labels, inert, counts = jax.vmap(one)(jax.random.split(key, n_init))
+    best = jnp.argmin(inert)
+    result = KMeansResult(s.centroids[best], labels[best, :n], inert[best])
+    info = KMeansInfo(
+        converged=s.converged[best],
+        n_iter=s.n_iter[best],
+        inertia_trace=s.trace[best],
+        n_relocated=s.n_relocated[best],
+        empty_clusters=counts[best] <= 0,
+        restart_inertias=inert,
+        best_restart=best.astype(jnp.int32),
+    )
+    return result, info
+
+
+def _check_centroids(centroids, d, dtype, name="centroids"):
+    c = as_float_array(centroids, name, 2)
+    check_finite(c, name)
+    if c.shape[1] != d:
+        raise ValueError(f"`{name}` has {c.shape[1]} features but `x` has {d}")
+    if c.shape[0] < 1:
+        raise ValueError(f"`{name}` must hold at least one centroid")
+    return c.astype(dtype)
+
+
+def _check_tol(tol):
+    if is_tracer(tol):
+        return
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer, jax.Array)):
+        raise TypeError(f"`tol` must be a number, got {type(tol).__name__}")
+    if not np.isfinite(float(tol)) or float(tol) < 0:
+        raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
+
+
+def _check_chunk(chunk_size):
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", minimum=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public Lloyd API
+# ----------------------------------------------------------------------------------------------------------
+@jax.jit(static_argnums=(3,))
+def _step_jit(x, w, c, chunk):
+    n = x.shape[0]
+    xr, wr = _pad_chunks(x, w, chunk)
+    new, labels, _, inert, _ = _lloyd_core(xr, wr, c)
+    return new, labels[:n], inert
+
+
+def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
+    r"""One Lloyd step: assign every sample to its closest centroid, then move each centroid to the weighted
+    mean of its samples (empty clusters are relocated, see the module notes).
+
+    Args:
+        x: ``(n, D)`` samples.
+        centroids: ``(K, D)`` current centroids.
+        sample_weight: optional ``(n,)`` non-negative weights.
+        chunk_size: rows per chunk of the distance computation; default automatic.
+
+    Returns:
+        ``(new_centroids, labels, inertia)``: ``(K, D)`` updated centroids, and the ``(n,)`` labels and scalar
+        inertia of the *input* centroids. The inertia of ``new_centroids`` is never larger.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0], [1.0], [9.0], [11.0]])
+        >>> c, labels, j = kmeans.lloyd_step(x, jnp.array([[0.0], [1.0]]))
+        >>> c.ravel().tolist(), labels.tolist(), float(j)
+        ([0.0, 7.0], [0, 1, 1, 1], 164.0)
+    """
+    x = _check_x(x)
+    c = _check_centroids(centroids, x.shape[1], x.dtype)
+    _check_chunk(chunk_size)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    return _step_jit(x, w, c, _chunk_rows(x.shape[0], c.shape[0], chunk_size))
+
+
+def fit(
+    x,
+    n_clusters: int,
+    *,
+    key=None,
+    init_method: str = "kmeans++",
+    init_centroids=None,
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    sample_weight=None,
+    n_local_trials: int | None = None,
+    chunk_size: int | None = None,
+):
+    r"""k-means by Lloyd's algorithm under ``lax.while_loop``, ``n_init`` restarts as one vmapped program.
+
+    Iterations stop when the assignments do not change, when the squared centroid shift
+    :math:`\sum_k \lVert c_k^{t+1} - c_k^t\rVert^2` is at most ``tol`` times the mean per-feature variance of
+    the data (scikit-learn's convention), or after ``max_iter`` steps. The restart with the lowest final
+    inertia
+    is kept; all restarts' inertias are in ``info.restart_inertias``. The returned labels and inertia are
+    always those of the returned centroids.
+
+    Args:
+        x: ``(n, D)`` samples, float32 or float64 (the computation runs in this dtype).
+        n_clusters: ``K``, between 1 and ``n``. When ``K`` exceeds the number of distinct samples some
+            clusters are necessarily empty: they are flagged in ``info.empty_clusters``.
+        key: a JAX PRNG key (required unless ``init_centroids`` is given).
+        init_method: one of :data:`INIT_METHODS` (ignored when ``init_centroids`` is given).
+        init_centroids: optional ``(K, D)`` starting centroids (then ``n_init`` must be 1).
+        n_init: number of restarts.
+        max_iter: hard limit on Lloyd steps (static: the inertia trace has this length).
+        tol: relative tolerance on the squared centroid shift (0 runs until the assignments are stable).
+        sample_weight: optional ``(n,)`` non-negative weights, not all zero.
+        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
+        chunk_size: rows per chunk of the ``n x K`` distance computation (``lax.scan`` over chunks); default
+            ``max(256, 2**16 // K)`` rows, which keeps a chunk's distances in cache.
+
+    Returns:
+        ``(result, info)``: a :class:`KMeansResult` and a :class:`KMeansInfo`.
+
+    Raises:
+        ValueError / TypeError: naming the argument, for NaN/inf, wrong rank, non-float ``x``, ``n_clusters``
+            outside ``[1, n]``, negative or all-zero weights, an unknown ``init_method``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+        >>> result, info = kmeans.fit(x, 2, key=jax.random.key(0), n_init=3)
+        >>> sorted(result.centroids[:, 0].tolist()), float(result.inertia), bool(info.converged)
+        ([0.0, 10.0], 1.0, True)
+    """
+    check_choice(init_method, "init_method", INIT_METHODS)
+    x = _check_x(x)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=x.shape[0])
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_tol(tol)
+    _check_chunk(chunk_size)
+    trials = _check_trials(n_local_trials, n_clusters)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    if init_centroids is not None:
+        init_centroids = _check_centroids(init_centroids, x.shape[1], x.dtype, "init_centroids")
+        if init_centroids.shape[0] != n_clusters:
+            raise ValueError(
+                f"`init_centroids` has {init_centroids.shape[0]} rows but n_clusters={n_clusters}"
+            )
+        if n_init != 1:
+            raise ValueError(f"`n_init` must be 1 when `init_centroids` is given, got {n_init}")
+        if key is None:
+            key = jax.random.key(0)  # unused: the restart starts from init_centroids
+    check_key(key)
+    chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
+    return _fit_jit(
+        key,
+        x,
+        w,
+        n_clusters,
+        init_method,
+        trials,
+        n_init,
+        max_iter,
+        chunk,
+        jnp.asarray(tol, x.dtype),
+        init_centroids,
+    )
+
+
+@jax.jit(static_argnums=(3,))
+def _labels_inertia_jit(x, w, c, chunk):
+    n = x.shape[0]
+    xr, wr = _pad_chunks(x, w, chunk)
+    labels, _, inert, _, _ = _pass(xr, wr, c, False, exact=True)
+    return labels[:n], inert
+
+
+def _eval_args(x, centroids, sample_weight, chunk_size):
+    x = _check_x(x)
+    c = _check_centroids(centroids, x.shape[1], x.dtype)
+    _check_chunk(chunk_size)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size)
+
+
+def predict(x, centroids, *, chunk_size: int | None = None):
+    """Index of the closest centroid of every sample (ties go to the lowest index).
+
+    Args:
+        x: ``(n, D)`` samples.
+        centroids: ``(K, D)``, e.g. ``result.centroids``.
+        chunk_size: rows per chunk of the distance computation; default automatic.
+
+    Returns:
+        ``(n,)`` int32 labels.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> kmeans.predict(jnp.array([[0.2], [8.0]]), jnp.array([[0.0], [10.0]])).tolist()
+        [0, 1]
+    """
+    x, c, w, chunk = _eval_args(x, centroids, None, chunk_size)
+    return _labels_inertia_jit(x, w, c, chunk)[0]
+
+
+def inertia(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
+    r"""Weighted inertia :math:`\sum_i w_i \min_k \lVert x_i - c_k\rVert^2`.
+
+    Args:
+        x: ``(n, D)`` samples.
+        centroids: ``(K, D)``.
+        sample_weight: optional ``(n,)`` non-negative weights.
+        chunk_size: rows per chunk of the distance computation; default automatic.
+
+    Returns:
+        Scalar inertia.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> float(kmeans.inertia(jnp.array([[1.0], [4.0]]), jnp.array([[0.0], [5.0]])))
+        2.0
+    """
+    x, c, w, chunk = _eval_args(x, centroids, sample_weight, chunk_size)
+    return _labels_inertia_jit(x, w, c, chunk)[1]
+
+
+@jax.jit
+def _transform_jit(x, c):
+    return jnp.sqrt(_sq_dist(x, jnp.sum(jnp.square(x), axis=-1), c))
+
+
+def transform(x, centroids):
+    """Euclidean distances from every sample to every centroid (the k-means feature map, as scikit-learn).
+
+    Args:
+        x: ``(n, D)`` samples.
+        centroids: ``(K, D)``.
+
+    Returns:
+        ``(n, K)`` distances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> kmeans.transform(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0], [0.0, 1.0]])).tolist()
+        [[5.0, 1.0]]
+    """
+    x, c, _, _ = _eval_args(x, centroids, None, None)
+    return _transform_jit(x, c)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# mini-batch k-means
+# ----------------------------------------------------------------------------------------------------------
+def _minibatch_core(state: MiniBatchState, xb, wb):
+    c, counts = state
+    xr, wr = xb[None], wb[None]
+    labels, d, inert, sums, bcounts = _pass(xr, wr, c, True)
+    # a centroid that has never received any weight is moved onto the batch sample farthest from its centroid
+    never = (counts + bcounts) <= 0
+    sums, bcounts, _ = jax.lax.cond(
+        jnp.any(never),
+        _relocate_empty,
+        lambda *a: (a[4], a[5], jnp.zeros((), jnp.int32)),
+        xb,
+        wb,
+        d,
+        labels,
+        sums,
+        bcounts,
+        never,
+    )
+    new_counts = counts + bcounts
+    safe = jnp.where(new_counts > 0, new_counts, 1.0)
+    new_c = jnp.where((new_counts > 0)[:, None], (c * counts[:, None] + sums) / safe[:, None], c)
+    return MiniBatchState(new_c, new_counts), inert / jnp.maximum(jnp.sum(wb), jnp.finfo(xb.dtype).tiny)
+
+
+_minibatch_step_jit = jax.jit(_minibatch_core)
+
+
+def minibatch_init(centroids) -> MiniBatchState:
+    """Mini-batch state from initial centroids (all counts zero).
+
+    Args:
+        centroids: ``(K, D)`` initial centroids, e.g. from :func:`init` on a sample of the data.
+
+    Returns:
+        A :class:`MiniBatchState`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> kmeans.minibatch_init(jnp.zeros((3, 2))).counts.tolist()
+        [0.0, 0.0, 0.0]
+    """
+    c = as_float_array(centroids, "centroids", 2)
+    check_finite(c, "centroids")
+    return MiniBatchState(c, jnp.zeros((c.shape[0],), c.dtype))
+
+
+def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
+    r"""One mini-batch k-means update (Sculley, 2010) from a batch, for data streamed from disk.
+
+    Each centroid moves towards the weighted mean :math:`\bar x_k` of the batch samples assigned to it:
+    :math:`c_k \leftarrow (N_k c_k + b_k \bar x_k) / (N_k + b_k)`, with :math:`N_k` the weight it received so
+    far and :math:`b_k` its weight in this batch.
+
+    Args:
+        state: a :class:`MiniBatchState` (see :func:`minibatch_init`).
+        x_batch: ``(b, D)`` samples.
+        sample_weight: optional ``(b,)`` non-negative weights.
+
+    Returns:
+        ``(state, batch_inertia)``: the updated state and the mean inertia of the batch under the old
+        centroids.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> state = kmeans.minibatch_init(jnp.array([[0.0], [10.0]]))
+        >>> state, j = kmeans.minibatch_step(state, jnp.array([[1.0], [9.0], [11.0]]))
+        >>> state.centroids.ravel().tolist(), state.counts.tolist()
+        ([1.0, 10.0], [1.0, 2.0])
+    """
+    if not isinstance(state, MiniBatchState):
+        raise TypeError(f"`state` must be a MiniBatchState (see minibatch_init), got {type(state).__name__}")
+    xb = _check_x(x_batch, "x_batch")
+    c = _check_centroids(state.centroids, xb.shape[1], xb.dtype, "state.centroids")
+    wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype)
+    return _minibatch_step_jit(MiniBatchState(c, jnp.asarray(state.counts, xb.dtype)), xb, wb)
+
+
+class _MBState(NamedTuple):
+    mb: MiniBatchState
+    key: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    trace: jax.Array
+
+
+@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 9))
+def _fit_minibatch_jit(
+    key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, batch_size, chunk, tol, init_centroids
+):
+    n = x.shape[0]
+    init_size = min(n, max(3 * batch_size, 3 * n_clusters))
+    tol_abs = _tol_abs(x, w, tol)
+    xr, wr = _pad_chunks(x, w, chunk)
+
+    def one(key):
+        key, k_sub, k_seed = jax.random.split(key, 3)
+        if init_centroids is not None:
+            c0 = init_centroids
+        else:
+            sub = jax.random.choice(k_sub, n, (init_size,), replace=False) if init_size < n else jnp.arange(n)
+            ws = w[sub]
+            ws = jnp.where(jnp.sum(ws) > 0, ws, jnp.ones_like(ws))  # a subset of zero weights: seed uniformly
+            c0 = _seed(k_seed, x[sub], ws, n_clusters, method, n_local_trials)
+
+        def cond(s: _MBState):
+            return (s.n_iter < max_iter) & ~s.converged
+
+        def body(s: _MBState):
+            k, k_b = jax.random.split(s.key)
+            idx = jax.random.randint(k_b, (batch_size,), 0, n)
+            mb, j = _minibatch_core(s.mb, x[idx], w[idx])
+            shift = jnp.sum(jnp.square(mb.centroids - s.mb.centroids))
+            return _MBState(mb, k, s.n_iter + 1, shift <= tol_abs, s.trace.at[s.n_iter].set(j))
+
+        s0 = _MBState(
+            MiniBatchState(c0, jnp.zeros((n_clusters,), x.dtype)),
+            key,
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), bool),
+            jnp.full((max_iter,), jnp.nan, x.dtype),
+        )
+        s = jax.lax.while_loop(cond, body, s0)
+        labels, _, inert, _, counts = _pass_with_counts(xr, wr, s.mb.centroids)
+        return s, labels, inert, counts
+
+    s, labels, inert, counts = jax.vmap(one)(jax.random.split(key, n_init))
+    best = jnp.argmin(inert)
+    result = KMeansResult(s.mb.centroids[best], labels[best, :n], inert[best])
+    info = KMeansInfo(
+        converged=s.converged[best],
+        n_iter=s.n_iter[best],
+        inertia_trace=s.trace[best],
+        n_relocated=jnp.zeros((), jnp.int32),
+        empty_clusters=counts[best] <= 0,
+        restart_inertias=inert,
+        best_restart=best.astype(jnp.int32),
+    )
+    return result, info
+
+
+def fit_minibatch(
+    x,
+    n_clusters: int,
+    *,
+    key,
+    batch_size: int = 1024,
+    init_method: str = "kmeans++",
+    init_centroids=None,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 0.0,
+    sample_weight=None,
+    n_local_trials: int | None = None,
+    chunk_size: int | None = None,
+):
+    r"""Mini-batch k-means with the same call shape and results as :func:`fit`.
+
+    Every step draws ``batch_size`` samples uniformly (with replacement) and applies :func:`minibatch_step`;
+    the
+    seeding runs on a random subset of ``max(3 batch_size, 3 K)`` samples. The returned labels and inertia are
+    computed on all of ``x`` (chunked) from the final centroids. For data that does not fit in memory, loop
+    over
+    batches yourself with :func:`minibatch_init` / :func:`minibatch_step` and use :func:`predict`.
+
+    Args:
+        x: ``(n, D)`` samples.
+        n_clusters: ``K``, between 1 and ``n``.
+        key: a JAX PRNG key (batches are drawn from it).
+        batch_size: samples per step.
+        init_method: one of :data:`INIT_METHODS` (ignored when ``init_centroids`` is given).
+        init_centroids: optional ``(K, D)`` starting centroids.
+        n_init: number of restarts (vmapped; the lowest full-data inertia is kept).
+        max_iter: number of mini-batch steps at most.
+        tol: stop when the squared centroid shift of a step is at most ``tol`` times the mean feature variance
+            (0 disables early stopping).
+        sample_weight: optional ``(n,)`` non-negative weights.
+        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
+        chunk_size: rows per chunk of the final full-data assignment; default automatic.
+
+    Returns:
+        ``(result, info)``: a :class:`KMeansResult` and a :class:`KMeansInfo` (``inertia_trace`` holds the
+        mean
+        batch inertia of every step).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.concatenate([jnp.zeros((50, 1)), jnp.full((50, 1), 10.0)])
+        >>> result, info = kmeans.fit_minibatch(x, 2, key=jax.random.key(0), batch_size=16, max_iter=20)
+        >>> sorted(result.centroids.ravel().round(3).tolist()), float(result.inertia)
+        ([0.0, 10.0], 0.0)
+    """
+    check_choice(init_method, "init_method", INIT_METHODS)
+    x = _check_x(x)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=x.shape[0])
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_tol(tol)
+    _check_chunk(chunk_size)
+    trials = _check_trials(n_local_trials, n_clusters)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    check_key(key)
+    if init_centroids is not None:
+        init_centroids = _check_centroids(init_centroids, x.shape[1], x.dtype, "init_centroids")
+        if init_centroids.shape[0] != n_clusters:
+            raise ValueError(
+                f"`init_centroids` has {init_centroids.shape[0]} rows but n_clusters={n_clusters}"
+            )
+    chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
+    return _fit_minibatch_jit(
+        key,
+        x,
+        w,
+        n_clusters,
+        init_method,
+        trials,
+        n_init,
+        max_iter,
+        batch_size,
+        chunk,
+        jnp.asarray(tol, x.dtype),
+        init_centroids,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helper for other modules (Gaussian mixture initialisation)
+# ----------------------------------------------------------------------------------------------------------
+def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
+    """k-means++ seeds refined by at most ``max_iter`` Lloyd steps (tol 0); pure, jittable, vmappable."""
+    c0 = _kmeans_plusplus(key, x, w, n_clusters, _default_trials(n_clusters))[0]
+    xr, wr = _pad_chunks(x, w, _chunk_rows(x.shape[0], n_clusters, None))
+    s, _, _, _ = _lloyd_run(xr, wr, c0, max_iter, jnp.zeros((), x.dtype))
+    return s.centroids

@@ -1,0 +1,280 @@
+"""Tests of jaxprob.kmeans: agreement with scikit-learn (tests only), invariants, empty clusters, bad
+input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import make_blobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from jaxprob import datasets, kmeans, mixture
+
+sklearn_cluster = pytest.importorskip("sklearn.cluster")
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+BLOB_MEANS = [[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]]
+# most float32 fits below share one configuration ((120, 2) data, K=4, n_init=3) so that one compilation
+# serves
+# them all; the float64 fits from given centroids share the shape of the "blobs" data set ((300, 2), K=4)
+FOUR_MEANS = BLOB_MEANS + [[8.0, 8.0]]
+
+
+def _fit32(x, key, **kw):
+    return kmeans.fit(x, 4, key=jax.random.key(key), n_init=3, **kw)
+
+
+def _sk_lloyd(x, c0, w=None):
+    km = sklearn_cluster.KMeans(
+        len(c0), init=np.asarray(c0), n_init=1, max_iter=300, tol=0.0, algorithm="lloyd"
+    )
+    km.fit(np.asarray(x), sample_weight=None if w is None else np.asarray(w))
+    return km
+
+
+def _datasets(rng):
+    blobs, _ = make_blobs(rng, 100, BLOB_MEANS, scale=1.5)
+    uniform = rng.uniform(-1, 1, (400, 5))
+    digits = datasets.load_digits(np.float64)[0][:600]
+    return {"blobs": (blobs, 4), "uniform": (uniform, 8), "digits": (digits, 10)}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_sklearn_lloyd_float64(rng, weighted):
+    with jax.enable_x64(True):
+        for name, (x, k) in _datasets(rng).items():
+            w = rng.uniform(0.2, 3.0, len(x)) if weighted else None
+            c0 = x[rng.choice(len(x), k, replace=False)]
+            ref = _sk_lloyd(x, c0, w)
+            res, info = kmeans.fit(x, k, init_centroids=c0, tol=0.0, sample_weight=w)
+            assert res.centroids.dtype == jnp.float64
+            np.testing.assert_allclose(float(res.inertia), ref.inertia_, rtol=1e-5, err_msg=name)
+            np.testing.assert_array_equal(np.asarray(res.labels), ref.labels_, err_msg=name)
+            np.testing.assert_allclose(np.asarray(res.centroids), ref.cluster_centers_, rtol=1e-5, atol=1e-8)
+            assert bool(info.converged)
+            # labels and inertia are those of the returned centroids
+            np.testing.assert_array_equal(
+                np.asarray(kmeans.predict(x, res.centroids)), np.asarray(res.labels)
+            )
+
+
+def test_kmeanspp_recovers_separated_blobs(rng):
+    x, y = make_blobs(rng, 30, FOUR_MEANS, scale=0.5, dtype=np.float32)
+    res, info = _fit32(x, 3)
+    assert res.centroids.dtype == jnp.float32
+    assert sklearn_metrics.adjusted_rand_score(y, np.asarray(res.labels)) == 1.0
+    true_inertia = sum(np.sum((x[y == j] - x[y == j].mean(0)) ** 2) for j in range(4))
+    np.testing.assert_allclose(float(res.inertia), true_inertia, rtol=1e-4)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(
+    x=hnp.arrays(np.float64, (40, 2), elements=st.floats(-10, 10, allow_nan=False, width=64)),
+    seed=st.integers(0, 2**16),
+)
+def test_inertia_never_increases(x, seed):
+    with jax.enable_x64(True):
+        res, info = kmeans.fit(x, 5, key=jax.random.key(seed), init_method="random", tol=0.0, max_iter=30)
+        n = int(info.n_iter)
+        trace = np.asarray(info.inertia_trace)
+        assert np.all(np.isnan(trace[n:])) and np.all(np.isfinite(trace[:n]))
+        slack = 1e-9 * (1.0 + np.abs(trace[:n]))
+        assert np.all(np.diff(trace[:n]) <= slack[1:])
+        assert float(res.inertia) <= trace[n - 1] + slack[n - 1]
+        assert np.all(np.isfinite(np.asarray(res.centroids)))
+
+
+def test_empty_cluster_is_relocated_to_farthest_point():
+    x = jnp.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [13.0, 0.0]])
+    c0 = jnp.array([[0.0, 0.0], [11.0, 0.0], [100.0, 100.0]])
+    new, labels, j = kmeans.lloyd_step(x, c0)
+    assert labels.tolist() == [0, 0, 1, 1]
+    # cluster 2 is empty; distances to the assigned centroids are 0, 1, 1, 2: the farthest sample x[3] moves
+    # to
+    # cluster 2 and leaves cluster 1, which keeps x[2]
+    np.testing.assert_allclose(np.asarray(new), [[0.5, 0.0], [10.0, 0.0], [13.0, 0.0]])
+    res, info = kmeans.fit(x, 3, init_centroids=c0)
+    assert int(info.n_relocated) >= 1 and not bool(info.empty_clusters.any())
+    np.testing.assert_array_equal(np.asarray(kmeans.predict(x, res.centroids)), np.asarray(res.labels))
+
+
+def test_more_clusters_than_distinct_points_is_flagged_not_nan():
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 0.0]], np.float32), 40, axis=0)
+    res, info = _fit32(x, 0)
+    assert np.all(np.isfinite(np.asarray(res.centroids)))
+    assert int(info.empty_clusters.sum()) == 1
+    assert float(res.inertia) == 0.0
+    assert set(np.asarray(res.labels).tolist()) == set(
+        np.flatnonzero(~np.asarray(info.empty_clusters)).tolist()
+    )
+
+
+def test_integer_weights_equal_repeated_samples(rng):
+    with jax.enable_x64(True):
+        # 150 distinct samples with integer weights summing to 300, padded with 150 zero-weight rows, against
+        # the 300 repeated samples: same shapes as the "blobs" data of the scikit-learn test (one compilation)
+        x, _ = make_blobs(rng, 50, BLOB_MEANS, scale=2.0)
+        reps = np.full(150, 2)
+        moved = rng.choice(150, 40, replace=False)
+        reps[moved[:20]] += 1
+        reps[moved[20:]] -= 1
+        c0 = x[[0, 60, 120, 140]]
+        xp = np.concatenate([x, x[::-1]])
+        a, _ = kmeans.fit(
+            xp, 4, init_centroids=c0, sample_weight=np.concatenate([reps, np.zeros(150)]), tol=0.0
+        )
+        b, _ = kmeans.fit(np.repeat(x, reps, axis=0), 4, init_centroids=c0, tol=0.0)
+        np.testing.assert_allclose(np.asarray(a.centroids), np.asarray(b.centroids), rtol=1e-10)
+        np.testing.assert_allclose(float(a.inertia), float(b.inertia), rtol=1e-10)
+
+
+def test_chunked_equals_unchunked(rng):
+    with jax.enable_x64(True):
+        x = rng.standard_normal((300, 2))
+        c0 = x[:4]
+        full, info_full = kmeans.fit(x, 4, init_centroids=c0, tol=0.0)
+        tiny, info_tiny = kmeans.fit(x, 4, init_centroids=c0, tol=0.0, chunk_size=7)
+        np.testing.assert_array_equal(np.asarray(full.labels), np.asarray(tiny.labels))
+        np.testing.assert_allclose(np.asarray(full.centroids), np.asarray(tiny.centroids), rtol=1e-12)
+        np.testing.assert_allclose(float(full.inertia), float(tiny.inertia), rtol=1e-12)
+        assert int(info_full.n_iter) == int(info_tiny.n_iter)
+        np.testing.assert_array_equal(
+            np.asarray(kmeans.predict(x, c0, chunk_size=5)), np.asarray(kmeans.predict(x, c0))
+        )
+        w = rng.uniform(0, 1, len(x))
+        np.testing.assert_allclose(
+            float(kmeans.inertia(x, c0, sample_weight=w, chunk_size=10)),
+            float(kmeans.inertia(x, c0, sample_weight=w)),
+            rtol=1e-12,
+        )
+
+
+def test_predict_transform_inertia_against_numpy(rng):
+    with jax.enable_x64(True):
+        x, c = rng.standard_normal((50, 4)), rng.standard_normal((7, 4))
+        w = rng.uniform(0, 2, 50)
+        d2 = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+        np.testing.assert_allclose(np.asarray(kmeans.transform(x, c)), np.sqrt(d2), rtol=1e-10)
+        np.testing.assert_array_equal(np.asarray(kmeans.predict(x, c)), d2.argmin(1))
+        np.testing.assert_allclose(
+            float(kmeans.inertia(x, c, sample_weight=w)), (w * d2.min(1)).sum(), rtol=1e-12
+        )
+
+
+def test_same_key_bit_identical_and_restarts_reported(rng):
+    x, _ = make_blobs(rng, 30, FOUR_MEANS, scale=3.0, dtype=np.float32)
+    a, ia = _fit32(x, 7)
+    b, ib = _fit32(x, 7)
+    for u, v in zip(jax.tree.leaves((a, ia)), jax.tree.leaves((b, ib)), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    r = np.asarray(ia.restart_inertias)
+    assert r.shape == (3,) and int(ia.best_restart) == int(np.argmin(r))
+    assert float(a.inertia) == r.min()
+
+
+def test_second_call_with_same_shapes_does_not_retrace(rng):
+    x1, x2 = (
+        rng.standard_normal((120, 2)).astype(np.float32),
+        rng.standard_normal((120, 2)).astype(np.float32),
+    )
+    _fit32(x1, 0)
+    before = kmeans._fit_jit._cache_size()
+    _fit32(x2, 1)
+    _fit32(x1, 2, tol=1e-3, sample_weight=np.ones(120, np.float32))
+    assert kmeans._fit_jit._cache_size() == before
+
+
+def test_fit_under_vmap_over_keys(rng):
+    x = rng.standard_normal((64, 2)).astype(np.float32)
+    keys = jax.random.split(jax.random.key(0), 3)
+    inert = jax.vmap(lambda k: kmeans.fit(x, 3, key=k, init_method="random", max_iter=10)[0].inertia)(keys)
+    assert inert.shape == (3,) and np.all(np.isfinite(np.asarray(inert)))
+
+
+def test_minibatch(rng):
+    x, y = make_blobs(rng, 30, FOUR_MEANS, scale=0.5, dtype=np.float32)
+    res, info = kmeans.fit_minibatch(x, 4, key=jax.random.key(0), batch_size=64, max_iter=50)
+    assert sklearn_metrics.adjusted_rand_score(y, np.asarray(res.labels)) == 1.0
+    assert int(info.n_iter) == 50 and np.all(np.isfinite(np.asarray(info.inertia_trace)))
+    np.testing.assert_array_equal(np.asarray(kmeans.predict(x, res.centroids)), np.asarray(res.labels))
+    # the streaming API: weighted running means, a never-hit centroid is moved onto a batch sample
+    state = kmeans.minibatch_init(jnp.array([[0.0], [10.0], [100.0]]))
+    state, _ = kmeans.minibatch_step(
+        state, jnp.array([[1.0], [3.0], [9.0]]), sample_weight=jnp.array([1.0, 1, 2])
+    )
+    np.testing.assert_allclose(np.asarray(state.centroids).ravel(), [1.0, 9.0, 3.0])
+    np.testing.assert_allclose(np.asarray(state.counts), [1.0, 2.0, 1.0])
+    state, _ = kmeans.minibatch_step(
+        state, jnp.array([[5.0], [0.0], [0.0]]), sample_weight=jnp.array([1.0, 0, 0])
+    )
+    np.testing.assert_allclose(np.asarray(state.centroids).ravel(), [1.0, 9.0, 4.0])
+
+
+def test_gmm_kmeans_init(rng):
+    x, y = make_blobs(rng, 100, BLOB_MEANS, scale=0.7, dtype=np.float32)
+    assert "kmeans" in mixture.INIT_METHODS
+    gmm, info = mixture.fit(
+        x,
+        3,
+        key=jax.random.key(0),
+        init_method="kmeans",
+        n_init=2,
+        covariance_type="diag",
+        sample_weight=np.ones(len(x), np.float32),
+    )
+    assert sklearn_metrics.adjusted_rand_score(y, np.asarray(mixture.predict(x, gmm))) == 1.0
+    assert np.all(np.isfinite(np.asarray(gmm.means)))
+
+
+def test_kmeans_init_methods(rng):
+    x = rng.standard_normal((30, 2)).astype(np.float32)
+    for method in kmeans.INIT_METHODS:
+        c = kmeans.init(jax.random.key(0), x, 4, method=method)
+        assert c.shape == (4, 2)
+        assert all(any(np.array_equal(row, xi) for xi in x) for row in np.asarray(c))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(x=np.array([[0.0, np.nan], [1.0, 1.0]])), ValueError, "`x` contains"),
+        (dict(x=np.array([[0.0, np.inf], [1.0, 1.0]])), ValueError, "`x` contains"),
+        (dict(x=np.zeros(5)), ValueError, "`x` must have 2"),
+        (dict(x=np.zeros((5, 2), np.int32)), TypeError, "`x` must have a floating"),
+        (dict(n_clusters=0), ValueError, "`n_clusters` must be >= 1"),
+        (dict(n_clusters=7), ValueError, "`n_clusters` must be <= 6"),
+        (dict(sample_weight=-np.ones(6)), ValueError, "`sample_weight` must be non-negative"),
+        (dict(sample_weight=np.zeros(6)), ValueError, "all are zero"),
+        (dict(sample_weight=np.ones(5)), ValueError, "`sample_weight` must have shape"),
+        (dict(init_method="bogus"), ValueError, "`init_method`"),
+        (dict(key=None), TypeError, "`key` is required"),
+        (dict(init_centroids=np.zeros((3, 3))), ValueError, "`init_centroids` has 3 features"),
+        (dict(init_centroids=np.zeros((2, 2))), ValueError, "`init_centroids` has 2 rows"),
+        (dict(init_centroids=np.zeros((3, 2)), n_init=2), ValueError, "`n_init` must be 1"),
+        (dict(chunk_size=0), ValueError, "`chunk_size`"),
+        (dict(tol=-1.0), ValueError, "`tol`"),
+        (dict(max_iter=0), ValueError, "`max_iter`"),
+    ],
+)
+def test_bad_input(kwargs, exc, match):
+    args = dict(x=np.arange(12.0).reshape(6, 2), n_clusters=3, key=jax.random.key(0))
+    args.update(kwargs)
+    x, k = args.pop("x"), args.pop("n_clusters")
+    with pytest.raises(exc, match=match):
+        kmeans.fit(x, k, **args)
+
+
+def test_bad_input_other_entry_points():
+    x = np.arange(12.0).reshape(6, 2)
+    with pytest.raises(ValueError, match="`centroids` has 3 features"):
+        kmeans.predict(x, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="`centroids` contains"):
+        kmeans.inertia(x, np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="`batch_size`"):
+        kmeans.fit_minibatch(x, 2, key=jax.random.key(0), batch_size=0)
+    with pytest.raises(TypeError, match="`state` must be a MiniBatchState"):
+        kmeans.minibatch_step((np.zeros((2, 2)), np.zeros(2)), x)
+    with pytest.raises(ValueError, match="`x_batch` contains"):
+        kmeans.minibatch_step(kmeans.minibatch_init(np.zeros((2, 2))), np.full((2, 2), np.nan))
