@@ -48,7 +48,7 @@ from jaxprob.densities import (
     _log_det_prec_chol,
     _precisions_cholesky,
 )
-from jaxprob.kmeans import _kmeans_plusplus, _random_centroids, _sq_dist
+from jaxprob.kmeans import _kmeans_centroids, _kmeans_plusplus, _random_centroids, _sq_dist
 
 __all__ = [
     "GaussianMixture",
@@ -75,7 +75,7 @@ __all__ = [
     "detect_anomalies",
 ]
 
-INIT_METHODS = ("kmeans++", "random_from_data", "random")
+INIT_METHODS = ("kmeans++", "random_from_data", "random", "kmeans")
 
 
 class GaussianMixture(eqx.Module):
@@ -366,8 +366,10 @@ def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None
     if ct in ("full", "tied"):
         # Cholesky failure (not positive definite after rounding): fall back to the diagonal, flag it
         bad = jnp.any(~jnp.isfinite(prec), axis=(-2, -1))
-        diag = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), reg_covar) * eye
-        safe_prec = jnp.eye(d, dtype=dtype) * jax.lax.rsqrt(jnp.diagonal(diag, axis1=-2, axis2=-1))[..., None, :]
+        floor = jnp.maximum(reg_covar, jnp.finfo(dtype).eps)
+        dvals = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), floor)
+        diag = dvals[..., None] * eye
+        safe_prec = jax.lax.rsqrt(dvals)[..., None] * eye
         sel = bad[..., None, None]
         cov = jnp.where(sel, diag, cov)
         prec = jnp.where(sel, safe_prec, prec)
@@ -506,6 +508,8 @@ def _initial_resp(key, xc, w, n_components, method):
         return r / jnp.sum(r, axis=1, keepdims=True)
     if method == "kmeans++":
         centers, _ = _kmeans_plusplus(key, xc, w, n_components, 2 + int(math.log(n_components)))
+    elif method == "kmeans":  # k-means++ seeds refined by (at most 10) weighted Lloyd steps
+        centers = _kmeans_centroids(key, xc, w, n_components)
     else:
         centers, _ = _random_centroids(key, xc, w, n_components)
     return _hard_resp(xc, centers)
@@ -558,8 +562,9 @@ def init(key, x, n_components: int, *, covariance_type: str = "full", method: st
     """Initial mixture parameters from data.
 
     ``"kmeans++"`` seeds ``K`` centres by greedy k-means++ and ``"random_from_data"`` picks ``K`` distinct
-    samples; both then assign every sample to its nearest centre and run one M-step. ``"random"`` draws random
-    responsibilities and runs one M-step.
+    samples; both then assign every sample to its nearest centre and run one M-step. ``"kmeans"`` refines the
+    k-means++ seeds by at most 10 weighted Lloyd steps (:mod:`jaxprob.kmeans`) before that assignment.
+    ``"random"`` draws random responsibilities and runs one M-step.
 
     Args:
         key: a JAX PRNG key.
