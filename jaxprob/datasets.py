@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice", "load_breast_cancer",
+    "load_sample_photo",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -167,3 +168,29 @@ def load_breast_cancer(dtype=np.float32):
     path = package_data_path("sklearn", "datasets/data/breast_cancer.csv")
     table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
     return table[:, :-1].astype(dtype), (1 - table[:, -1]).astype(np.int32)
+
+
+def load_sample_photo(name: str = "china", dtype=np.float32):
+    """A colour photograph shipped in the ``scikit-learn`` wheel (``china.jpg`` or ``flower.jpg``, CC-BY 2.0).
+
+    Decoded with Pillow (a matplotlib dependency); scikit-learn itself is not imported.
+
+    Args:
+        name: ``"china"`` or ``"flower"``.
+        dtype: floating dtype of the pixels.
+
+    Returns:
+        ``(427, 640, 3)`` RGB values in ``[0, 1]``.
+
+    Example:
+        >>> from jaxprob import datasets
+        >>> datasets.load_sample_photo().shape
+        (427, 640, 3)
+    """
+    if name not in ("china", "flower"):
+        raise ValueError(f"`name` must be 'china' or 'flower', got {name!r}")
+    from PIL import Image
+
+    path = package_data_path("sklearn", f"datasets/images/{name}.jpg")
+    with Image.open(path) as img:
+        return (np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0).astype(dtype)
