@@ -111,11 +111,11 @@ def softmax_cross_entropy(logits, labels):
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> z = jnp.array([[0.0, jnp.log(3.0)], [0.0, 1000.0]])
-        >>> [round(float(v), 4) for v in classifiers.softmax_cross_entropy(z, jnp.array([1, 1]))]
-        [0.2877, 0.0]
-        >>> onehot = jnp.array([[0.0, 1.0], [0.0, 1.0]])
+        >>> [round(float(v), 4) for v in classifiers.softmax_cross_entropy(z, jnp.array([1, 0]))]
+        [0.2877, 1000.0]
+        >>> onehot = jnp.array([[0.0, 1.0], [1.0, 0.0]])
         >>> [round(float(v), 4) for v in classifiers.softmax_cross_entropy(z, onehot)]
-        [0.2877, 0.0]
+        [0.2877, 1000.0]
     """
     logits = as_float_array(logits, "logits", (1, 2))
     check_finite(logits, "logits")
