@@ -1,4 +1,4 @@
-"""Colour quantisation of a real photograph with k-means: image grid, storage in bits, distortion against k."""
+"""Colour quantisation of a real photograph with k-means: image grid, storage in bits, distortion vs k."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 from experiments._common import save_figure
 from jaxprob import datasets, kmeans
 
-DESCRIPTION = "k-means colour quantisation of scikit-learn's china.jpg: k = 2..128 colours, bits, MSE and PSNR"
+DESCRIPTION = (
+    "k-means colour quantisation of scikit-learn's china.jpg: k = 2..128 colours, bits, MSE and PSNR"
+)
 DEFAULTS = {"photo": "china", "ks": [2, 4, 8, 16, 32, 64, 128], "n_fit": 10000, "max_iter": 50}
 
 
@@ -32,27 +34,37 @@ def run(out_dir, seed: int, photo: str, ks, n_fit: int, max_iter: int) -> dict:
         quant = palette[labels]
         mse = float(np.mean((quant - pixels) ** 2))  # per channel, pixel values in [0, 1]
         bits = n * math.log2(k) + 24 * k  # labels + palette
-        rows.append({"k": k, "bits": bits, "compression_ratio": 24 * n / bits, "mse": mse,
-                     "psnr_db": 10 * math.log10(1.0 / mse), "n_iter": int(info.n_iter),
-                     "converged": bool(info.converged)})
+        rows.append(
+            {
+                "k": k,
+                "bits": bits,
+                "compression_ratio": 24 * n / bits,
+                "mse": mse,
+                "psnr_db": 10 * math.log10(1.0 / mse),
+                "n_iter": int(info.n_iter),
+                "converged": bool(info.converged),
+            }
+        )
         images.append(quant.reshape(h, w, 3))
 
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.2))
-    panels = [("original, 24 bits/pixel", img)] + [(f"k = {r['k']}, PSNR {r['psnr_db']:.1f} dB", q)
-                                                   for r, q in zip(rows, images, strict=True)]
+    panels = [("original, 24 bits/pixel", img)] + [
+        (f"k = {r['k']}, PSNR {r['psnr_db']:.1f} dB", q) for r, q in zip(rows, images, strict=True)
+    ]
     for ax, (title, im) in zip(axes.ravel(), panels, strict=False):
         ax.imshow(np.clip(im, 0, 1))
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     save_figure(fig, out_dir, "quantized_grid")
 
     kk = [r["k"] for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     a1.plot(kk, [r["compression_ratio"] for r in rows], "o-")
-    a1.set(xscale="log", xlabel="k (colours)", ylabel="compression ratio 24n / (n log2 k + 24k)",
-           title="storage")
+    a1.set(
+        xscale="log", xlabel="k (colours)", ylabel="compression ratio 24n / (n log2 k + 24k)", title="storage"
+    )
     a1.set_xticks(kk, [str(k) for k in kk])
     a2.plot(kk, [r["psnr_db"] for r in rows], "o-", label="PSNR (dB)")
     a2.set(xscale="log", xlabel="k (colours)", ylabel="PSNR (dB)", title="distortion")
