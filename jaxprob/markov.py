@@ -491,6 +491,8 @@ def _check_model(model, name="model"):
 
 def _check_context(context, model):
     ctx = context if (is_tracer(context) or isinstance(context, jax.Array)) else np.asarray(context)
+    if ctx.size == 0:
+        ctx = jnp.zeros((0,), jnp.int32)
     if not jnp.issubdtype(ctx.dtype, jnp.integer):
         raise TypeError(f"`context` must hold integer states, got {ctx.dtype}")
     if ctx.ndim == 0:
