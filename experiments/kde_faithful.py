@@ -9,7 +9,7 @@ import numpy as np
 from experiments._common import save_figure
 from jaxprob import datasets, kde
 
-DESCRIPTION = "KDE of Old Faithful (1-D waiting, 2-D) with Scott, Silverman and held-out likelihood bandwidths"
+DESCRIPTION = "KDE of Old Faithful (1-D waiting, 2-D) with Scott, Silverman and held-out bandwidths"
 DEFAULTS = {"kernel": "gaussian", "n_scales": 25, "valid_fraction": 0.3, "grid": 120}
 
 

@@ -1,4 +1,4 @@
-"""Word-level Markov chains on Alice's Adventures in Wonderland: perplexity against order, generation, heat map."""
+"""Word-level Markov chains on Alice in Wonderland: perplexity against order, generation, heat map."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from experiments._common import save_figure
 from jaxprob import datasets, markov, text
 
-DESCRIPTION = "Word bigram/trigram models of Alice in Wonderland: held-out perplexity vs order, generation, heat map"
+DESCRIPTION = "Word Markov models of Alice in Wonderland: held-out perplexity vs order, generation, heat map"
 DEFAULTS = {
     "orders": [0, 1, 2, 3],
     "smoothings": [0.01, 0.1, 1.0],
@@ -114,8 +114,8 @@ def _run(out_dir, seed, orders, smoothings, temperatures, min_count, valid_fract
     # stationary distribution of the bigram chain against word frequencies
     p_full = markov.transition_matrix(bigram)
     pi = np.asarray(markov.stationary_distribution(p_full))
-    freq = np.bincount(np.concatenate([np.asarray(r[k_max - 1 : n]) for r, n in zip(tr, tr_len, strict=True)]),
-                       minlength=s)
+    tokens = [np.asarray(r[k_max - 1 : n]) for r, n in zip(tr, tr_len, strict=True)]
+    freq = np.bincount(np.concatenate(tokens), minlength=s)
     metrics["stationary_vs_frequency_tv"] = float(0.5 * np.abs(pi - freq / freq.sum()).sum())
     metrics["stationary_residual"] = float(np.abs(pi @ np.asarray(p_full) - pi).max())
     return metrics
