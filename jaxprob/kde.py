@@ -375,8 +375,8 @@ def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0, 0.0]]), bandwidth=1.0, kernel="epanechnikov")
-        >>> [round(float(v), 4) for v in kde.log_prob(jnp.array([[0.0, 0.0], [2.0, 0.0]]), model)]
-        [-0.4516, -inf]
+        >>> tuple(round(float(v), 4) for v in kde.log_prob(jnp.array([[0.0, 0.0], [2.0, 0.0]]), model))
+        (-0.4516, -inf)
     """
     _check_model(kde)
     x = _check_queries(x, kde)

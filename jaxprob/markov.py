@@ -544,8 +544,8 @@ def transition_matrix(model: MarkovChain):
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 1]]), None, 2, smoothing=1.0)
-        >>> [[round(float(v), 4) for v in row] for row in markov.transition_matrix(m)]
-        [[0.3333, 0.6667], [0.3333, 0.6667]]
+        >>> tuple(tuple(round(float(v), 4) for v in row) for row in markov.transition_matrix(m))
+        ((0.3333, 0.6667), (0.3333, 0.6667))
     """
     _check_model(model)
     if model.order != 1:
@@ -614,8 +614,9 @@ def log_likelihood(model: MarkovChain, sequences, lengths):
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 0, 1, 1]]), None, 2, smoothing=0.0)
-        >>> [round(float(v), 4) for v in markov.log_likelihood(m, jnp.array([[0, 1, 1], [1, 0, 0]]), None)]
-        [-0.6931, -inf]
+        >>> ll = markov.log_likelihood(m, jnp.array([[0, 1, 1], [1, 0, 0]]), None)
+        >>> tuple(round(float(v), 4) for v in ll)
+        (-0.6931, -inf)
     """
     _check_model(model)
     seq, lens = _check_sequences(sequences, lengths, model.n_states)
@@ -681,8 +682,8 @@ def stationary_distribution(transition):
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> pi = markov.stationary_distribution(jnp.array([[0.9, 0.1], [0.5, 0.5]]))
-        >>> [round(float(v), 4) for v in pi]
-        [0.8333, 0.1667]
+        >>> tuple(round(float(v), 4) for v in pi)
+        (0.8333, 0.1667)
     """
     from jaxprob._validation import as_float_array, check_finite
 
