@@ -140,8 +140,8 @@ def load_alice() -> str:
 
     Example:
         >>> from jaxprob import datasets
-        >>> datasets.load_alice().split()[:4]
-        ["ALICE'S", 'ADVENTURES', 'IN', 'WONDERLAND']
+        >>> " ".join(datasets.load_alice().split()[:4])
+        "ALICE'S ADVENTURES IN WONDERLAND"
     """
     return (_HERE / "data" / "alice29.txt").read_text(encoding="ascii").replace("\r\n", "\n")
 
