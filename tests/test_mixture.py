@@ -1,0 +1,332 @@
+"""Gaussian mixtures by EM: scikit-learn traces, invariants, weights, restarts, vmap, sampling, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import make_blobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from sklearn.mixture import GaussianMixture as SkGMM
+from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky, _estimate_gaussian_parameters
+
+import jaxprob as jp
+from jaxprob import mixture
+
+CTS = jp.COVARIANCE_TYPES
+
+
+def initial_params(rng, x, k, ct, reg=1e-6):
+    """Initial parameters from random responsibilities, computed by scikit-learn's own estimator."""
+    resp = rng.uniform(size=(x.shape[0], k))
+    resp /= resp.sum(axis=1, keepdims=True)
+    nk, means, covs = _estimate_gaussian_parameters(x.astype(np.float64), resp, reg, ct)
+    return nk / nk.sum(), means, covs
+
+
+def sklearn_trace(x, weights, means, covs, ct, n_iter, reg=1e-6):
+    """Mean log-likelihood at each E-step of scikit-learn's EM from the given parameters (float64)."""
+    gm = SkGMM(len(weights), covariance_type=ct, reg_covar=reg)
+    gm.weights_, gm.means_, gm.covariances_ = weights, means, covs
+    gm.precisions_cholesky_ = _compute_precision_cholesky(covs, ct)
+    trace = []
+    for _ in range(n_iter):
+        log_prob_norm, log_resp = gm._e_step(x)
+        trace.append(log_prob_norm)
+        gm._m_step(x, log_resp)
+    return np.array(trace), gm
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(1)
+    x, y = make_blobs(rng, 100, [[0, 0, 0], [4, 4, 0], [0, 5, 5]], scale=1.0)
+    x = x @ np.array([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.2, 0.0, 0.7]]) + 10.0  # correlated, off-centre
+    return x, y
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_em_trace_matches_sklearn_float64(blobs, ct):
+    x, _ = blobs
+    w0, m0, c0 = initial_params(np.random.default_rng(2), x, 3, ct)
+    ref, gm = sklearn_trace(x, w0, m0, c0, ct, 25)
+    with jax.enable_x64(True):
+        init = mixture.make_gmm(w0, m0, c0, ct)
+        params, info = mixture.fit(jnp.asarray(x), 3, covariance_type=ct, init_params=init, max_iter=25, tol=0.0)
+        trace = np.asarray(info.log_likelihood_trace)
+        final = float(mixture.score(jnp.asarray(x), params))
+    np.testing.assert_allclose(trace, ref, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(params.means), gm.means_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(params.covariances), gm.covariances_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(params.weights), gm.weights_, rtol=1e-8)
+    assert int(info.n_iter) == 25 and not bool(info.converged)
+    assert float(info.log_likelihood) == pytest.approx(final, rel=1e-12)
+    assert final == pytest.approx(gm.score(x), rel=1e-10)
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_em_trace_matches_sklearn_float32(blobs, ct):
+    x, _ = blobs
+    w0, m0, c0 = initial_params(np.random.default_rng(3), x, 3, ct)
+    ref, _ = sklearn_trace(x, w0, m0, c0, ct, 25)
+    init = mixture.make_gmm(w0.astype(np.float32), m0.astype(np.float32), c0.astype(np.float32), ct)
+    params, info = mixture.fit(x.astype(np.float32), 3, covariance_type=ct, init_params=init, max_iter=25, tol=0.0)
+    assert params.means.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(info.log_likelihood_trace), ref, rtol=1e-4)
+
+
+def test_convergence_rule_and_n_iter_match_sklearn(blobs):
+    x, _ = blobs
+    w0, m0, c0 = initial_params(np.random.default_rng(4), x, 3, "full")
+    gm = SkGMM(3, covariance_type="full", weights_init=w0, means_init=m0,
+               precisions_init=np.linalg.inv(c0), tol=1e-3, max_iter=200).fit(x)
+    with jax.enable_x64(True):
+        _, info = mixture.fit(jnp.asarray(x), 3, init_params=mixture.make_gmm(w0, m0, c0, "full"), tol=1e-3,
+                              max_iter=200)
+        assert bool(info.converged) == gm.converged_
+        assert int(info.n_iter) == gm.n_iter_
+        assert float(info.log_likelihood_trace[int(info.n_iter) - 1]) == pytest.approx(gm.lower_bound_, rel=1e-9)
+        assert np.all(np.isnan(np.asarray(info.log_likelihood_trace)[int(info.n_iter):]))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), ct=st.sampled_from(CTS), scale=st.floats(0.2, 5.0))
+def test_em_never_decreases_log_likelihood(seed, ct, scale):
+    rng = np.random.default_rng(seed)
+    k = 3
+    centers = rng.normal(0, 3 * scale, (k, 2))
+    x = np.concatenate([c + rng.normal(0, 1, (20, 2)) * rng.uniform(0.3, 2.0, 2) for c in centers])
+    with jax.enable_x64(True):
+        _, info = mixture.fit(jnp.asarray(x), k, key=jax.random.key(seed), covariance_type=ct, max_iter=30,
+                              tol=0.0, reg_covar=1e-12)
+        trace = np.asarray(info.log_likelihood_trace)
+    trace = trace[np.isfinite(trace)]
+    assert len(trace) == 30
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[:-1])), np.diff(trace).min()
+
+
+def test_second_fit_with_same_shapes_does_not_retrace(blobs):
+    x, _ = blobs
+    x32 = x.astype(np.float32)
+    mixture.fit(x32, 3, key=jax.random.key(0), covariance_type="diag", max_iter=20)
+    before = mixture._fit_jit._cache_size()
+    mixture.fit(x32 + 1.0, 3, key=jax.random.key(1), covariance_type="diag", max_iter=20, tol=1e-4,
+                reg_covar=1e-5)
+    assert mixture._fit_jit._cache_size() == before
+
+
+def test_same_key_gives_bit_identical_results(blobs):
+    x = blobs[0].astype(np.float32)
+    a, ia = mixture.fit(x, 3, key=jax.random.key(7), n_init=3)
+    b, ib = mixture.fit(x, 3, key=jax.random.key(7), n_init=3)
+    for u, v in zip(jax.tree.leaves((a, ia)), jax.tree.leaves((b, ib)), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_restarts_keep_the_best(blobs):
+    x = blobs[0].astype(np.float32)
+    params, info = mixture.fit(x, 3, key=jax.random.key(3), n_init=5, init_method="random", max_iter=200)
+    lls = np.asarray(info.restart_log_likelihoods)
+    assert lls.shape == (5,)
+    assert int(info.best_restart) == int(np.argmax(lls))
+    assert float(info.log_likelihood) == pytest.approx(lls.max())
+    assert float(mixture.score(x, params)) == pytest.approx(lls.max(), rel=1e-5)
+    # each restart is the same program as a single fit from the corresponding key
+    keys = jax.random.split(jax.random.key(3), 5)
+    _, single = mixture.fit(x, 3, key=keys[2], init_method="random", max_iter=200)
+    assert float(single.log_likelihood) == pytest.approx(lls[2], rel=1e-5)
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_integer_weights_equal_repeated_points(blobs, ct):
+    x, _ = blobs
+    rng = np.random.default_rng(5)
+    reps = rng.integers(0, 4, x.shape[0])
+    reps[0] = max(reps[0], 1)
+    w0, m0, c0 = initial_params(rng, x, 3, ct)
+    with jax.enable_x64(True):
+        init = mixture.make_gmm(w0, m0, c0, ct)
+        pw, iw = mixture.fit(jnp.asarray(x), 3, covariance_type=ct, init_params=init, max_iter=15, tol=0.0,
+                             sample_weight=reps.astype(float))
+        xr = np.repeat(x, reps, axis=0)
+        pr, ir = mixture.fit(jnp.asarray(xr), 3, covariance_type=ct, init_params=init, max_iter=15, tol=0.0)
+    for u, v in zip(jax.tree.leaves(pw), jax.tree.leaves(pr), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(np.asarray(iw.log_likelihood_trace), np.asarray(ir.log_likelihood_trace), rtol=1e-10)
+
+
+def test_vmap_over_independent_data_sets(blobs):
+    x = blobs[0].astype(np.float32)
+    xs = jnp.stack([x, x[::-1] * 0.5, x + 3.0])
+    init = mixture.init(jax.random.key(0), x, 3)
+
+    def fit_one(xi):
+        return mixture.fit(xi, 3, init_params=init, max_iter=40)
+
+    batched, binfo = jax.vmap(fit_one)(xs)
+    for i in range(3):
+        p, info = fit_one(xs[i])
+        np.testing.assert_allclose(np.asarray(batched.means[i]), np.asarray(p.means), rtol=1e-4, atol=1e-4)
+        assert int(binfo.n_iter[i]) == int(info.n_iter)
+
+
+def test_chunked_statistics_add_up(blobs):
+    x, _ = blobs
+    with jax.enable_x64(True):
+        params = mixture.init(jax.random.key(0), jnp.asarray(x), 3)
+        shift = jnp.asarray(x.mean(axis=0))
+        whole = mixture.e_step(jnp.asarray(x), params, shift=shift)
+        parts = mixture.e_step(jnp.asarray(x[:120]), params, shift=shift) + mixture.e_step(
+            jnp.asarray(x[120:]), params, shift=shift)
+        for u, v in zip(jax.tree.leaves(whole), jax.tree.leaves(parts), strict=True):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-11, atol=1e-9)
+        a = mixture.m_step(whole)
+        b, ll = mixture.em_step(jnp.asarray(x), params)
+        np.testing.assert_allclose(np.asarray(a.covariances), np.asarray(b.covariances), rtol=1e-10)
+        assert float(ll) == pytest.approx(float(whole.log_likelihood / whole.total_weight), rel=1e-12)
+
+
+def test_predict_proba_predict_and_log_prob(blobs):
+    x, y = blobs
+    with jax.enable_x64(True):
+        params, _ = mixture.fit(jnp.asarray(x), 3, key=jax.random.key(0))
+        proba = np.asarray(mixture.predict_proba(jnp.asarray(x), params))
+        labels = np.asarray(mixture.predict(jnp.asarray(x), params))
+        lp = np.asarray(mixture.log_prob(jnp.asarray(x), params))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
+    covs = np.asarray(params.covariances)
+    ref = np.log(sum(float(params.weights[k]) * stats.multivariate_normal(np.asarray(params.means[k]), covs[k]).pdf(x)
+                     for k in range(3)))
+    np.testing.assert_allclose(lp, ref, rtol=1e-10)
+    # the clusters are recovered up to a permutation of labels
+    agree = max(np.mean(np.asarray([perm[v] for v in labels]) == y)
+                for perm in __import__("itertools").permutations(range(3)))
+    assert agree > 0.95
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_bic_aic_match_sklearn(blobs, ct):
+    x, _ = blobs
+    w0, m0, c0 = initial_params(np.random.default_rng(6), x, 3, ct)
+    _, gm = sklearn_trace(x, w0, m0, c0, ct, 3)
+    with jax.enable_x64(True):
+        params = mixture.make_gmm(gm.weights_, gm.means_, gm.covariances_, ct)
+        assert mixture.n_parameters(params) == gm._n_parameters()
+        assert float(mixture.bic(jnp.asarray(x), params)) == pytest.approx(gm.bic(x), rel=1e-10)
+        assert float(mixture.aic(jnp.asarray(x), params)) == pytest.approx(gm.aic(x), rel=1e-10)
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_sampling_matches_the_parameters(ct):
+    rng = np.random.default_rng(8)
+    k, d = 2, 2
+    means = np.array([[-4.0, 0.0], [4.0, 2.0]])
+    covs = {"full": np.array([[[1.0, 0.5], [0.5, 2.0]], [[0.5, -0.2], [-0.2, 0.3]]]),
+            "tied": np.array([[1.0, 0.4], [0.4, 0.8]]), "diag": np.array([[1.0, 2.0], [0.5, 0.3]]),
+            "spherical": np.array([1.0, 0.4])}[ct]
+    del rng
+    params = mixture.make_gmm(np.array([0.3, 0.7]), means, covs, ct)
+    x, labels = mixture.sample(jax.random.key(0), params, 40_000)
+    x, labels = np.asarray(x), np.asarray(labels)
+    assert abs(labels.mean() - 0.7) < 0.01
+    dense = np.asarray(jp.covariances_from_precisions_cholesky(params.precisions_cholesky, ct))
+    for j in range(k):
+        xj = x[labels == j]
+        np.testing.assert_allclose(xj.mean(axis=0), means[j], atol=0.05)
+        cj = {"full": lambda: dense[j], "tied": lambda: dense, "diag": lambda: np.diag(dense[j]),
+              "spherical": lambda: dense[j] * np.eye(d)}[ct]()
+        np.testing.assert_allclose(np.cov(xj.T), cj, atol=0.06)
+    one = np.asarray(mixture.sample_component(jax.random.key(1), params, 1, 20_000))
+    np.testing.assert_allclose(one.mean(axis=0), means[1], atol=0.05)
+    x2, _ = mixture.sample(jax.random.key(0), params, 40_000)
+    np.testing.assert_array_equal(np.asarray(x2), x)
+
+
+def test_anomaly_threshold_and_mask():
+    params = mixture.make_gmm(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None], "full")
+    x, _ = mixture.sample(jax.random.key(0), params, 10_000)
+    scores = mixture.anomaly_score(x, params)
+    t = mixture.anomaly_threshold(scores, contamination=0.05)
+    mask = np.asarray(mixture.detect_anomalies(x, params, t))
+    assert abs(mask.mean() - 0.05) < 0.002
+    # for a standard 2-D normal, -log p(x) > t  <=>  |x|^2 > 2 (t - log 2 pi): a chi-square(2) tail
+    eps = 1e-3
+    t_eps = float(mixture.anomaly_threshold(None, epsilon=eps))
+    radius2 = 2 * (t_eps - np.log(2 * np.pi))
+    mask_eps = np.asarray(mixture.detect_anomalies(x, params, t_eps))
+    np.testing.assert_array_equal(mask_eps, np.sum(np.asarray(x) ** 2, axis=1) > radius2)
+    with pytest.raises(ValueError, match="exactly one"):
+        mixture.anomaly_threshold(scores)
+    with pytest.raises(ValueError, match="contamination"):
+        mixture.anomaly_threshold(scores, contamination=1.5)
+
+
+@pytest.mark.parametrize("method", mixture.INIT_METHODS)
+def test_init_methods_give_valid_params(blobs, method):
+    x = blobs[0].astype(np.float32)
+    w = np.ones(x.shape[0], np.float32)
+    w[:100] = 0.0  # first cluster excluded: seeds must come from weighted points
+    params = mixture.init(jax.random.key(0), x, 2, method=method, sample_weight=w)
+    assert np.all(np.isfinite(np.asarray(params.means)))
+    assert float(params.weights.sum()) == pytest.approx(1.0, rel=1e-5)
+    if method != "random":
+        d_first = np.linalg.norm(np.asarray(params.means)[:, None] - x[:100].mean(axis=0), axis=-1)
+        assert np.all(d_first > 2.0)
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_degenerate_data_fit_without_nan(ct):
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(30, 3)).astype(np.float32)
+    base[:, 2] = 7.0  # zero-variance feature
+    dup = np.concatenate([base, base, base[:5]])  # duplicate points
+    for x in (dup, np.full_like(dup, 3.0)):  # and constant data
+        params, info = mixture.fit(x, 3, key=jax.random.key(0), covariance_type=ct, max_iter=50)
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(params))
+        assert np.isfinite(float(info.log_likelihood)) and not bool(info.nonfinite)
+
+
+def test_collapsed_component_is_flagged():
+    x = np.concatenate([np.random.default_rng(0).normal(size=(50, 2)), [[50.0, 50.0]]]).astype(np.float32)
+    init = mixture.make_gmm(np.array([0.5, 0.25, 0.25]), np.array([[0.0, 0.0], [1.0, 1.0], [-200.0, -200.0]]),
+                            np.ones(3), "spherical")
+    params, info = mixture.fit(x, 3, covariance_type="spherical", init_params=init, max_iter=20)
+    assert bool(info.collapsed[2])
+    np.testing.assert_array_equal(np.asarray(params.means[2]), [-200.0, -200.0])
+    assert np.all(np.isfinite(np.asarray(params.precisions_cholesky)))
+
+
+def test_bad_input_is_named():
+    x = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    key = jax.random.key(0)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="`x` contains 1 NaN"):
+        mixture.fit(bad, 2, key=key)
+    with pytest.raises(ValueError, match="`x` must have 2 dimension"):
+        mixture.fit(x[:, 0], 2, key=key)
+    with pytest.raises(TypeError, match="`x` must have a floating dtype"):
+        mixture.fit(x.astype(np.int32), 2, key=key)
+    with pytest.raises(ValueError, match="`n_components` must be <= 20"):
+        mixture.fit(x, 21, key=key)
+    with pytest.raises(ValueError, match="`n_components` must be >= 1"):
+        mixture.fit(x, 0, key=key)
+    with pytest.raises(ValueError, match="`sample_weight` must be non-negative"):
+        mixture.fit(x, 2, key=key, sample_weight=-np.ones(20))
+    with pytest.raises(ValueError, match="all are zero"):
+        mixture.fit(x, 2, key=key, sample_weight=np.zeros(20))
+    with pytest.raises(ValueError, match="covariance_type"):
+        mixture.fit(x, 2, key=key, covariance_type="circular")
+    with pytest.raises(TypeError, match="`key` is required"):
+        mixture.fit(x, 2)
+    params = mixture.init(key, x, 2)
+    with pytest.raises(ValueError, match="`x` has 3 features"):
+        mixture.log_prob(np.zeros((4, 3), np.float32), params)
+    with pytest.raises(ValueError, match="covariance_type='diag'"):
+        mixture.fit(x, 2, covariance_type="full", init_params=mixture.init(key, x, 2, covariance_type="diag"))
+    with pytest.raises(ValueError, match="positive definite"):
+        mixture.make_gmm(np.ones(1), np.zeros((1, 2)), -np.eye(2)[None], "full")
+    with pytest.raises(ValueError, match="`reg_covar`"):
+        mixture.fit(x, 2, key=key, reg_covar=-1.0)
