@@ -9,7 +9,7 @@ import numpy as np
 from experiments._common import save_figure
 from jaxprob import datasets, mixture, plotting
 
-DESCRIPTION = "2-component Gaussian mixture on Old Faithful: ellipses, EM curve, samples from the mixture and one component"
+DESCRIPTION = "Gaussian mixture on Old Faithful: ellipses, EM curve, samples from the mixture and from one component"
 DEFAULTS = {"n_components": 2, "covariance_type": "full", "n_init": 5, "max_iter": 200, "tol": 1e-6, "n_samples": 500}
 
 

@@ -17,6 +17,7 @@ from jaxprob import (
     metrics,
     mixture,
     nn,
+    plotting,
     regression,
     text,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "classifiers",
     "metrics",
     "nn",
+    "plotting",
     "regression",
     "datasets",
     "decomposition",

@@ -55,14 +55,18 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covar
             ``n_components`` samples.
         n_components: components per class.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
-        n_init, init_method, max_iter, tol, reg_covar: as in :func:`jaxprob.mixture.fit`.
+        n_init: restarts per class, as in :func:`jaxprob.mixture.fit`.
+        init_method: as in :func:`jaxprob.mixture.fit`.
+        max_iter: as in :func:`jaxprob.mixture.fit`.
+        tol: as in :func:`jaxprob.mixture.fit`.
+        reg_covar: as in :func:`jaxprob.mixture.fit`.
         sample_weight: optional ``(n,)`` non-negative weights.
 
     Returns:
         ``(classifier, info)``: a :class:`BayesClassifier` and a :class:`~jaxprob.FitInfo` with a leading class
         axis.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import bayes
         >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
@@ -160,7 +164,7 @@ def class_log_likelihoods(x, clf: BayesClassifier):
     Returns:
         ``(n, C)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import bayes
         >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
@@ -181,7 +185,7 @@ def predict_log_proba(x, clf: BayesClassifier):
     Returns:
         ``(n, C)``, each row log-normalised.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import bayes
         >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
@@ -202,7 +206,7 @@ def predict_proba(x, clf: BayesClassifier):
     Returns:
         ``(n, C)``, rows summing to one.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import bayes
         >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])
@@ -223,7 +227,7 @@ def predict(x, clf: BayesClassifier):
     Returns:
         ``(n,)`` int32 labels.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import bayes
         >>> x = jnp.array([[-1.0], [-1.2], [-0.8], [1.0], [1.2], [0.8]])

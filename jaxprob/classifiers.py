@@ -52,7 +52,7 @@ class SoftmaxRegression(eqx.Module):
         weight: ``(d, C)``.
         bias: ``(C,)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> model = classifiers.SoftmaxRegression.zeros(3, 2)
@@ -107,7 +107,7 @@ def softmax_cross_entropy(logits, labels):
     Returns:
         ``(n,)`` losses (a scalar for one sample).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> z = jnp.array([[0.0, jnp.log(3.0)], [0.0, 1000.0]])
@@ -169,7 +169,7 @@ def mlp_classifier(n_features: int, n_classes: int, hidden: Sequence[int] = (32,
     Returns:
         A :class:`jaxprob.nn.MLP`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> mlp = classifiers.mlp_classifier(2, 3, (16,), key=jax.random.key(0))
@@ -233,7 +233,7 @@ def fit(model, x, y, *, key, optimizer=None, learning_rate: float = 1e-2, n_epoc
     Returns:
         ``(model, info)``: the trained classifier and a :class:`jaxprob.nn.TrainInfo`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 2,
@@ -283,7 +283,7 @@ def fit_softmax_regression(x, y, *, n_classes: int | None = None, l2: float = 0.
     Returns:
         ``(model, info)``: a :class:`SoftmaxRegression` and a :class:`jaxprob.nn.MinimizeInfo`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> x = jax.random.normal(jax.random.key(1), (300, 2))
@@ -321,7 +321,7 @@ def predict_logits(x, model):
     Returns:
         ``(n, C)`` logits.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> classifiers.predict_logits(jnp.ones((1, 2)), classifiers.SoftmaxRegression.zeros(2, 3)).tolist()
@@ -343,7 +343,7 @@ def predict_log_proba(x, model):
     Returns:
         ``(n, C)`` log-probabilities.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> lp = classifiers.predict_log_proba(jnp.ones((1, 2)), classifiers.SoftmaxRegression.zeros(2, 2))
@@ -363,7 +363,7 @@ def predict_proba(x, model):
     Returns:
         ``(n, C)`` probabilities, rows summing to one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> classifiers.predict_proba(jnp.ones((1, 2)), classifiers.SoftmaxRegression.zeros(2, 2)).tolist()
@@ -382,7 +382,7 @@ def predict(x, model):
     Returns:
         ``(n,)`` int32 labels.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> m = classifiers.SoftmaxRegression(jnp.array([[-1.0, 1.0]]), jnp.zeros(2))
@@ -408,7 +408,7 @@ def decision_boundary_grid(predict_fn: Callable, x, *, resolution: int = 200, ma
     Returns:
         ``(xx, yy, zz)``: ``(resolution, resolution)`` NumPy arrays of grid coordinates and predictions.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import classifiers
         >>> xx, yy, zz = classifiers.decision_boundary_grid(lambda g: g[:, 0] > 0, jnp.array([[-1.0, 0.0],

@@ -43,7 +43,7 @@ def package_data_path(package: str, relative: str) -> Path:
     Raises:
         FileNotFoundError: naming the package to install when it is missing.
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> datasets.package_data_path("jaxprob", "data/faithful.csv").name
         'faithful.csv'
@@ -73,7 +73,7 @@ def load_faithful(dtype=np.float32):
     Returns:
         ``(272, 2)`` array, columns ``(eruptions, waiting)``.
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> datasets.load_faithful().shape
         (272, 2)
@@ -93,7 +93,7 @@ def load_shuttle(dtype=np.float32):
     Returns:
         ``(x, y)``: ``(49097, 9)`` features and ``(49097,)`` int32 labels (1 = anomaly).
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> x, y = datasets.load_shuttle()
         >>> x.shape, int(y.sum())
@@ -117,7 +117,7 @@ def load_digits(dtype=np.float32):
     Returns:
         ``(x, y)``: ``(1797, 64)`` pixels in ``[0, 16]`` and ``(1797,)`` int32 labels.
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> x, y = datasets.load_digits()
         >>> x.shape
@@ -138,7 +138,7 @@ def load_alice() -> str:
     Returns:
         The text (about 148,000 characters, ``\\n`` line ends).
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> " ".join(datasets.load_alice().split()[:4])
         "ALICE'S ADVENTURES IN WONDERLAND"
@@ -159,7 +159,7 @@ def load_breast_cancer(dtype=np.float32):
     Returns:
         ``(x, y)``: ``(569, 30)`` features and ``(569,)`` int32 labels (1 = malignant).
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> x, y = datasets.load_breast_cancer()
         >>> x.shape, int(y.sum())
@@ -182,7 +182,7 @@ def load_sample_photo(name: str = "china", dtype=np.float32):
     Returns:
         ``(427, 640, 3)`` RGB values in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> from jaxprob import datasets
         >>> datasets.load_sample_photo().shape
         (427, 640, 3)

@@ -60,7 +60,7 @@ def pca_fit(x, n_components: int) -> PCA:
     Returns:
         A :class:`PCA`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import decomposition
         >>> x = jax.random.normal(jax.random.key(0), (500, 3)) * jnp.array([3.0, 1.0, 0.1])
@@ -89,7 +89,7 @@ def pca_transform(x, pca: PCA):
     Returns:
         ``(n, d)`` scores.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import decomposition
         >>> p = decomposition.pca_fit(jnp.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]]), 1)
@@ -113,7 +113,7 @@ def pca_inverse_transform(z, pca: PCA):
     Returns:
         ``(n, D)`` reconstructions.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import decomposition
         >>> p = decomposition.pca_fit(jnp.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]]), 1)

@@ -87,7 +87,7 @@ def precisions_cholesky(covariances, covariance_type: str = "full"):
         Array of the same shape as ``covariances``: upper-triangular :math:`U` with :math:`\Sigma^{-1} = U U^\top`
         (full, tied) or :math:`1/\sigma` (diag, spherical). A covariance that is not positive definite gives NaN.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import precisions_cholesky
         >>> u = precisions_cholesky(jnp.array([[[4.0, 0.0], [0.0, 1.0]]]), "full")
@@ -121,7 +121,7 @@ def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: s
     Returns:
         The covariances, same shape as the input.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import covariances_from_precisions_cholesky
         >>> covariances_from_precisions_cholesky(jnp.array([[0.5, 2.0]]), "diag").tolist()
@@ -197,7 +197,7 @@ def component_log_prob(x, means, precisions_cholesky, covariance_type: str = "fu
     Returns:
         ``(n, K)`` log-densities (``(K,)`` for a single sample).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import component_log_prob
         >>> lp = component_log_prob(jnp.zeros((3, 2)), jnp.zeros((1, 2)), jnp.ones((1, 2)), "diag")
@@ -225,7 +225,7 @@ def mixture_log_prob(x, weights, means, precisions_cholesky, covariance_type: st
     Returns:
         ``(n,)`` log-densities (a scalar for a single sample).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture_log_prob
         >>> lp = mixture_log_prob(jnp.zeros((1, 1)), jnp.array([0.5, 0.5]), jnp.zeros((2, 1)),
@@ -275,7 +275,7 @@ def gaussian_log_prob(x, mean, cov):
     Returns:
         ``(n,)`` log-densities (scalar for one sample); NaN when ``cov`` is not positive definite.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import gaussian_log_prob
         >>> round(float(gaussian_log_prob(jnp.zeros(2), jnp.zeros(2), jnp.eye(2))), 4)
@@ -295,7 +295,7 @@ def gaussian_log_prob_diag(x, mean, var):
     Returns:
         ``(n,)`` log-densities (scalar for one sample).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import gaussian_log_prob_diag
         >>> round(float(gaussian_log_prob_diag(jnp.zeros(1), jnp.zeros(1), jnp.array([4.0]))), 4)
@@ -315,7 +315,7 @@ def gaussian_log_prob_spherical(x, mean, var):
     Returns:
         ``(n,)`` log-densities (scalar for one sample).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import gaussian_log_prob_spherical
         >>> round(float(gaussian_log_prob_spherical(jnp.zeros(2), jnp.zeros(2), 1.0)), 4)
@@ -345,7 +345,7 @@ def categorical_log_prob(labels, logits):
     Returns:
         ``(n,)`` values :math:`\log \mathrm{softmax}(\text{logits})_{y_i}`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import categorical_log_prob
         >>> lp = categorical_log_prob(jnp.array([0, 1]), jnp.log(jnp.array([0.25, 0.75])))
@@ -376,7 +376,7 @@ def entropy(p, axis: int = -1):
     Returns:
         Entropy with ``axis`` removed.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import entropy
         >>> round(float(entropy(jnp.array([0.5, 0.5, 0.0]))), 4)  # log 2
@@ -397,7 +397,7 @@ def cross_entropy(p, q, axis: int = -1):
     Returns:
         Cross-entropy with ``axis`` removed.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import cross_entropy
         >>> round(float(cross_entropy(jnp.array([1.0, 0.0]), jnp.array([0.5, 0.5]))), 4)
@@ -423,7 +423,7 @@ def kl_divergence(p, q, axis: int = -1):
     Returns:
         Non-negative divergence with ``axis`` removed.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kl_divergence
         >>> round(float(kl_divergence(jnp.array([0.5, 0.5]), jnp.array([0.9, 0.1]))), 4)
@@ -445,7 +445,7 @@ def gaussian_entropy(cov):
     Returns:
         Scalar entropy in nats.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import gaussian_entropy
         >>> round(float(gaussian_entropy(jnp.eye(1))), 4)
@@ -472,7 +472,7 @@ def gaussian_kl(mean_p, cov_p, mean_q, cov_q):
     Returns:
         Scalar divergence in nats.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import gaussian_kl
         >>> float(gaussian_kl(jnp.zeros(1), jnp.eye(1), jnp.ones(1), jnp.eye(1)))
@@ -507,7 +507,7 @@ def softmax(logits, axis: int = -1):
     Returns:
         Probabilities of the same shape, summing to one along ``axis``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import softmax
         >>> softmax(jnp.array([0.0, jnp.log(3.0)])).round(4).tolist()
@@ -527,7 +527,7 @@ def log_softmax(logits, axis: int = -1):
     Returns:
         Log-probabilities of the same shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import log_softmax
         >>> [round(float(v), 4) for v in log_softmax(jnp.array([1000.0, 1000.0]))]

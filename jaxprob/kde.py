@@ -188,7 +188,7 @@ def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
     Returns:
         ``(D, D)`` bandwidth matrix.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> h = kde.bandwidth_scott(jnp.array([[0.0], [1.0], [2.0], [3.0]]))
@@ -209,7 +209,7 @@ def bandwidth_silverman(x, *, sample_weight=None, bandwidth_type: str = "full"):
     Returns:
         ``(D, D)`` bandwidth matrix.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> h = kde.bandwidth_silverman(jnp.array([[0.0], [1.0], [2.0], [3.0]]))
@@ -266,7 +266,7 @@ def fit(x, *, bandwidth="scott", kernel: str = "gaussian", sample_weight=None,
     Returns:
         A :class:`KDE`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0], [1.0]]), bandwidth=1.0)
@@ -371,7 +371,7 @@ def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
     Returns:
         ``(m,)`` log-densities (``-inf`` outside the support of a compact kernel, never NaN).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0, 0.0]]), bandwidth=1.0, kernel="epanechnikov")
@@ -399,7 +399,7 @@ def score(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
     Returns:
         Scalar mean of :func:`log_prob`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0]]), bandwidth=1.0)
@@ -444,7 +444,7 @@ def sample(key, kde: KDE, n_samples: int):
     Returns:
         ``(n_samples, D)`` samples.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0], [10.0]]), bandwidth=0.5, sample_weight=jnp.array([1.0, 0.0]))
@@ -491,7 +491,7 @@ def select_bandwidth(x_train, x_valid, scales, *, base="scott", kernel: str = "g
         A :class:`BandwidthSearch`; ``fit(x_train, bandwidth=result.best_bandwidth)`` builds the chosen
         estimate.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kde
         >>> x = jax.random.normal(jax.random.key(0), (200, 1))

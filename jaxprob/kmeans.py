@@ -153,7 +153,7 @@ def squared_distances(x, centroids):
     Returns:
         ``(n, K)`` non-negative squared distances.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import squared_distances
         >>> squared_distances(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]])).tolist()
@@ -233,7 +233,7 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
     Returns:
         ``(centers, indices)``: ``(K, D)`` centres and the ``(K,)`` indices of the chosen samples.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans_plusplus
         >>> x = jnp.array([[0.0, 0.0], [0.1, 0.0], [10.0, 10.0], [10.1, 10.0]])
@@ -260,7 +260,7 @@ def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
     Returns:
         ``(centers, indices)``: ``(K, D)`` and ``(K,)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import random_centroids
         >>> centers, idx = random_centroids(jax.random.key(0), jnp.arange(10.0)[:, None], 3)
@@ -304,7 +304,7 @@ def init(
     Returns:
         ``(K, D)`` centroids (rows of ``x``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> kmeans.init(jax.random.key(0), jnp.arange(8.0).reshape(4, 2), 2, method="random").shape
@@ -573,7 +573,7 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
         ``(new_centroids, labels, inertia)``: ``(K, D)`` updated centroids, and the ``(n,)`` labels and scalar
         inertia of the *input* centroids. The inertia of ``new_centroids`` is never larger.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> x = jnp.array([[0.0], [1.0], [9.0], [11.0]])
@@ -633,7 +633,7 @@ def fit(
         ValueError / TypeError: naming the argument, for NaN/inf, wrong rank, non-float ``x``, ``n_clusters``
             outside ``[1, n]``, negative or all-zero weights, an unknown ``init_method``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
@@ -704,7 +704,7 @@ def predict(x, centroids, *, chunk_size: int | None = None):
     Returns:
         ``(n,)`` int32 labels.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> kmeans.predict(jnp.array([[0.2], [8.0]]), jnp.array([[0.0], [10.0]])).tolist()
@@ -726,7 +726,7 @@ def inertia(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
     Returns:
         Scalar inertia.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> float(kmeans.inertia(jnp.array([[1.0], [4.0]]), jnp.array([[0.0], [5.0]])))
@@ -751,7 +751,7 @@ def transform(x, centroids):
     Returns:
         ``(n, K)`` distances.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> kmeans.transform(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0], [0.0, 1.0]])).tolist()
@@ -800,7 +800,7 @@ def minibatch_init(centroids) -> MiniBatchState:
     Returns:
         A :class:`MiniBatchState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> kmeans.minibatch_init(jnp.zeros((3, 2))).counts.tolist()
@@ -827,7 +827,7 @@ def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
         ``(state, batch_inertia)``: the updated state and the mean inertia of the batch under the old
         centroids.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> state = kmeans.minibatch_init(jnp.array([[0.0], [10.0]]))
@@ -950,7 +950,7 @@ def fit_minibatch(
         mean
         batch inertia of every step).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> x = jnp.concatenate([jnp.zeros((50, 1)), jnp.full((50, 1), 10.0)])

@@ -136,7 +136,7 @@ def pad_sequences(sequences, *, pad_value: int = 0):
     Returns:
         ``(batch, lengths)``: ``(B, T)`` int32 with ``T`` the longest length (at least 1), and ``(B,)`` int32.
 
-    Example:
+    Examples:
         >>> from jaxprob import markov
         >>> batch, lengths = markov.pad_sequences([[0, 1, 2], [2]])
         >>> batch.tolist(), lengths.tolist()
@@ -243,7 +243,7 @@ def count_transitions(sequences, lengths, n_states: int):
     Returns:
         ``(S, S)`` int32 counts.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> markov.count_transitions(jnp.array([[0, 1, 1, 0], [1, 0, 9, 9]]), jnp.array([4, 2]), 2).tolist()
@@ -274,7 +274,7 @@ def count_initial(sequences, lengths, n_states: int):
     Returns:
         ``(S,)`` int32 counts.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> markov.count_initial(jnp.array([[1, 0], [1, 1], [0, 0]]), jnp.array([2, 1, 0]), 3).tolist()
@@ -347,7 +347,7 @@ def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float =
         ValueError: bad states or lengths, no sequence longer than ``order``, or :math:`S^k` beyond the
             integer range.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 0, 1, 1]]), None, 2, smoothing=0.0)
@@ -518,7 +518,7 @@ def next_state_probs(model: MarkovChain, context):
     Returns:
         ``(S,)`` probabilities summing to one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 1, 2]]), None, 3, order=2, smoothing=0.0)
@@ -540,7 +540,7 @@ def transition_matrix(model: MarkovChain):
     Returns:
         ``(S, S)`` row-stochastic matrix.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 1]]), None, 2, smoothing=1.0)
@@ -563,7 +563,7 @@ def initial_distribution(model: MarkovChain):
     Returns:
         ``(S,)`` probabilities (uniform if there is no count and no smoothing).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1], [0, 0]]), None, 2, smoothing=0.0)
@@ -610,7 +610,7 @@ def log_likelihood(model: MarkovChain, sequences, lengths):
         ``(B,)`` log-likelihoods (0 for sequences of length at most ``order``; ``-inf`` for an unseen
         transition when ``smoothing=0``).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 0, 1, 1]]), None, 2, smoothing=0.0)
@@ -637,7 +637,7 @@ def perplexity(model: MarkovChain, sequences, lengths):
     Raises:
         ValueError: no sequence is longer than the model's order.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 0, 1, 1]]), None, 2, smoothing=0.0)
@@ -678,7 +678,7 @@ def stationary_distribution(transition):
     Returns:
         ``(S,)`` probabilities.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import markov
         >>> pi = markov.stationary_distribution(jnp.array([[0.9, 0.1], [0.5, 0.5]]))
@@ -756,7 +756,7 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
     Returns:
         A :class:`Generation`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import markov
         >>> m = markov.fit(jnp.array([[0, 1, 2, 0, 1, 2, 0, 1]]), None, 3, smoothing=0.0)

@@ -127,7 +127,7 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int | None = None):
     Returns:
         ``(n_classes, n_classes)`` int32 counts, rows true, columns predicted.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> metrics.confusion_matrix(jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 1, 1])).tolist()
@@ -147,7 +147,7 @@ def accuracy(y_true, y_pred):
     Returns:
         Scalar in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> float(metrics.accuracy(jnp.array([0, 1, 2, 2]), jnp.array([0, 1, 1, 2])))
@@ -201,7 +201,7 @@ def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: i
     Returns:
         ``(precision, recall, f1)``: scalars, or ``(n_classes,)`` arrays for ``average="none"``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> p, r, f = metrics.precision_recall_f1(jnp.array([0, 1, 1, 1]), jnp.array([1, 1, 1, 0]))
@@ -231,7 +231,7 @@ def f1_score(y_true, y_pred, *, average: str = "binary", n_classes: int | None =
     Returns:
         Scalar (or ``(n_classes,)`` for ``average="none"``).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> round(float(metrics.f1_score(jnp.array([0, 1, 2]), jnp.array([0, 1, 1]), average="macro")), 4)
@@ -278,7 +278,7 @@ def roc_curve(y_true, y_score):
         tpr[j])``.
         Under ``jit``, a single class gives NaN.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> fpr, tpr, thr = metrics.roc_curve(jnp.array([0, 0, 1, 1]), jnp.array([0.1, 0.4, 0.35, 0.8]))
@@ -299,7 +299,7 @@ def auc(x, y):
     Returns:
         Scalar area (positive for increasing ``x``).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> float(metrics.auc(jnp.array([0.0, 0.5, 1.0]), jnp.array([0.0, 1.0, 1.0])))
@@ -331,7 +331,7 @@ def roc_auc_score(y_true, y_score):
     Returns:
         Scalar in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> float(metrics.roc_auc_score(jnp.array([0, 0, 1, 1]), jnp.array([0.1, 0.4, 0.4, 0.8])))
@@ -359,7 +359,7 @@ def precision_recall_curve(y_true, y_score):
         thresholds[j]`` gives ``precision[j]`` and ``recall[j]`` (tied samples repeat the point of their tie
         group; recall is non-decreasing).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> p, r, t = metrics.precision_recall_curve(jnp.array([0, 1, 1]), jnp.array([0.2, 0.9, 0.5]))
@@ -388,7 +388,7 @@ def average_precision(y_true, y_score):
     Returns:
         Scalar in ``[0, 1]`` (as scikit-learn's ``average_precision_score``).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> round(float(metrics.average_precision(jnp.array([0, 1, 1]), jnp.array([0.2, 0.9, 0.5]))), 4)
@@ -427,7 +427,7 @@ def best_threshold(y_true, y_score, *, criterion: str = "f1"):
         ``(threshold, value)``: predict positive when ``score >= threshold``; ``value`` is the criterion
         there.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import metrics
         >>> t, v = metrics.best_threshold(jnp.array([0, 0, 1, 1]), jnp.array([0.1, 0.2, 0.3, 0.9]))

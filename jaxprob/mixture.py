@@ -191,7 +191,7 @@ def make_gmm(weights, means, covariances, covariance_type: str = "full") -> Gaus
     Returns:
         A :class:`GaussianMixture`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.3, 0.7]), jnp.array([[0.0], [5.0]]), jnp.ones(2), "spherical")
@@ -402,7 +402,7 @@ def e_step(x, params: GaussianMixture, *, sample_weight=None, shift=None) -> Suf
     Returns:
         :class:`SuffStats` (``stats.log_likelihood / stats.total_weight`` is the mean log-likelihood).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
@@ -430,7 +430,7 @@ def m_step(stats: SuffStats, *, reg_covar: float = 1e-6) -> GaussianMixture:
     Returns:
         A :class:`GaussianMixture`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.array([[0.0]]), jnp.ones(1), "spherical")
@@ -471,7 +471,7 @@ def em_step(x, params: GaussianMixture, *, sample_weight=None, reg_covar: float 
     Returns:
         ``(new_params, mean_log_likelihood)``, the latter under the *input* ``params``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
@@ -578,7 +578,7 @@ def init(key, x, n_components: int, *, covariance_type: str = "full", method: st
     Returns:
         A :class:`GaussianMixture`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> x = jnp.array([[0.0, 0.0], [0.2, 0.1], [5.0, 5.0], [5.1, 4.8]])
@@ -708,7 +708,7 @@ def fit(x, n_components: int, *, key=None, covariance_type: str = "full", n_init
         ValueError / TypeError: naming the argument, for NaN/inf, wrong shapes, non-float ``x``,
             ``n_components`` outside ``[1, n]``, negative weights, an unknown ``covariance_type``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (200, 2)) - 4,
@@ -764,7 +764,7 @@ def log_prob(x, params: GaussianMixture):
     Returns:
         ``(n,)`` log-densities.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")
@@ -786,7 +786,7 @@ def score(x, params: GaussianMixture, *, sample_weight=None):
     Returns:
         Scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")
@@ -808,7 +808,7 @@ def predict_proba(x, params: GaussianMixture):
     Returns:
         ``(n, K)``, rows summing to one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
@@ -829,7 +829,7 @@ def predict(x, params: GaussianMixture):
     Returns:
         ``(n,)`` int32 labels.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
@@ -885,7 +885,7 @@ def sample(key, params: GaussianMixture, n_samples: int):
     Returns:
         ``(x, labels)``: ``(n_samples, D)`` samples and the ``(n_samples,)`` components they came from.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-5.0], [5.0]]), jnp.ones(2), "spherical")
@@ -911,7 +911,7 @@ def sample_component(key, params: GaussianMixture, component: int, n_samples: in
     Returns:
         ``(n_samples, D)`` samples.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-5.0], [5.0]]), jnp.ones(2), "spherical")
@@ -939,7 +939,7 @@ def n_parameters(params: GaussianMixture) -> int:
     Returns:
         A Python int.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.zeros((2, 3)), jnp.ones(2), "spherical")
@@ -971,7 +971,7 @@ def bic(x, params: GaussianMixture, *, sample_weight=None):
     Returns:
         Scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")
@@ -993,7 +993,7 @@ def aic(x, params: GaussianMixture, *, sample_weight=None):
     Returns:
         Scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")
@@ -1017,7 +1017,7 @@ def anomaly_score(x, params: GaussianMixture):
     Returns:
         ``(n,)`` scores.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")
@@ -1045,7 +1045,7 @@ def anomaly_threshold(scores, *, contamination: float | None = None, epsilon: fl
     Returns:
         Scalar threshold; anomalies are ``scores > threshold``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> float(mixture.anomaly_threshold(jnp.arange(101.0), contamination=0.1))
@@ -1075,7 +1075,7 @@ def detect_anomalies(x, params: GaussianMixture, threshold):
     Returns:
         ``(n,)`` booleans.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 1)), jnp.ones(1), "spherical")

@@ -72,7 +72,7 @@ class MLP(eqx.Module):
         activation: name of the hidden activation (static), a key of :data:`ACTIVATIONS`.
         final_activation: name of the output activation (static), ``"identity"`` for logits.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import nn
         >>> mlp = nn.MLP(3, 2, (8,), key=jax.random.key(0))
@@ -137,7 +137,7 @@ def l2_penalty(model) -> jax.Array:
     Returns:
         Scalar :math:`\sum_W \lVert W \rVert_F^2`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import nn
         >>> float(nn.l2_penalty({"w": jnp.ones((2, 2)), "b": jnp.ones(3)}))
@@ -182,7 +182,7 @@ def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0):
     Returns:
         ``(model, opt_state, loss)`` where ``loss`` is the penalised loss before the step.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax, equinox as eqx
         >>> from jaxprob import nn
         >>> model = jnp.array([0.0])
@@ -245,7 +245,7 @@ def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096) -> jax.A
     Returns:
         Scalar mean loss (no penalty).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import nn
         >>> def loss(m, batch):
@@ -346,7 +346,7 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
         ``(model, info)``: the trained model (the best one on validation data when ``val_data`` is given) and
         a :class:`TrainInfo`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import nn
         >>> x = jax.random.normal(jax.random.key(1), (256, 1))
@@ -498,7 +498,7 @@ def minimize(fun: Callable, params, *args, optimizer=None, max_iter: int = 500, 
     Returns:
         ``(params, info)``: the minimiser and a :class:`MinimizeInfo`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import nn
         >>> def f(p, c):
@@ -547,7 +547,7 @@ def load_model(path, like):
     Returns:
         ``like`` with its leaves replaced by the saved ones.
 
-    Example:
+    Examples:
         >>> import tempfile, os, jax, jax.numpy as jnp
         >>> from jaxprob import nn
         >>> mlp = nn.MLP(2, 1, (4,), key=jax.random.key(0))

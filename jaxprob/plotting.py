@@ -19,7 +19,7 @@ def dense_covariances(params) -> np.ndarray:
     Returns:
         NumPy array ``(K, D, D)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture, plotting
         >>> gmm = mixture.make_gmm(jnp.array([1.0]), jnp.zeros((1, 2)), jnp.array([2.0]), "spherical")
@@ -53,7 +53,7 @@ def covariance_ellipses(ax, params, *, dims=(0, 1), n_std=(1.0, 2.0), colors=Non
     Returns:
         ``ax``.
 
-    Example:
+    Examples:
         >>> import matplotlib
         >>> matplotlib.use("Agg")
         >>> import matplotlib.pyplot as plt

@@ -255,7 +255,7 @@ def fit_linear_gaussian(x, y, *, sample_weight=None, return_rank: bool = False):
             than ``d + 1`` samples) — checked on concrete inputs; under ``jit`` use ``return_rank`` and
             compare with ``d``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> x = jnp.array([0.0, 1.0, 2.0, 3.0])
@@ -303,7 +303,7 @@ def log_prob(x, y, model):
     Returns:
         ``(n,)`` (or ``(n, m)``) log-densities.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.LinearGaussian(jnp.array([2.0]), jnp.array(1.0), jnp.array(1.0))
@@ -334,7 +334,7 @@ def negative_log_likelihood(x, y, model):
     Returns:
         Scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.LinearGaussian(jnp.array([0.0]), jnp.array(0.0), jnp.array(1.0))
@@ -360,7 +360,7 @@ def predict_mean(x, model):
     Returns:
         ``(n,)`` predictions.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.MixtureOfRegressions(jnp.array([0.5, 0.5]), jnp.array([[1.0], [-1.0]]),
@@ -408,7 +408,7 @@ def predict_mode(x, model, *, n_iter: int = 100):
     Returns:
         ``(n,)`` modes (equal to :func:`predict_mean` for a single Gaussian).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.MixtureOfRegressions(jnp.array([0.7, 0.3]), jnp.array([[1.0], [-1.0]]),
@@ -443,7 +443,7 @@ def grid_mode_and_mean(y_grid, log_density):
     Returns:
         ``(mode, mean)``, each of shape ``log_density.shape[:-1]``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> grid = jnp.linspace(-10.0, 10.0, 2001)
@@ -496,7 +496,7 @@ def fit_linear_gaussian_optax(x, y, *, optimizer=None, max_iter: int = 500, tol:
     Returns:
         ``(model, info)``: a :class:`LinearGaussian` and a :class:`~jaxprob.nn.MinimizeInfo`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> x = jnp.array([0.0, 1.0, 2.0, 3.0])
@@ -531,7 +531,7 @@ def fit_heteroscedastic(x, y, *, optimizer=None, max_iter: int = 500, tol: float
     Returns:
         ``(model, info)``: a :class:`HeteroscedasticGaussian` and a :class:`~jaxprob.nn.MinimizeInfo`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import regression
         >>> x = jnp.linspace(0.0, 1.0, 2000)
@@ -638,7 +638,7 @@ def fit_mixture(x, y, n_components: int, *, key, n_init: int = 10, max_iter: int
         ``(model, info)``: a :class:`MixtureOfRegressions` and a :class:`MixtureFitInfo`. Components come in
         no particular order.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import regression
         >>> x = jnp.tile(jnp.linspace(0.0, 1.0, 100), 2)
@@ -686,7 +686,7 @@ def responsibilities(x, y, model: MixtureOfRegressions):
     Returns:
         ``(n, K)`` responsibilities, rows summing to one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.MixtureOfRegressions(jnp.array([0.5, 0.5]), jnp.array([[1.0], [-1.0]]),
@@ -720,7 +720,7 @@ def em_step(x, y, model: MixtureOfRegressions, *, shared_sigma: bool = False, mi
     Returns:
         ``(model, log_likelihood)``: the updated model and the mean log-likelihood of the *input* model.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import regression
         >>> m = regression.MixtureOfRegressions(jnp.ones(1), jnp.zeros((1, 1)), jnp.zeros(1), jnp.ones(1))

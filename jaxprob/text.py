@@ -80,7 +80,7 @@ def tokenize(text: str) -> list[list[str]]:
     Returns:
         A list of sentences, each a non-empty list of tokens.
 
-    Example:
+    Examples:
         >>> from jaxprob import text
         >>> text.tokenize("`Oh dear!' said the Rabbit. I shan't be late,\\n\\nCHAPTER I")
         [['oh', 'dear', '!'], ['said', 'the', 'rabbit', '.'], ['i', "shan't", 'be', 'late', ','],
@@ -112,7 +112,7 @@ def build_vocabulary(sentences, *, min_count: int = 1, max_size: int | None = No
     Returns:
         A :class:`Vocabulary`.
 
-    Example:
+    Examples:
         >>> from jaxprob import text
         >>> text.build_vocabulary([["a", "b", "a"], ["c", "a", "b"]], min_count=2).tokens
         ('<unk>', '<s>', '</s>', 'a', 'b')
@@ -138,7 +138,7 @@ def encode(sentences, vocab: Vocabulary, *, order: int = 1):
     Returns:
         ``(batch, lengths)``: ``(B, T)`` int32 ids (padded with ``</s>``) and ``(B,)`` int32 lengths.
 
-    Example:
+    Examples:
         >>> from jaxprob import text
         >>> v = text.build_vocabulary([["hello", "world", "."]])
         >>> batch, lengths = text.encode([["hello", "there", "."]], v, order=2)
@@ -168,7 +168,7 @@ def decode(ids, vocab: Vocabulary) -> str:
     Returns:
         The detokenised string.
 
-    Example:
+    Examples:
         >>> from jaxprob import text
         >>> v = text.build_vocabulary([["the", "cat", "sat", ".", "(", "yes", ")"]])
         >>> text.decode([1, 3, 4, 5, 6, 2, 1, 7, 8, 9, 2], v)
