@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxprob._validation import as_float_array, check_finite, check_int, check_key, check_sample_weight, is_tracer
 from jaxprob.densities import COVARIANCE_TYPES, _component_log_prob
-from jaxprob.mixture import INIT_METHODS, GaussianMixture, _check_reg, _fit_jit
+from jaxprob.mixture import INIT_METHODS, GaussianMixture, _check_reg, _fit_core
 
 __all__ = ["BayesClassifier", "fit", "class_log_likelihoods", "predict_log_proba", "predict_proba", "predict"]
 
@@ -123,8 +123,7 @@ def _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_me
     onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype).T * w[None, :]  # (C, n) class weights
 
     def one(k, wc):
-        return _fit_jit(k, x, wc, n_components, covariance_type, init_method, n_init, max_iter, tol, reg_covar,
-                        None)
+        return _fit_core(k, x, wc, n_components, covariance_type, init_method, n_init, max_iter, tol, reg_covar)
 
     mixtures, info = jax.vmap(one)(jax.random.split(key, n_classes), onehot)
     class_w = jnp.sum(onehot, axis=1)

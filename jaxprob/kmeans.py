@@ -166,13 +166,19 @@ def squared_distances(x, centroids):
     return _sq_dist(x, jnp.sum(jnp.square(x), axis=-1), centroids.astype(x.dtype))
 
 
+def _sample_index(key, probs, shape):
+    """Indices drawn with probability ``probs`` (inverse CDF; entries of probability 0 are never drawn)."""
+    cdf = jnp.cumsum(probs)
+    u = jax.random.uniform(key, shape, cdf.dtype) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), probs.shape[0] - 1).astype(jnp.int32)
+
+
 def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
     """Greedy weighted k-means++; returns (centers (K, D), indices (K,)). Pure, jittable, vmappable."""
-    n = x.shape[0]
     x_sq = jnp.sum(jnp.square(x), axis=-1)
     w_prob = weights / jnp.sum(weights)
     key, first_key = jax.random.split(key)
-    first = jax.random.choice(first_key, n, p=w_prob)
+    first = _sample_index(first_key, w_prob, ())
     indices = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first)
     closest = _sq_dist(x, x_sq, x[first][None])[:, 0]
 
@@ -184,7 +190,7 @@ def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
         # when every point coincides with a chosen centre the D^2 distribution is undefined: fall back to
         # weights
         probs = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w_prob)
-        candidates = jax.random.choice(sub, n, shape=(n_local_trials,), p=probs)
+        candidates = _sample_index(sub, probs, (n_local_trials,))
         d_cand = jnp.minimum(closest[:, None], _sq_dist(x, x_sq, x[candidates]))
         best = jnp.argmin(jnp.sum(weights[:, None] * d_cand, axis=0))
         return indices.at[c].set(candidates[best].astype(jnp.int32)), d_cand[:, best], key

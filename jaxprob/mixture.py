@@ -650,19 +650,27 @@ def _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar):
     return s, final_ll
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6, 7))
-def _fit_jit(key, x, w, n_components, covariance_type, method, n_init, max_iter, tol, reg_covar, init_params):
+def _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_covar):
+    """Initial parameters of every restart, stacked on a leading (n_init,) axis."""
     shift, phi, tied = _prepare(x, w, covariance_type)
 
-    def one(key):
-        if init_params is None:
-            params = _init_from_data(key, x, w, phi, shift, tied, n_components, covariance_type, method,
-                                     reg_covar)
-        else:
-            params = init_params
+    def one(k):
+        return _init_from_data(k, x, w, phi, shift, tied, n_components, covariance_type, method, reg_covar)
+
+    keys = jax.random.split(key, n_init)
+    if n_init == 1:  # same values as the vmapped program, compiles faster
+        return jax.tree.map(lambda a: a[None], one(keys[0]))
+    return jax.vmap(one)(keys)
+
+
+def _em_restarts(starts, x, w, max_iter, tol, reg_covar):
+    """EM from every stacked start (one vmapped while_loop); keeps the restart with the best final likelihood."""
+    shift, phi, tied = _prepare(x, w, starts.covariance_type)
+
+    def one(params):
         return _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar)
 
-    states, final_ll = jax.vmap(one)(jax.random.split(key, n_init))
+    states, final_ll = jax.vmap(one)(starts)
     best = jnp.argmax(jnp.where(jnp.isnan(final_ll), -jnp.inf, final_ll))
     s = jax.tree.map(lambda a: a[best], states)
     info = FitInfo(
@@ -677,6 +685,17 @@ def _fit_jit(key, x, w, n_components, covariance_type, method, n_init, max_iter,
         best_restart=best.astype(jnp.int32),
     )
     return s.params, info
+
+
+def _fit_core(key, x, w, n_components, covariance_type, method, n_init, max_iter, tol, reg_covar):
+    """Initialisation and EM in one traceable function (used inside other jitted programs)."""
+    starts = _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_covar)
+    return _em_restarts(starts, x, w, max_iter, tol, reg_covar)
+
+
+# Two compiled programs: the initialisation (per method) and EM (shared by all initialisations and init_params).
+_init_starts_jit = jax.jit(_init_starts, static_argnums=(3, 4, 5, 6))
+_em_jit = jax.jit(_em_restarts, static_argnums=(3,))
 
 
 def fit(x, n_components: int, *, key=None, covariance_type: str = "full", n_init: int = 1,
@@ -737,11 +756,15 @@ def fit(x, n_components: int, *, key=None, covariance_type: str = "full", n_init
         if init_params.n_components != n_components:
             raise ValueError(f"`init_params` has {init_params.n_components} components, not {n_components}")
         init_params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), init_params)
-        if key is None:
-            key = jax.random.key(0)  # unused: every restart starts from init_params
-    check_key(key)
-    return _fit_jit(key, x, w, n_components, covariance_type, init_method, n_init, max_iter,
-                    jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype), init_params)
+    else:
+        check_key(key)
+    tol = jnp.asarray(tol, x.dtype)
+    reg_covar = jnp.asarray(reg_covar, x.dtype)
+    if init_params is None:
+        starts = _init_starts_jit(key, x, w, n_components, covariance_type, init_method, n_init, reg_covar)
+    else:
+        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + a.shape), init_params)
+    return _em_jit(starts, x, w, max_iter, tol, reg_covar)
 
 
 # ----------------------------------------------------------------------------------------------------------
