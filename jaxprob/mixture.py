@@ -608,30 +608,40 @@ class _State(NamedTuple):
     trace: jax.Array
     collapsed: jax.Array
     regularized: jax.Array
+    done: jax.Array
+    final_ll: jax.Array
 
 
 def _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar):
+    """EM iterations, then one last E-step for the log-likelihood of the returned parameters.
+
+    The final E-step is the loop's own last pass (its M-step is discarded), so the compiled program holds a single
+    E-step and a single M-step.
+    """
     k = params.n_components
     dtype = x.dtype
-
-    def cond(s: _State):
-        return (s.n_iter < max_iter) & ~s.converged & ~s.nonfinite
 
     def body(s: _State):
         stats = _e_step_phi(phi, w, s.params, shift, tied)
         ll = stats.log_likelihood / stats.total_weight
+        # the previous pass ran the last M-step: this E-step only scores the returned parameters
+        last = s.converged | s.nonfinite | (s.n_iter >= max_iter)
         new, collapsed, regularized = _m_step(stats, reg_covar, s.params)
         nonfinite = ~jnp.isfinite(ll)
-        params = jax.tree.map(lambda a, b: jnp.where(nonfinite, a, b), s.params, new)
+        keep = last | nonfinite
+        params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), s.params, new)
+        step = ~last
         return _State(
             params,
+            jnp.where(step, ll, s.prev_ll),
+            s.n_iter + step.astype(jnp.int32),
+            jnp.where(step, jnp.abs(ll - s.prev_ll) < tol, s.converged),
+            jnp.where(step, nonfinite, s.nonfinite),
+            jnp.where(step, s.trace.at[jnp.minimum(s.n_iter, max_iter - 1)].set(ll), s.trace),
+            jnp.where(step, collapsed, s.collapsed),
+            s.regularized | (regularized & step),
+            last,
             ll,
-            s.n_iter + 1,
-            jnp.abs(ll - s.prev_ll) < tol,
-            nonfinite,
-            s.trace.at[s.n_iter].set(ll),
-            collapsed,
-            s.regularized | regularized,
         )
 
     state = _State(
@@ -643,11 +653,11 @@ def _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar):
         jnp.full((max_iter,), jnp.nan, dtype),
         jnp.zeros((k,), bool),
         jnp.zeros((k,), bool),
+        jnp.asarray(False),
+        jnp.asarray(jnp.nan, dtype),
     )
-    s = jax.lax.while_loop(cond, body, state)
-    final = _e_step_phi(phi, w, s.params, shift, tied)
-    final_ll = final.log_likelihood / final.total_weight
-    return s, final_ll
+    s = jax.lax.while_loop(lambda s: ~s.done, body, state)
+    return s, s.final_ll
 
 
 def _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_covar):
