@@ -98,7 +98,7 @@ def check_key(key, name: str = "key"):
 def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight"):
     """Return per-sample weights of shape ``(n,)``; ``None`` means all ones. Refuses negative or all-zero weights."""
     if sample_weight is None:
-        return jnp.ones((n,), dtype)
+        return jnp.asarray(np.ones((n,), dtype))  # a transfer, not a program to compile
     w = as_float_array(sample_weight, name, 1, dtype=dtype)
     if w.shape[0] != n:
         raise ValueError(f"`{name}` must have shape ({n},) to match x, got {tuple(w.shape)}")

@@ -334,8 +334,12 @@ def _tied_sxx(phi, w, d):
 # ----------------------------------------------------------------------------------------------------------
 # M-step
 # ----------------------------------------------------------------------------------------------------------
-def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None):
-    """Parameters from sufficient statistics; returns (params, collapsed (K,), regularized (K,))."""
+def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None, use_previous=True):
+    """Parameters from sufficient statistics; returns (params, collapsed (K,), regularized (K,)).
+
+    A collapsed component keeps its ``previous`` mean and covariance (when ``previous`` is given and the traced
+    boolean ``use_previous`` holds).
+    """
     ct = stats.covariance_type
     dtype = stats.sum_x.dtype
     k, d = stats.sum_x.shape
@@ -358,9 +362,10 @@ def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None
     mean_weight = stats.total_weight / jnp.maximum(stats.n_samples, 1.0)
     collapsed = stats.sum_weights < mean_weight
     if previous is not None:
-        means = jnp.where(collapsed[:, None], previous.means, means)
+        replace = collapsed & use_previous
+        means = jnp.where(replace[:, None], previous.means, means)
         if ct != "tied":
-            keep = collapsed.reshape((k,) + (1,) * (cov.ndim - 1))
+            keep = replace.reshape((k,) + (1,) * (cov.ndim - 1))
             cov = jnp.where(keep, previous.covariances, cov)
     prec = _precisions_cholesky(cov, ct)
     if ct in ("full", "tied"):
@@ -601,6 +606,8 @@ def init(key, x, n_components: int, *, covariance_type: str = "full", method: st
 # ----------------------------------------------------------------------------------------------------------
 class _State(NamedTuple):
     params: GaussianMixture
+    stats: SuffStats
+    first: jax.Array
     prev_ll: jax.Array
     n_iter: jax.Array
     converged: jax.Array
@@ -612,40 +619,48 @@ class _State(NamedTuple):
     final_ll: jax.Array
 
 
-def _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar):
-    """EM iterations, then one last E-step for the log-likelihood of the returned parameters.
+def _run_em(params, stats, given, x, w, phi, shift, tied, max_iter, tol, reg_covar):
+    """EM as a loop whose pass is an M-step followed by an E-step.
 
-    The final E-step is the loop's own last pass (its M-step is discarded), so the compiled program holds a single
-    E-step and a single M-step.
+    The first pass starts either from the initial statistics ``stats`` (its M-step gives the initial parameters,
+    not counted as an iteration) or, when ``given``, from ``params`` (its M-step is discarded). Pass ``j`` scores
+    the parameters it made; once the change of the mean log-likelihood between passes ``j-2`` and ``j-1`` is below
+    ``tol`` (or ``j`` reaches ``max_iter``) pass ``j`` is the last, and its E-step gives the log-likelihood of the
+    returned parameters. The compiled program holds one M-step and one E-step, shared by every initialisation.
     """
     k = params.n_components
     dtype = x.dtype
 
     def body(s: _State):
-        stats = _e_step_phi(phi, w, s.params, shift, tied)
+        use_given = s.first & given
+        new, collapsed, regularized = _m_step(s.stats, reg_covar, s.params, ~s.first)
+        params = jax.tree.map(lambda a, b: jnp.where(use_given, a, b), s.params, new)
+        counted = ~s.first
+        n_iter = s.n_iter + counted.astype(jnp.int32)
+        stats = _e_step_phi(phi, w, params, shift, tied)
         ll = stats.log_likelihood / stats.total_weight
-        # the previous pass ran the last M-step: this E-step only scores the returned parameters
-        last = s.converged | s.nonfinite | (s.n_iter >= max_iter)
-        new, collapsed, regularized = _m_step(stats, reg_covar, s.params)
         nonfinite = ~jnp.isfinite(ll)
-        keep = last | nonfinite
-        params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), s.params, new)
-        step = ~last
+        last = (counted & s.converged) | (n_iter >= max_iter) | nonfinite
+        record = ~last
         return _State(
             params,
-            jnp.where(step, ll, s.prev_ll),
-            s.n_iter + step.astype(jnp.int32),
-            jnp.where(step, jnp.abs(ll - s.prev_ll) < tol, s.converged),
-            jnp.where(step, nonfinite, s.nonfinite),
-            jnp.where(step, s.trace.at[jnp.minimum(s.n_iter, max_iter - 1)].set(ll), s.trace),
-            jnp.where(step, collapsed, s.collapsed),
-            s.regularized | (regularized & step),
+            stats,
+            jnp.asarray(False),
+            jnp.where(record, ll, s.prev_ll),
+            n_iter,
+            jnp.where(record, jnp.abs(ll - s.prev_ll) < tol, s.converged),
+            nonfinite,
+            jnp.where(record, s.trace.at[jnp.minimum(n_iter, max_iter - 1)].set(ll), s.trace),
+            jnp.where(counted, collapsed, s.collapsed),
+            s.regularized | (regularized & counted),
             last,
             ll,
         )
 
     state = _State(
         params,
+        stats,
+        jnp.asarray(True),
         jnp.asarray(-jnp.inf, dtype),
         jnp.asarray(0, jnp.int32),
         jnp.asarray(False),
@@ -660,12 +675,13 @@ def _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar):
     return s, s.final_ll
 
 
-def _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_covar):
-    """Initial parameters of every restart, stacked on a leading (n_init,) axis."""
+def _init_stats(key, x, w, n_components, covariance_type, method, n_init):
+    """Initial statistics of every restart (responsibilities from the chosen method), stacked on ``(n_init,)``."""
     shift, phi, tied = _prepare(x, w, covariance_type)
 
     def one(k):
-        return _init_from_data(k, x, w, phi, shift, tied, n_components, covariance_type, method, reg_covar)
+        resp = _initial_resp(k, x - shift, w, n_components, method)
+        return _stats_from_resp(phi, w, resp, shift, covariance_type, tied)
 
     keys = jax.random.split(key, n_init)
     if n_init == 1:  # same values as the vmapped program, compiles faster
@@ -673,14 +689,32 @@ def _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_c
     return jax.vmap(one)(keys)
 
 
-def _em_restarts(starts, x, w, max_iter, tol, reg_covar):
+def _placeholder_params(n_init, k, d, covariance_type, dtype):
+    """Zero parameters of the right shapes (never used: they stand in when EM starts from statistics)."""
+    cov = np.zeros((n_init,) + _cov_shape(covariance_type, k, d), dtype)
+    return GaussianMixture(np.zeros((n_init, k), dtype), np.zeros((n_init, k, d), dtype), cov, cov,
+                           covariance_type)
+
+
+def _placeholder_stats(n_init, k, d, covariance_type, dtype):
+    """Statistics of the right shapes (never used: they stand in when EM starts from parameters)."""
+    z = np.zeros((n_init,), dtype)
+    sum_xx = np.zeros((n_init,) + _cov_shape(covariance_type, k, d), dtype)
+    return SuffStats(np.ones((n_init, k), dtype), np.zeros((n_init, k, d), dtype), sum_xx,
+                     np.zeros((n_init, d), dtype), z, z + 1, z + 1, covariance_type)
+
+
+def _em_restarts(params, stats, given, x, w, max_iter, tol, reg_covar):
     """EM from every stacked start (one vmapped while_loop); keeps the restart with the best final likelihood."""
-    shift, phi, tied = _prepare(x, w, starts.covariance_type)
+    shift, phi, tied = _prepare(x, w, params.covariance_type)
 
-    def one(params):
-        return _run_em(params, x, w, phi, shift, tied, max_iter, tol, reg_covar)
+    def one(p, st):
+        return _run_em(p, st, given, x, w, phi, shift, tied, max_iter, tol, reg_covar)
 
-    states, final_ll = jax.vmap(one)(starts)
+    if params.weights.shape[0] == 1:  # one restart: no batched while_loop (same values, faster compile)
+        states, final_ll = jax.tree.map(lambda a: a[None], one(*jax.tree.map(lambda a: a[0], (params, stats))))
+    else:
+        states, final_ll = jax.vmap(one)(params, stats)
     best = jnp.argmax(jnp.where(jnp.isnan(final_ll), -jnp.inf, final_ll))
     s = jax.tree.map(lambda a: a[best], states)
     info = FitInfo(
@@ -699,13 +733,14 @@ def _em_restarts(starts, x, w, max_iter, tol, reg_covar):
 
 def _fit_core(key, x, w, n_components, covariance_type, method, n_init, max_iter, tol, reg_covar):
     """Initialisation and EM in one traceable function (used inside other jitted programs)."""
-    starts = _init_starts(key, x, w, n_components, covariance_type, method, n_init, reg_covar)
-    return _em_restarts(starts, x, w, max_iter, tol, reg_covar)
+    stats = _init_stats(key, x, w, n_components, covariance_type, method, n_init)
+    params = _placeholder_params(n_init, n_components, x.shape[1], covariance_type, x.dtype)
+    return _em_restarts(params, stats, jnp.asarray(False), x, w, max_iter, tol, reg_covar)
 
 
 # Two compiled programs: the initialisation (per method) and EM (shared by all initialisations and init_params).
-_init_starts_jit = jax.jit(_init_starts, static_argnums=(3, 4, 5, 6))
-_em_jit = jax.jit(_em_restarts, static_argnums=(3,))
+_init_stats_jit = jax.jit(_init_stats, static_argnums=(3, 4, 5, 6))
+_em_jit = jax.jit(_em_restarts, static_argnums=(5,))
 
 
 def fit(x, n_components: int, *, key=None, covariance_type: str = "full", n_init: int = 1,
@@ -768,13 +803,18 @@ def fit(x, n_components: int, *, key=None, covariance_type: str = "full", n_init
         init_params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), init_params)
     else:
         check_key(key)
-    tol = jnp.asarray(tol, x.dtype)
-    reg_covar = jnp.asarray(reg_covar, x.dtype)
+    # host-side scalars: no tiny eager programs to compile on the first call
+    tol = tol if is_tracer(tol) else np.asarray(tol, x.dtype)
+    reg_covar = reg_covar if is_tracer(reg_covar) else np.asarray(reg_covar, x.dtype)
+    d = x.shape[1]
     if init_params is None:
-        starts = _init_starts_jit(key, x, w, n_components, covariance_type, init_method, n_init, reg_covar)
+        stats = _init_stats_jit(key, x, w, n_components, covariance_type, init_method, n_init)
+        params = _placeholder_params(n_init, n_components, d, covariance_type, x.dtype)
     else:
-        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + a.shape), init_params)
-    return _em_jit(starts, x, w, max_iter, tol, reg_covar)
+        params = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + a.shape), init_params)
+        stats = _placeholder_stats(n_init, n_components, d, covariance_type, x.dtype)
+    given = np.asarray(init_params is not None)
+    return _em_jit(params, stats, given, x, w, max_iter, tol, reg_covar)
 
 
 # ----------------------------------------------------------------------------------------------------------
