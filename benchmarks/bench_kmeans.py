@@ -3,7 +3,10 @@
 Per Lloyd iteration: every library runs at most ``ITERS`` iterations from the same initial centroids (tol 0)
 and the time is divided by the iterations it ran. Full fit: k-means++ seeding plus Lloyd to convergence
 (default tolerances), one restart; faiss: own seeding, 25 iterations.
-Usage: ``python benchmarks/bench_kmeans.py [--repeats 3]``; prints a markdown table.
+The per-iteration measurements of the three libraries are interleaved (one round = one repeat of each), so
+that load from other jobs on the machine hits them alike. ``--chunks`` adds the per-iteration time of jaxprob
+against the chunk size (rows per block of the distance computation) at N=1M, D=16, K=64.
+Usage: ``python benchmarks/bench_kmeans.py [--repeats 3] [--chunks]``; prints markdown tables.
 """
 
 from __future__ import annotations
@@ -32,9 +35,22 @@ def _median_time(fn, repeats):
     return float(np.median(times))
 
 
-def _jax_iters(x, c0):
+def _interleaved(fns, repeats):
+    """Median seconds of every function, timed in interleaved rounds after one warm-up call each."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
+
+
+def _jax_iters(x, c0, chunk_size=None):
     def run():
-        res, info = kmeans.fit(x, c0.shape[0], init_centroids=c0, max_iter=ITERS, tol=0.0)
+        res, info = kmeans.fit(x, c0.shape[0], init_centroids=c0, max_iter=ITERS, tol=0.0, chunk_size=chunk_size)
         jax.block_until_ready(res)
         return int(info.n_iter)
 
@@ -51,20 +67,19 @@ def _bench_case(n, d, k, repeats, faiss, KMeans):
     # -- per iteration, from the same centroids
     run = _jax_iters(xj, c0j)
     n_it = run()
-    t_jax = _median_time(run, repeats) / n_it
 
     def sk_iters():
         m = KMeans(k, init=c0, n_init=1, max_iter=ITERS, tol=0.0, algorithm="lloyd").fit(x)
         return m.n_iter_
 
     n_sk = sk_iters()
-    t_sk = _median_time(sk_iters, repeats) / n_sk
 
     def faiss_iters():
         km = faiss.Kmeans(d, k, niter=ITERS, verbose=False, max_points_per_centroid=n)
         km.train(x, init_centroids=c0)
 
-    t_fa = _median_time(faiss_iters, repeats) / ITERS
+    t_jax, t_sk, t_fa = _interleaved([run, sk_iters, faiss_iters], repeats)
+    t_jax, t_sk, t_fa = t_jax / n_it, t_sk / n_sk, t_fa / ITERS
 
     # -- full fit: k-means++ + Lloyd to convergence (jaxprob, sklearn); faiss: its default 25 iterations
     key = jax.random.key(0)
@@ -82,9 +97,31 @@ def _bench_case(n, d, k, repeats, faiss, KMeans):
     return (n, d, k, t_jax, t_sk, t_fa, f_jax, f_sk, f_fa)
 
 
+def _bench_chunks(repeats, KMeans, chunks=(1024, 4096, 8192, 16384, 65536)):
+    n, d, k = CASES[0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    c0 = x[:k].copy()
+    xj, c0j = jax.device_put(x), jax.device_put(c0)
+    runs = [_jax_iters(xj, c0j, c) for c in chunks]
+
+    def sk_iters():
+        return KMeans(k, init=c0, n_init=1, max_iter=ITERS, tol=0.0, algorithm="lloyd").fit(x).n_iter_
+
+    iters = [r() for r in runs] + [sk_iters()]
+    times = _interleaved(runs + [sk_iters], repeats)
+    print(f"\nPer Lloyd iteration against the chunk size, N={n:,} D={d} K={k} (sklearn in the same rounds):\n")
+    print("| rows per chunk | jaxprob s/iter | sklearn s/iter |")
+    print("|---|---|---|")
+    t_sk = times[-1] / iters[-1]
+    for c, t, it in zip(chunks, times, iters, strict=False):
+        print(f"| {c:,} | {t / it:.4f} | {t_sk:.4f} |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunks", action="store_true", help="also time jaxprob against the chunk size")
     args = parser.parse_args()
     import faiss
     from sklearn.cluster import KMeans
@@ -109,6 +146,8 @@ def main():
             f"| {n:,}, {d}, {k} | {tj:.4f} | {ts:.4f} | {tf:.4f} | {ts / tj:.2f} | {tf / tj:.2f} "
             f"| {fj:.3f} | {fs:.3f} | {ff:.3f} |"
         )
+    if args.chunks:
+        _bench_chunks(args.repeats, KMeans)
 
 
 if __name__ == "__main__":
