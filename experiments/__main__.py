@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import html
 import importlib
 import json
 import pkgutil
+import platform
 import sys
 import time
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -56,7 +59,13 @@ def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
         "description": module.DESCRIPTION,
         "seed": seed,
         "params": params,
-        "versions": {"jaxprob": jaxprob.__version__, "jax": jax.__version__},
+        "out": str(out_root),
+        "versions": {
+            "jaxprob": jaxprob.__version__,
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
         "metrics": metrics,
         "figures": sorted(p.name for p in out_dir.glob("*.png")),
     }
@@ -72,6 +81,34 @@ def write_index(out_root: Path, records):
         lines += [f"![{fig}]({rec['experiment']}/{fig})" for fig in rec["figures"]]
         lines += ["", f"Metrics: [{rec['experiment']}/metrics.json]({rec['experiment']}/metrics.json)", ""]
     (out_root / "index.md").write_text("\n".join(lines))
+    write_html_index(out_root, records)
+
+
+def write_html_index(out_root: Path, records):
+    """``index.html``: every study's description, parameters, figures and headline metrics on one page."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>jaxprob experiments</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "img{max-width:100%;border:1px solid #ccc;margin:4px 0}pre{background:#f6f6f6;padding:6px;"
+        "white-space:pre-wrap;font-size:12px}nav a{margin-right:1em}</style></head><body>",
+        "<h1>jaxprob experiments</h1><nav>",
+    ]
+    parts += [f"<a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a>" for r in records]
+    parts.append("</nav>")
+    for rec in records:
+        name = html.escape(rec["experiment"])
+        parts.append(f"<h2 id='{name}'>{name}</h2><p>{html.escape(rec['description'])}</p>")
+        params = json.dumps(to_jsonable(rec["params"]), sort_keys=True)
+        parts.append(f"<p>seed {rec['seed']}, parameters <code>{html.escape(params)}</code>, "
+                     f"<a href='{name}/metrics.json'>metrics.json</a></p>")
+        parts += [f"<figure><img src='{name}/{html.escape(f)}' alt='{html.escape(f)}'>"
+                  f"<figcaption>{html.escape(f)}</figcaption></figure>" for f in rec["figures"]]
+        metrics = json.dumps(to_jsonable(rec["metrics"]), indent=1, sort_keys=True)
+        if len(metrics) > 4000:
+            metrics = metrics[:4000] + "\n..."
+        parts.append(f"<details><summary>metrics</summary><pre>{html.escape(metrics)}</pre></details>")
+    parts.append("</body></html>")
+    (out_root / "index.html").write_text("\n".join(parts))
 
 
 def main(argv=None):
@@ -105,7 +142,8 @@ def main(argv=None):
         print(f"      done in {time.perf_counter() - t0:.1f} s -> {args.out / name}", flush=True)
         records.append(rec)
     write_index(args.out, records)
-    print(f"all done in {time.perf_counter() - t_all:.1f} s; index: {args.out / 'index.md'}")
+    print(f"all done in {time.perf_counter() - t_all:.1f} s; index: {args.out / 'index.md'} "
+          f"and {args.out / 'index.html'}")
     return 0
 
 
