@@ -241,9 +241,12 @@ def run(out_dir, seed, full, data, n_train, n_test, n_epochs, batch_size, learni
     axes[0].plot(ep, info.val_loss[: info.n_epochs_run], "s-", label="validation (after the epoch)")
     axes[0].set(xlabel="epoch", ylabel=f"{loss} per pixel", title="autoencoder")
     ep = np.arange(1, lin_info.n_epochs_run + 1)
-    axes[1].plot(ep, lin_info.train_loss[: lin_info.n_epochs_run], "o-", label="linear autoencoder (training)")
-    axes[1].axhline(pca_mse(xc, pca), color="k", ls="--", label=f"PCA, {linear_latent} components (optimum)")
-    axes[1].set(xlabel="epoch", ylabel="mse per pixel", yscale="log", title="linear autoencoder vs PCA")
+    excess = lin_info.train_loss[: lin_info.n_epochs_run] / pca_mse(xc, pca) - 1
+    axes[1].plot(ep, excess, "o-", label="training mse / PCA mse - 1 (mean over the epoch's minibatches)")
+    axes[1].axhline(0, color="k", lw=1)
+    axes[1].set_yscale("symlog", linthresh=1e-3)
+    axes[1].set(xlabel="epoch", ylabel="relative excess over PCA",
+                title=f"linear autoencoder vs PCA ({linear_latent} components, the optimum)")
     for a in axes:
         a.legend(fontsize=8)
         a.grid(alpha=0.3)
