@@ -53,6 +53,7 @@ def run(out_dir, seed: int, n_per_cluster: int, n_clusters: int, spread: float, 
         c = np.asarray(r.centroids)
         ax.scatter(c[:, 0], c[:, 1], marker="X", s=150, c="k")
         ax.set_title(f"{title}: inertia {float(r.inertia):.1f}")
+        ax.set(xlabel="$x_1$", ylabel="$x_2$")
         ax.set_aspect("equal")
     save_figure(fig, out_dir, "partitions")
 

@@ -429,7 +429,8 @@ def decision_boundary_grid(predict_fn: Callable, x, *, resolution: int = 200, ma
 
 
 def plot_decision_boundary(predict_fn: Callable, x, y=None, *, ax=None, resolution: int = 200,
-                           margin: float = 0.5, cmap: str = "coolwarm", title: str | None = None):
+                           margin: float = 0.5, cmap: str = "coolwarm", title: str | None = None,
+                           xlabel: str = "$x_1$", ylabel: str = "$x_2$"):
     """Plot the predicted class regions of a 2-D classifier (filled contours) with the data on top.
 
     Args:
@@ -441,6 +442,8 @@ def plot_decision_boundary(predict_fn: Callable, x, y=None, *, ax=None, resoluti
         margin: extra space around the data.
         cmap: matplotlib colormap name.
         title: optional axes title.
+        xlabel: label of the horizontal axis (first feature).
+        ylabel: label of the vertical axis (second feature).
 
     Returns:
         The matplotlib axes.
@@ -457,6 +460,7 @@ def plot_decision_boundary(predict_fn: Callable, x, y=None, *, ax=None, resoluti
     ax.contour(xx, yy, zz, levels=levels, colors="k", linewidths=0.8)
     ax.scatter(x[:, 0], x[:, 1], c=None if y is None else np.asarray(y), cmap=cmap, s=10, edgecolors="k",
                linewidths=0.3, vmin=-0.5, vmax=n_levels - 0.5)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title)
     return ax
