@@ -20,6 +20,8 @@ from jaxprob import (
     nn,
     plotting,
     regression,
+    scale,
+    selection,
     text,
 )
 from jaxprob.autoencoder import Autoencoder
@@ -66,6 +68,8 @@ __all__ = [
     "markov",
     "text",
     "autoencoder",
+    "scale",
+    "selection",
     # types
     "BayesClassifier",
     "FitInfo",

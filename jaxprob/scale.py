@@ -1,0 +1,1254 @@
+r"""Scaling Gaussian mixtures and k-means: several devices, data larger than memory, streams, gradients.
+
+Everything here rests on one seam of :mod:`jaxprob.mixture` and :mod:`jaxprob.kmeans`: an iteration is a sum
+over samples (the E-step's sufficient statistics :math:`N_k=\sum_i w_i r_{ik}`, :math:`S_k=\sum_i w_i r_{ik}x_i`,
+:math:`Q_k=\sum_i w_i r_{ik}x_ix_i^\top`; Lloyd's per-cluster sums :math:`\sum_{i:z_i=k} w_i x_i` and weights)
+followed by a small update that only needs those sums. So
+
+* **several devices** (:func:`fit_sharded`, :func:`kmeans_fit_sharded`): the samples are split along a 1-D
+  device mesh (``jax.sharding.Mesh``); each device computes the statistics of its shard and ``lax.psum`` adds
+  them, inside ``jax.shard_map``; the update is then computed identically on every device. The statistics
+  (``(K,)``, ``(K, D)``, ``(K, D, D)`` and scalars) are the only values reduced across devices, once per
+  iteration, so the communication does not grow with the number of samples. Padding rows (when ``n`` is not a
+  multiple of the number of devices) carry weight 0 and change nothing;
+* **data larger than memory** (:func:`fit_chunked`, :func:`kmeans_fit_chunked`): one pass reads the data chunk
+  by chunk (a NumPy array, a ``np.memmap``, a JAX array or a function returning an iterable of chunks) and adds
+  the statistics of each chunk with one compiled function; one pass is exactly one full-batch iteration;
+* **streams** (:func:`online_em_step`, :func:`fit_online`, :func:`kmeans_fit_stream`): stepwise EM
+  (Cappé and Moulines, 2009) averages normalised statistics with a decaying step size
+  :math:`\eta_t = (t + t_0)^{-\kappa}`, :math:`\tfrac12 < \kappa \le 1`, and mini-batch k-means (Sculley, 2010)
+  moves each centroid by a per-centroid rate;
+* **gradients** (:func:`em_steps`): a fixed number of EM iterations under ``lax.scan`` is differentiable with
+  respect to the data and the initial parameters. ``mixture.fit`` iterates under ``lax.while_loop``, which JAX
+  cannot differentiate in reverse mode (``jax.grad`` raises); use :func:`em_steps` for gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import mmap
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxprob import kmeans, mixture
+from jaxprob._validation import (
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_int,
+    check_key,
+    check_sample_weight,
+    is_tracer,
+)
+from jaxprob.densities import COVARIANCE_TYPES
+from jaxprob.mixture import FitInfo, GaussianMixture, SuffStats
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "OnlineEMState",
+    "OnlineInfo",
+    "sample_mesh",
+    "shard_samples",
+    "fit_sharded",
+    "kmeans_fit_sharded",
+    "iter_chunks",
+    "fit_chunked",
+    "kmeans_fit_chunked",
+    "online_em_init",
+    "online_em_step",
+    "fit_online",
+    "kmeans_fit_stream",
+    "em_steps",
+]
+
+DEFAULT_CHUNK_SIZE = 65536
+"""Rows per chunk read by the chunked fits when ``chunk_size`` is not given (4 MiB of float32 at D=16)."""
+
+
+class OnlineEMState(NamedTuple):
+    """State of stepwise (online) EM (a pytree).
+
+    Attributes:
+        params: the current :class:`~jaxprob.mixture.GaussianMixture` (the M-step of ``stats``).
+        stats: running average of the per-unit-weight sufficient statistics (a
+            :class:`~jaxprob.mixture.SuffStats` with ``total_weight = 1``), about a fixed ``shift``.
+        step: number of steps taken :math:`t` (int32 scalar).
+    """
+
+    params: GaussianMixture
+    stats: SuffStats
+    step: jax.Array
+
+
+class OnlineInfo(NamedTuple):
+    """Diagnostics of :func:`fit_online` and :func:`kmeans_fit_stream`.
+
+    Attributes:
+        n_steps: number of batches processed.
+        trace: ``(n_steps,)`` per batch: mean log-likelihood under the parameters before the step (online EM) or
+            mean batch inertia under the centroids before the step (mini-batch k-means).
+    """
+
+    n_steps: int
+    trace: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the EM iteration on a statistics function (shared by the sharded fit, the grid of jaxprob.selection)
+# ----------------------------------------------------------------------------------------------------------
+class _EMState(NamedTuple):
+    params: GaussianMixture
+    prev_ll: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    nonfinite: jax.Array
+    trace: jax.Array
+    collapsed: jax.Array
+    regularized: jax.Array
+    done: jax.Array
+    final_ll: jax.Array
+
+
+def _em_loop(params, stats_fn, max_iter: int, tol, reg_covar, project=None):
+    """EM under ``lax.while_loop`` with the statistics given by ``stats_fn(params) -> SuffStats``.
+
+    The same iteration as ``mixture.fit``: stop when the mean log-likelihood changes by less than ``tol`` or
+    after ``max_iter`` M-steps; the last pass only scores the returned parameters. ``project`` (optional) maps
+    the M-step's parameters to the model's parameter set (``jaxprob.selection`` masks padded components).
+    """
+    k = params.n_components
+    dtype = params.means.dtype
+
+    def body(s: _EMState):
+        stats = stats_fn(s.params)
+        ll = stats.log_likelihood / stats.total_weight
+        last = s.converged | s.nonfinite | (s.n_iter >= max_iter)
+        new, collapsed, regularized = mixture._m_step(stats, reg_covar, s.params)
+        if project is not None:
+            new = project(new)
+        nonfinite = ~jnp.isfinite(ll)
+        keep = last | nonfinite
+        params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), s.params, new)
+        step = ~last
+        return _EMState(
+            params,
+            jnp.where(step, ll, s.prev_ll),
+            s.n_iter + step.astype(jnp.int32),
+            jnp.where(step, jnp.abs(ll - s.prev_ll) < tol, s.converged),
+            jnp.where(step, nonfinite, s.nonfinite),
+            jnp.where(step, s.trace.at[jnp.minimum(s.n_iter, max_iter - 1)].set(ll), s.trace),
+            jnp.where(step, collapsed, s.collapsed),
+            s.regularized | (regularized & step),
+            last,
+            ll,
+        )
+
+    state = _EMState(
+        params,
+        jnp.asarray(-jnp.inf, dtype),
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(False),
+        jnp.asarray(False),
+        jnp.full((max_iter,), jnp.nan, dtype),
+        jnp.zeros((k,), bool),
+        jnp.zeros((k,), bool),
+        jnp.asarray(False),
+        jnp.asarray(jnp.nan, dtype),
+    )
+    return jax.lax.while_loop(lambda s: ~s.done, body, state)
+
+
+def _best_restart(states: _EMState):
+    """Keep the restart with the highest final log-likelihood (as ``mixture.fit``); returns (params, FitInfo)."""
+    final_ll = states.final_ll
+    best = jnp.argmax(jnp.where(jnp.isnan(final_ll), -jnp.inf, final_ll))
+    s = jax.tree.map(lambda a: a[best], states)
+    info = FitInfo(
+        converged=s.converged,
+        n_iter=s.n_iter,
+        log_likelihood=final_ll[best],
+        log_likelihood_trace=s.trace,
+        collapsed=s.collapsed,
+        regularized=s.regularized,
+        nonfinite=s.nonfinite,
+        restart_log_likelihoods=final_ll,
+        best_restart=best.astype(jnp.int32),
+    )
+    return s.params, info
+
+
+# ----------------------------------------------------------------------------------------------------------
+# meshes and sharded data
+# ----------------------------------------------------------------------------------------------------------
+def sample_mesh(n_devices: int | None = None, *, axis_name: str = "samples", devices=None):
+    """A 1-D device mesh whose single axis splits the samples.
+
+    Args:
+        n_devices: number of devices; default all of ``devices``.
+        axis_name: name of the mesh axis.
+        devices: the devices to use (default ``jax.devices()``, every device of every process after
+            ``jax.distributed.initialize()``).
+
+    Returns:
+        A ``jax.sharding.Mesh`` of shape ``(n_devices,)``.
+
+    Examples:
+        >>> from jaxprob import scale
+        >>> mesh = scale.sample_mesh(1)
+        >>> mesh.axis_names, mesh.size
+        (('samples',), 1)
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if n_devices is None:
+        n_devices = len(devices)
+    n_devices = check_int(n_devices, "n_devices", minimum=1, maximum=len(devices))
+    if not isinstance(axis_name, str) or not axis_name:
+        raise TypeError(f"`axis_name` must be a non-empty string, got {axis_name!r}")
+    return jax.make_mesh(
+        (n_devices,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n_devices]
+    )
+
+
+def _check_mesh(mesh):
+    if mesh is None:
+        return sample_mesh()
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh (see sample_mesh), got {type(mesh).__name__}")
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"`mesh` must have one axis (the samples), got axes {mesh.axis_names}")
+    return mesh
+
+
+def _is_global(x) -> bool:
+    """A jax.Array spread over several processes (its values cannot be read by this process alone)."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+@jax.jit
+def _all_finite(x):
+    return jnp.all(jnp.isfinite(x))
+
+
+def _check_data(x, name="x"):
+    """Float (n, D) data with n >= 1, finite; device arrays are checked on device (no copy to the host)."""
+    x = x if isinstance(x, jax.Array) else as_float_array(x, name, 2)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must have a floating dtype (float32 or float64), got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must have 2 dimension(s), got shape {tuple(x.shape)}")
+    if x.shape[0] < 1:
+        raise ValueError(f"`{name}` must hold at least one sample")
+    if not is_tracer(x) and not bool(_all_finite(x)):
+        raise ValueError(f"`{name}` contains NaN or infinite value(s)")
+    return x
+
+
+def _check_weights(sample_weight, x):
+    if sample_weight is None:
+        return None
+    if _is_global(sample_weight) or (isinstance(sample_weight, jax.Array) and len(sample_weight.devices()) > 1):
+        if sample_weight.shape != (x.shape[0],):
+            raise ValueError(f"`sample_weight` must have shape ({x.shape[0]},) to match x, got "
+                             f"{tuple(sample_weight.shape)}")
+        return sample_weight.astype(x.dtype)
+    return check_sample_weight(sample_weight, x.shape[0], x.dtype)
+
+
+def _pad_rows(x, w, n_pad):
+    n = x.shape[0]
+    if n_pad == n:
+        return x, w
+    x = jnp.concatenate([x, jnp.zeros((n_pad - n, x.shape[1]), x.dtype)])
+    return x, jnp.concatenate([w, jnp.zeros((n_pad - n,), w.dtype)])
+
+
+_pad_jit = jax.jit(_pad_rows, static_argnums=(2,))
+
+
+def shard_samples(x, mesh, *, sample_weight=None):
+    """Place ``(n, D)`` data on a 1-D mesh, split along the samples; rows are padded with weight 0 to a multiple of
+    the number of devices.
+
+    Args:
+        x: ``(n, D)`` float data (NumPy or JAX; a JAX array already spread over the devices is resharded there).
+        mesh: a 1-D ``jax.sharding.Mesh`` (see :func:`sample_mesh`).
+        sample_weight: optional ``(n,)`` non-negative weights (default ones).
+
+    Returns:
+        ``(x, w)``: ``(n_pad, D)`` and ``(n_pad,)`` arrays sharded as ``PartitionSpec(axis)``, with
+        ``n_pad`` the smallest multiple of ``mesh.size`` that is at least ``n``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import scale
+        >>> xs, ws = scale.shard_samples(jnp.ones((5, 2)), scale.sample_mesh(1))
+        >>> xs.shape, ws.tolist()
+        ((5, 2), [1.0, 1.0, 1.0, 1.0, 1.0])
+    """
+    mesh = _check_mesh(mesh)
+    x = _check_data(x)
+    w = _check_weights(sample_weight, x)
+    return _shard(x, w, mesh)
+
+
+def _pad_weights(x, w, n_pad):
+    return _pad_rows(x, jnp.ones((x.shape[0],), x.dtype) if w is None else w, n_pad)
+
+
+@functools.cache
+def _placement(mesh):
+    """Jitted function that pads rows (weight 0) and places them on ``mesh`` along the samples (one per mesh)."""
+    axis = mesh.axis_names[0]
+    xs, ws = NamedSharding(mesh, P(axis, None)), NamedSharding(mesh, P(axis))
+    return jax.jit(_pad_weights, static_argnums=(2,), out_shardings=(xs, ws))
+
+
+def _shard(x, w, mesh):
+    n_pad = -(-x.shape[0] // mesh.size) * mesh.size
+    return _placement(mesh)(x, w, n_pad)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sharded EM
+# ----------------------------------------------------------------------------------------------------------
+def _psum_stats(stats: SuffStats, axis) -> SuffStats:
+    """Add the statistics of every device (the only cross-device reduction of an EM iteration)."""
+    sw, sx, sxx, ll, tw, ns = jax.lax.psum(
+        (stats.sum_weights, stats.sum_x, stats.sum_xx, stats.log_likelihood, stats.total_weight,
+         stats.n_samples),
+        axis,
+    )
+    return SuffStats(sw, sx, sxx, stats.shift, ll, tw, ns, stats.covariance_type)
+
+
+def _sharded_em_program(mesh, max_iter: int):
+    axis = mesh.axis_names[0]
+
+    def local(x, w, starts, tol, reg_covar):
+        ct = starts.covariance_type
+        # the centre of the moments: the weighted data mean (two sums reduced once, before the iterations)
+        total, sum_x = jax.lax.psum((jnp.sum(w), w @ x), axis)
+        shift = sum_x / total
+        phi = mixture._features(x - shift, ct)
+        tied = mixture._tied_sxx(phi, w, x.shape[1]) if ct == "tied" else None
+
+        def stats_fn(params):
+            return _psum_stats(mixture._e_step_phi(phi, w, params, shift, tied), axis)
+
+        states = jax.vmap(lambda p: _em_loop(p, stats_fn, max_iter, tol, reg_covar))(starts)
+        return _best_restart(states)
+
+    spec = (P(axis, None), P(axis), P(), P(), P())
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=P()))
+
+
+_SHARDED_PROGRAMS: dict = {}
+
+
+def _cached(kind, mesh, *args):
+    key = (kind, mesh, *args)
+    if key not in _SHARDED_PROGRAMS:
+        build = {"em": _sharded_em_program, "lloyd": _sharded_lloyd_program}[kind]
+        _SHARDED_PROGRAMS[key] = build(mesh, *args)
+    return _SHARDED_PROGRAMS[key]
+
+
+def _check_tol(tol):
+    if is_tracer(tol):
+        return
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer, jax.Array)):
+        raise TypeError(f"`tol` must be a number, got {type(tol).__name__}")
+    if not np.isfinite(float(tol)) or float(tol) < 0:
+        raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
+
+
+def _check_init_params(init_params, d, covariance_type, n_components, dtype):
+    mixture._check_params(init_params, d, "init_params")
+    if init_params.covariance_type != covariance_type:
+        raise ValueError(
+            f"`init_params` has covariance_type={init_params.covariance_type!r} but "
+            f"covariance_type={covariance_type!r} was asked for"
+        )
+    if n_components is not None and init_params.n_components != n_components:
+        raise ValueError(f"`init_params` has {init_params.n_components} components, not {n_components}")
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), init_params)
+
+
+def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: str = "full", n_init: int = 1,
+                init_method: str = "kmeans++", init_params: GaussianMixture | None = None, max_iter: int = 100,
+                tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None):
+    r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
+
+    Same model, iteration, stopping rule and outputs as :func:`jaxprob.mixture.fit`: every device computes the
+    sufficient statistics :math:`(N_k, S_k, Q_k, \sum_i w_i \log p(x_i))` of its shard, ``lax.psum`` adds them,
+    and every device runs the same M-step on the sums. Only the statistics cross devices; the result does not
+    depend on the number of devices beyond floating-point rounding of the sums. The initialisation (when
+    ``init_params`` is not given) is :func:`jaxprob.mixture.init` on ``x`` (restart ``r`` uses
+    ``jax.random.split(key, n_init)[r]``), as in ``mixture.fit``.
+
+    On several hosts (after ``jax.distributed.initialize()``), pass ``x`` as a global ``jax.Array`` (e.g.
+    ``jax.make_array_from_process_local_data``) and ``init_params`` (the same on every process).
+
+    Args:
+        x: ``(n, D)`` float data: NumPy or JAX; a JAX array sharded along its rows is used in place.
+        n_components: ``K``, between 1 and ``n``.
+        mesh: 1-D ``jax.sharding.Mesh`` (default: all devices, :func:`sample_mesh`).
+        key: JAX PRNG key (required unless ``init_params`` is given).
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        n_init: number of restarts (vmapped on every device; the highest final log-likelihood is kept — restarts
+            that reach the same optimum, up to rounding and a permutation of the components, may then be chosen
+            differently on different numbers of devices).
+        init_method: one of :data:`jaxprob.mixture.INIT_METHODS`.
+        init_params: optional starting :class:`~jaxprob.mixture.GaussianMixture` (every restart starts there).
+        max_iter: hard limit on EM iterations (static).
+        tol: threshold on the change of the mean log-likelihood.
+        reg_covar: non-negative value added to the covariance diagonals.
+        sample_weight: optional ``(n,)`` non-negative weights.
+
+    Returns:
+        ``(params, info)``: a :class:`~jaxprob.mixture.GaussianMixture` (replicated on the mesh) and a
+        :class:`~jaxprob.mixture.FitInfo`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import scale
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (200, 2)) - 4,
+        ...                      jax.random.normal(jax.random.key(2), (200, 2)) + 4])
+        >>> gmm, info = scale.fit_sharded(x, 2, key=jax.random.key(0), mesh=scale.sample_mesh())
+        >>> bool(info.converged), sorted(gmm.means[:, 0].round(0).tolist())
+        (True, [-4.0, 4.0])
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    check_choice(init_method, "init_method", mixture.INIT_METHODS)
+    mesh = _check_mesh(mesh)
+    x = _check_data(x)
+    n_components = check_int(n_components, "n_components", minimum=1, maximum=x.shape[0])
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    mixture._check_reg(reg_covar)
+    _check_tol(tol)
+    w = _check_weights(sample_weight, x)
+    if init_params is not None:
+        start = _check_init_params(init_params, x.shape[1], covariance_type, n_components, x.dtype)
+        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + a.shape), start)
+    else:
+        check_key(key)
+        if _is_global(x):
+            raise ValueError("`init_params` is required when `x` spans several processes (multi-host): fit "
+                             "initial parameters on a sample every process reads, e.g. with mixture.fit")
+
+        def one(k):
+            return mixture.init(k, x, n_components, covariance_type=covariance_type, method=init_method,
+                                reg_covar=reg_covar, sample_weight=w)
+
+        starts = jax.vmap(one)(jax.random.split(key, n_init))
+    xs, ws = _shard(x, w, mesh)
+    starts = jax.device_put(starts, NamedSharding(mesh, P()))
+    program = _cached("em", mesh, max_iter)
+    return program(xs, ws, starts, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sharded Lloyd
+# ----------------------------------------------------------------------------------------------------------
+def _assign(x, c):
+    """Labels (lowest index among ties) and exact squared distances to the closest centroid."""
+    scores = jnp.sum(jnp.square(c), axis=-1)[None, :] - 2.0 * (x @ c.T)
+    labels = jnp.argmin(scores, axis=1).astype(jnp.int32)
+    return labels, jnp.sum(jnp.square(x - c[labels]), axis=1)
+
+
+def _lloyd_sums(x, w, c):
+    labels, d = _assign(x, c)
+    k = c.shape[0]
+    return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
+
+
+def _lloyd_update(c, sums, counts):
+    """New centroids; a cluster with no weight keeps its centroid (no relocation, see kmeans_fit_sharded)."""
+    safe = jnp.where(counts > 0, counts, 1.0)
+    return jnp.where((counts > 0)[:, None], sums / safe[:, None], c)
+
+
+class _LloydState(NamedTuple):
+    centroids: jax.Array
+    labels: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    trace: jax.Array
+
+
+def _sharded_lloyd_program(mesh, max_iter: int):
+    axis = mesh.axis_names[0]
+
+    def local(x, w, starts, tol):
+        total, sum_x = jax.lax.psum((jnp.sum(w), w @ x), axis)
+        mean = sum_x / total
+        var = jax.lax.psum(w @ jnp.square(x - mean), axis) / total
+        tol_abs = tol * jnp.mean(var)  # tolerance relative to the mean feature variance, as kmeans.fit
+
+        def one(c0):
+            def body(s: _LloydState):
+                sums, counts, inert, labels = _lloyd_sums(x, w, s.centroids)
+                changed = jnp.sum(labels != s.labels).astype(x.dtype)
+                sums, counts, inert, changed = jax.lax.psum((sums, counts, inert, changed), axis)
+                new = _lloyd_update(s.centroids, sums, counts)
+                shift = jnp.sum(jnp.square(new - s.centroids))
+                converged = (changed == 0) | (shift <= tol_abs)
+                return _LloydState(new, labels, s.n_iter + 1, converged, s.trace.at[s.n_iter].set(inert))
+
+            no_labels = jax.lax.pcast(jnp.full((x.shape[0],), -1, jnp.int32), (axis,), to="varying")
+            s0 = _LloydState(c0, no_labels, jnp.zeros((), jnp.int32),
+                             jnp.zeros((), bool), jnp.full((max_iter,), jnp.nan, x.dtype))
+            s = jax.lax.while_loop(lambda s: (s.n_iter < max_iter) & ~s.converged, body, s0)
+            _, counts, inert, labels = _lloyd_sums(x, w, s.centroids)
+            counts, inert = jax.lax.psum((counts, inert), axis)
+            return s, inert, counts, labels
+
+        s, inert, counts, labels = jax.vmap(one)(starts)
+        best = jnp.argmin(inert)
+        result = kmeans.KMeansResult(s.centroids[best], labels[best], inert[best])
+        info = kmeans.KMeansInfo(
+            converged=s.converged[best],
+            n_iter=s.n_iter[best],
+            inertia_trace=s.trace[best],
+            n_relocated=jnp.zeros((), jnp.int32),
+            empty_clusters=counts[best] <= 0,
+            restart_inertias=inert,
+            best_restart=best.astype(jnp.int32),
+        )
+        return result, info
+
+    out = (kmeans.KMeansResult(P(), P(axis), P()), P())
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(axis), P(), P()), out_specs=out))
+
+
+def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: str = "kmeans++",
+                       init_centroids=None, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4,
+                       sample_weight=None):
+    r"""Lloyd's k-means with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
+
+    Each device assigns its samples to the closest centroid and computes the per-cluster weighted sums
+    :math:`\sum_{i:z_i=k} w_i x_i`, weights and inertia; ``lax.psum`` adds them (the only cross-device
+    reduction, together with the number of samples whose label changed) and every device computes the same new
+    centroids. Iterations stop, as in :func:`jaxprob.kmeans.fit`, when no label changes or the squared centroid
+    shift is at most ``tol`` times the mean feature variance, or after ``max_iter`` steps. Seeding is
+    :func:`jaxprob.kmeans.init` on ``x`` with ``jax.random.split(key, n_init)[r]`` for restart ``r``.
+
+    Unlike :func:`jaxprob.kmeans.fit`, a cluster that receives no weight keeps its centroid (relocating it onto
+    the farthest samples would need those samples from every device); such clusters are flagged in
+    ``info.empty_clusters``.
+
+    Args:
+        x: ``(n, D)`` float data (NumPy or JAX; a JAX array sharded along its rows is used in place).
+        n_clusters: ``K``, between 1 and ``n``.
+        mesh: 1-D ``jax.sharding.Mesh`` (default: all devices).
+        key: JAX PRNG key (required unless ``init_centroids`` is given).
+        init_method: ``"kmeans++"`` or ``"random"``.
+        init_centroids: optional ``(K, D)`` starting centroids (then ``n_init`` must be 1).
+        n_init: number of restarts (vmapped; the lowest inertia is kept).
+        max_iter: hard limit on Lloyd steps (static).
+        tol: relative tolerance on the squared centroid shift.
+        sample_weight: optional ``(n,)`` non-negative weights.
+
+    Returns:
+        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` (``labels`` sharded like the padded ``x``
+        and cut to ``n``) and a :class:`~jaxprob.kmeans.KMeansInfo`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import scale
+        >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+        >>> result, info = scale.kmeans_fit_sharded(x, 2, key=jax.random.key(0), n_init=3)
+        >>> sorted(result.centroids[:, 0].tolist()), float(result.inertia)
+        ([0.0, 10.0], 1.0)
+    """
+    check_choice(init_method, "init_method", kmeans.INIT_METHODS)
+    mesh = _check_mesh(mesh)
+    x = _check_data(x)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=x.shape[0])
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_tol(tol)
+    w = _check_weights(sample_weight, x)
+    if init_centroids is not None:
+        c0 = as_float_array(init_centroids, "init_centroids", 2, dtype=x.dtype)
+        check_finite(c0, "init_centroids")
+        if c0.shape != (n_clusters, x.shape[1]):
+            raise ValueError(f"`init_centroids` must have shape ({n_clusters}, {x.shape[1]}), got {tuple(c0.shape)}")
+        if n_init != 1:
+            raise ValueError(f"`n_init` must be 1 when `init_centroids` is given, got {n_init}")
+        starts = c0[None]
+    else:
+        check_key(key)
+        if _is_global(x):
+            raise ValueError("`init_centroids` is required when `x` spans several processes (multi-host)")
+
+        def one(k):
+            return kmeans.init(k, x, n_clusters, method=init_method, sample_weight=w)
+
+        starts = jax.vmap(one)(jax.random.split(key, n_init))
+    n = x.shape[0]
+    xs, ws = _shard(x, w, mesh)
+    program = _cached("lloyd", mesh, max_iter)
+    result, info = program(xs, ws, jax.device_put(starts, NamedSharding(mesh, P())), jnp.asarray(tol, x.dtype))
+    if result.labels.shape[0] != n:
+        result = result._replace(labels=result.labels[:n])
+    return result, info
+
+
+# ----------------------------------------------------------------------------------------------------------
+# chunked data
+# ----------------------------------------------------------------------------------------------------------
+def _file_reader(x):
+    """Read rows [a, b) of a C-ordered ``np.memmap`` with ordinary file reads (no pages left mapped), or None."""
+    if not (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.flags.c_contiguous and x.filename):
+        return None
+    row = int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize
+    path, offset, dtype, shape = x.filename, int(x.offset), x.dtype, x.shape[1:]
+
+    def read(a, b):
+        out = np.fromfile(path, dtype=dtype, count=(b - a) * row // dtype.itemsize, offset=offset + a * row)
+        return out.reshape((b - a,) + shape)
+
+    return read
+
+
+def _array_chunks(x, w, chunk_size):
+    n = x.shape[0]
+    read_x = _file_reader(x) or (lambda a, b: x[a:b])
+    read_w = None if w is None else (_file_reader(w) or (lambda a, b: w[a:b]))
+    for a in range(0, n, chunk_size):
+        b = min(n, a + chunk_size)
+        yield read_x(a, b), None if read_w is None else read_w(a, b)
+
+
+def _split_item(item):
+    if isinstance(item, tuple):
+        if len(item) != 2:
+            raise ValueError(f"a chunk must be an array `x` or a pair `(x, sample_weight)`, got a tuple of {len(item)}")
+        return item
+    return item, None
+
+
+def _check_chunk_arrays(xc, wc, index, d, check_values: bool):
+    """Shape and dtype checks of one chunk (values only when ``check_values``); returns (x, w) as arrays."""
+    where = f"chunk {index} of `data`"
+    if not isinstance(xc, jax.Array):
+        xc = np.asarray(xc)
+    if not jnp.issubdtype(xc.dtype, jnp.floating):
+        raise TypeError(f"{where} must have a floating dtype (float32 or float64), got {xc.dtype}")
+    if xc.ndim != 2 or (d is not None and xc.shape[1] != d):
+        want = f"(m, {d})" if d is not None else "(m, D)"
+        raise ValueError(f"{where} must have shape {want}, got {tuple(xc.shape)}")
+    if wc is not None:
+        wc = wc if isinstance(wc, jax.Array) else np.asarray(wc)
+        if wc.shape != (xc.shape[0],):
+            raise ValueError(f"the weights of {where} must have shape ({xc.shape[0]},), got {tuple(wc.shape)}")
+    if check_values:
+        if not (bool(_all_finite(xc)) if isinstance(xc, jax.Array) else bool(np.all(np.isfinite(xc)))):
+            raise ValueError(f"{where} contains NaN or infinite value(s)")
+        if wc is not None:
+            arr = np.asarray(wc)
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                raise ValueError(f"the weights of {where} must be finite and non-negative")
+    return xc, wc
+
+
+def iter_chunks(data, *, chunk_size: int | None = None, sample_weight=None):
+    """One pass over the data, chunk by chunk: yields ``(x_chunk, w_chunk)`` pairs (``w_chunk`` may be None).
+
+    ``data`` is either an array of shape ``(n, D)`` — NumPy, ``np.memmap`` or JAX, read ``chunk_size`` rows at a
+    time (a C-ordered ``np.memmap`` is read with ordinary file reads at its offset, so the pages read do not stay
+    mapped into the process and resident memory stays near one chunk) — or a function with no arguments that
+    returns an iterable of chunks, each an array ``x`` or a pair ``(x, sample_weight)`` (called once per pass, so
+    iterative fits can read the data several times). A bare generator or iterator is refused: it can be read only
+    once.
+
+    Args:
+        data: an ``(n, D)`` array or a function returning an iterable of chunks.
+        chunk_size: rows per chunk for array data (default :data:`DEFAULT_CHUNK_SIZE`); ignored for functions.
+        sample_weight: optional ``(n,)`` weights for array data (sliced like ``data``).
+
+    Returns:
+        An iterator of ``(x_chunk, w_chunk)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from jaxprob import scale
+        >>> [x.shape for x, _ in scale.iter_chunks(np.zeros((5, 2)), chunk_size=2)]
+        [(2, 2), (2, 2), (1, 2)]
+    """
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+    if callable(data) and not hasattr(data, "shape"):
+        if sample_weight is not None:
+            raise ValueError("`sample_weight` is for array data; a function yields `(x, sample_weight)` pairs")
+
+        def gen():
+            for item in data():
+                yield _split_item(item)
+
+        return gen()
+    if isinstance(data, Iterable) and not hasattr(data, "shape"):
+        raise TypeError(
+            "`data` must be an (n, D) array or a function returning an iterable of chunks (called once per "
+            f"pass); got {type(data).__name__}, which can be read only once — wrap it, e.g. `lambda: make_chunks()`"
+        )
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        raise TypeError(f"`data` must be an (n, D) array or a function returning chunks, got {type(data).__name__}")
+    if len(data.shape) != 2:
+        raise ValueError(f"`data` must have 2 dimension(s), got shape {tuple(data.shape)}")
+    if data.shape[0] < 1:
+        raise ValueError("`data` must hold at least one sample")
+    if not jnp.issubdtype(data.dtype, jnp.floating):
+        raise TypeError(f"`data` must have a floating dtype (float32 or float64), got {data.dtype}")
+    if sample_weight is not None and tuple(np.shape(sample_weight)) != (data.shape[0],):
+        raise ValueError(f"`sample_weight` must have shape ({data.shape[0]},) to match data, got "
+                         f"{tuple(np.shape(sample_weight))}")
+    return _array_chunks(data, sample_weight, chunk_size or DEFAULT_CHUNK_SIZE)
+
+
+class _Chunks:
+    """Repeatable passes over a data source; chunks are padded (weight 0) to a fixed row count, so each jitted
+    per-chunk function compiles once."""
+
+    def __init__(self, data, chunk_size, sample_weight, dtype):
+        iter_chunks(data, chunk_size=chunk_size, sample_weight=sample_weight)  # eager argument checks
+        self.data, self.sample_weight = data, sample_weight
+        self.chunk_size = chunk_size or (DEFAULT_CHUNK_SIZE if hasattr(data, "shape") else None)
+        self.rows = self.chunk_size
+        self.d = data.shape[1] if hasattr(data, "shape") else None
+        self.dtype = dtype
+        self.checked = False
+
+    def passes(self):
+        """Yield (x, w) device arrays of one pass; the first pass checks the values of every chunk."""
+        count = 0
+        for i, (xc, wc) in enumerate(iter_chunks(self.data, chunk_size=self.chunk_size,
+                                                 sample_weight=self.sample_weight)):
+            xc, wc = _check_chunk_arrays(xc, wc, i, self.d, not self.checked)
+            if self.d is None:
+                self.d = xc.shape[1]
+            m = xc.shape[0]
+            if m == 0:
+                continue
+            if self.rows is None:
+                self.rows = m
+            for a in range(0, m, self.rows):  # a chunk longer than the first one is split
+                xb = xc[a:a + self.rows]
+                wb = None if wc is None else wc[a:a + self.rows]
+                yield self._pad(xb, wb)
+                count += 1
+        if count == 0:
+            raise ValueError("`data` yielded no samples")
+        self.checked = True
+
+    def _pad(self, xb, wb):
+        m = xb.shape[0]
+        xb = jnp.asarray(xb, self.dtype)
+        wb = jnp.ones((m,), self.dtype) if wb is None else jnp.asarray(wb, self.dtype)
+        if m < self.rows:
+            xb, wb = _pad_jit(xb, wb, self.rows)
+        return xb, wb
+
+
+def _zero_stats(k, d, ct, shift, dtype):
+    sxx = jnp.zeros({"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct], dtype)
+    z = jnp.zeros((), dtype)
+    return SuffStats(jnp.zeros((k,), dtype), jnp.zeros((k, d), dtype), sxx, shift, z, z, z, ct)
+
+
+def _chunk_stats(x, w, params, shift):
+    ct = params.covariance_type
+    phi = mixture._features(x - shift, ct)
+    tied = mixture._tied_sxx(phi, w, x.shape[1]) if ct == "tied" else None
+    return mixture._e_step_phi(phi, w, params, shift, tied)
+
+
+@jax.jit
+def _em_chunk_jit(acc, x, w, params):
+    return acc + _chunk_stats(x, w, params, acc.shift)
+
+
+@jax.jit
+def _m_step_prev_jit(stats, reg_covar, previous):
+    return mixture._m_step(stats, reg_covar, previous)
+
+
+def _check_chunked_args(max_iter, tol, reg_covar):
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_tol(tol)
+    mixture._check_reg(reg_covar)
+    return max_iter
+
+
+def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = None, sample_weight=None,
+                max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6):
+    r"""Exact EM over data read chunk by chunk (larger than memory): one pass over the chunks is one EM iteration.
+
+    Every pass adds the sufficient statistics of the chunks (one compiled function, chunks padded with weight-0
+    rows to a fixed size) and then runs the M-step on the sums, so an iteration equals the full-batch iteration of
+    :func:`jaxprob.mixture.fit` up to the rounding of the sums. Iterations stop as in ``mixture.fit`` (change of
+    the mean log-likelihood below ``tol``, or ``max_iter`` M-steps); the last pass scores the returned
+    parameters. The moments are taken about the mean of ``init_params`` (any fixed centre gives the same
+    M-step). Memory: one chunk and its ``(chunk, F)`` feature matrix, not the data.
+
+    Initial parameters usually come from a fit on a sample, e.g.
+    ``mixture.fit(x[:100_000], K, key=key)[0]``.
+
+    Args:
+        data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks, each
+            ``x`` or ``(x, sample_weight)`` (see :func:`iter_chunks`).
+        init_params: starting :class:`~jaxprob.mixture.GaussianMixture` (its covariance type is used).
+        chunk_size: rows per chunk (default :data:`DEFAULT_CHUNK_SIZE` for arrays; for a function, the size of
+            its first chunk).
+        sample_weight: optional ``(n,)`` non-negative weights for array data.
+        max_iter: hard limit on EM iterations.
+        tol: threshold on the change of the mean log-likelihood.
+        reg_covar: non-negative value added to the covariance diagonals.
+
+    Returns:
+        ``(params, info)``: a :class:`~jaxprob.mixture.GaussianMixture` and a :class:`~jaxprob.mixture.FitInfo`
+        (one restart).
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> from jaxprob import mixture, scale
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.concatenate([rng.normal(-4, 1, (500, 2)), rng.normal(4, 1, (500, 2))]).astype(np.float32)
+        >>> init = mixture.init(jax.random.key(0), x[::10], 2)
+        >>> gmm, info = scale.fit_chunked(x, init, chunk_size=256)
+        >>> bool(info.converged), sorted(gmm.means[:, 0].round(0).tolist())
+        (True, [-4.0, 4.0])
+    """
+    max_iter = _check_chunked_args(max_iter, tol, reg_covar)
+    mixture._check_params(init_params, None, "init_params")
+    dtype = jnp.result_type(init_params.means.dtype)
+    chunks = _Chunks(data, chunk_size, sample_weight, dtype)
+    if chunks.d is not None and chunks.d != init_params.n_features:
+        raise ValueError(f"`data` has {chunks.d} features but `init_params` has {init_params.n_features}")
+    chunks.d = init_params.n_features
+    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), init_params)
+    k, d, ct = params.n_components, params.n_features, params.covariance_type
+    shift = params.weights @ params.means
+    reg = jnp.asarray(reg_covar, dtype)
+
+    prev, n_iter, converged, nonfinite = -np.inf, 0, False, False
+    trace = np.full(max_iter, np.nan)
+    collapsed = np.zeros(k, bool)
+    regularized = np.zeros(k, bool)
+    while True:
+        acc = _zero_stats(k, d, ct, shift, dtype)
+        for xb, wb in chunks.passes():
+            acc = _em_chunk_jit(acc, xb, wb, params)
+        ll = float(acc.log_likelihood / acc.total_weight)
+        if converged or nonfinite or n_iter >= max_iter:
+            break
+        new, col, regd = _m_step_prev_jit(acc, reg, params)
+        nonfinite = not np.isfinite(ll)
+        if not nonfinite:
+            params = new
+        trace[n_iter] = ll
+        n_iter += 1
+        converged = abs(ll - prev) < tol
+        prev = ll
+        collapsed = np.asarray(col)
+        regularized |= np.asarray(regd)
+    info = FitInfo(
+        converged=jnp.asarray(converged),
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        log_likelihood=jnp.asarray(ll, dtype),
+        log_likelihood_trace=jnp.asarray(trace, dtype),
+        collapsed=jnp.asarray(collapsed),
+        regularized=jnp.asarray(regularized),
+        nonfinite=jnp.asarray(nonfinite),
+        restart_log_likelihoods=jnp.asarray([ll], dtype),
+        best_restart=jnp.asarray(0, jnp.int32),
+    )
+    return params, info
+
+
+@jax.jit
+def _lloyd_chunk_jit(acc, x, w, c, center):
+    sums, counts, inert, _ = _lloyd_sums(x, w, c)
+    xc = x - center
+    mom = (jnp.sum(w), w @ xc, w @ jnp.square(xc))
+    a_sums, a_counts, a_inert, a_mom = acc
+    return a_sums + sums, a_counts + counts, a_inert + inert, tuple(u + v for u, v in zip(a_mom, mom, strict=True))
+
+
+def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, sample_weight=None,
+                       max_iter: int = 300, tol: float = 1e-4):
+    r"""Exact Lloyd iterations over data read chunk by chunk: one pass is one full-batch Lloyd step.
+
+    Each pass adds, over the chunks, the per-cluster weighted sums, weights and the inertia of the current
+    centroids (one compiled function); the centroids then move to the means. Iterations stop when the squared
+    centroid shift is at most ``tol`` times the mean feature variance (measured in the first pass; ``tol=0``
+    stops when the centroids no longer move) or after ``max_iter`` steps. A cluster that receives no weight keeps
+    its centroid (flagged in ``info.empty_clusters``). Labels are not kept (the data are not in memory): compute
+    them chunk by chunk with :func:`jaxprob.kmeans.predict`.
+
+    Args:
+        data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks (see
+            :func:`iter_chunks`).
+        init_centroids: ``(K, D)`` starting centroids, e.g. :func:`jaxprob.kmeans.init` on a sample.
+        chunk_size: rows per chunk (default :data:`DEFAULT_CHUNK_SIZE` for arrays).
+        sample_weight: optional ``(n,)`` non-negative weights for array data.
+        max_iter: hard limit on Lloyd steps.
+        tol: relative tolerance on the squared centroid shift.
+
+    Returns:
+        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` with ``labels=None`` and the inertia of the
+        returned centroids, and a :class:`~jaxprob.kmeans.KMeansInfo` (one restart).
+
+    Examples:
+        >>> import numpy as np
+        >>> from jaxprob import scale
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+        >>> result, info = scale.kmeans_fit_chunked(x, x[[0, 2]], chunk_size=3)
+        >>> sorted(result.centroids[:, 0].tolist()), float(result.inertia), int(info.n_iter)
+        ([0.0, 10.0], 1.0, 2)
+    """
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    _check_tol(tol)
+    c = as_float_array(init_centroids, "init_centroids", 2)
+    check_finite(c, "init_centroids")
+    chunks = _Chunks(data, chunk_size, sample_weight, c.dtype)
+    if chunks.d is not None and chunks.d != c.shape[1]:
+        raise ValueError(f"`data` has {chunks.d} features but `init_centroids` has {c.shape[1]}")
+    chunks.d = c.shape[1]
+    k, d = c.shape
+    dtype = c.dtype
+    center = jnp.mean(c, axis=0)
+    tol_abs = None
+    n_iter, converged = 0, False
+    trace = np.full(max_iter, np.nan)
+    while True:
+        z = jnp.zeros((), dtype)
+        acc = (jnp.zeros((k, d), dtype), jnp.zeros((k,), dtype), z, (z, jnp.zeros((d,), dtype),
+                                                                       jnp.zeros((d,), dtype)))
+        for xb, wb in chunks.passes():
+            acc = _lloyd_chunk_jit(acc, xb, wb, c, center)
+        sums, counts, inert, (sw, s1, s2) = acc
+        if tol_abs is None:
+            m = s1 / sw
+            tol_abs = float(tol * jnp.mean(s2 / sw - jnp.square(m)))
+        if converged or n_iter >= max_iter:
+            break
+        new = _lloyd_update(c, sums, counts)
+        trace[n_iter] = float(inert)
+        n_iter += 1
+        converged = float(jnp.sum(jnp.square(new - c))) <= tol_abs
+        c = new
+    result = kmeans.KMeansResult(c, None, inert)
+    info = kmeans.KMeansInfo(
+        converged=jnp.asarray(converged),
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        inertia_trace=jnp.asarray(trace, dtype),
+        n_relocated=jnp.zeros((), jnp.int32),
+        empty_clusters=counts <= 0,
+        restart_inertias=inert[None],
+        best_restart=jnp.asarray(0, jnp.int32),
+    )
+    return result, info
+
+
+# ----------------------------------------------------------------------------------------------------------
+# online (stepwise) EM and streaming mini-batch k-means
+# ----------------------------------------------------------------------------------------------------------
+def _implied_stats(params: GaussianMixture, shift) -> SuffStats:
+    """Per-unit-weight statistics whose M-step (without ``reg_covar``) gives back ``params``."""
+    ct = params.covariance_type
+    a = params.weights
+    m = params.means - shift
+    cov = params.covariances
+    if ct == "full":
+        sxx = a[:, None, None] * (cov + m[:, :, None] * m[:, None, :])
+    elif ct == "tied":
+        sxx = cov + jnp.einsum("k,ki,kj->ij", a, m, m)
+    elif ct == "diag":
+        sxx = a[:, None] * (cov + jnp.square(m))
+    else:
+        sxx = a * (params.n_features * cov + jnp.sum(jnp.square(m), axis=-1))
+    one = jnp.ones((), a.dtype)
+    return SuffStats(a, a[:, None] * m, sxx, shift, jnp.zeros((), a.dtype), one, one, ct)
+
+
+def online_em_init(params: GaussianMixture) -> OnlineEMState:
+    """Stepwise-EM state from initial parameters (statistics implied by ``params``, about their mean).
+
+    Args:
+        params: initial :class:`~jaxprob.mixture.GaussianMixture`, e.g. fitted on the first batch.
+
+    Returns:
+        An :class:`OnlineEMState` with ``step = 0``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import mixture, scale
+        >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
+        >>> state = scale.online_em_init(gmm)
+        >>> int(state.step), state.stats.sum_weights.tolist()
+        (0, [0.5, 0.5])
+    """
+    mixture._check_params(params)
+    shift = params.weights @ params.means
+    return OnlineEMState(params, _implied_stats(params, shift), jnp.zeros((), jnp.int32))
+
+
+@jax.jit
+def _online_step_jit(state: OnlineEMState, x, w, kappa, t0, reg_covar):
+    params, avg, t = state
+    batch = _chunk_stats(x, w, params, avg.shift)
+    tw = batch.total_weight
+    eta = (t.astype(x.dtype) + t0) ** (-kappa)
+
+    def mix(a, b):
+        return (1.0 - eta) * a + eta * b / tw
+
+    stats = SuffStats(
+        mix(avg.sum_weights, batch.sum_weights),
+        mix(avg.sum_x, batch.sum_x),
+        mix(avg.sum_xx, batch.sum_xx),
+        avg.shift,
+        mix(avg.log_likelihood, batch.log_likelihood),
+        jnp.ones((), x.dtype),
+        batch.n_samples,  # collapse test: a component with less than one batch sample's share
+        avg.covariance_type,
+    )
+    new, _, _ = mixture._m_step(stats, reg_covar, params)
+    return OnlineEMState(new, stats, t + 1), batch.log_likelihood / tw
+
+
+def _check_step_size(kappa, t0):
+    for name, v in (("kappa", kappa), ("t0", t0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"`{name}` must be a number, got {type(v).__name__}")
+    if not 0.5 < float(kappa) <= 1.0:
+        raise ValueError(f"`kappa` must be in (0.5, 1] (Robbins-Monro conditions), got {kappa}")
+    if not (math.isfinite(float(t0)) and float(t0) >= 1.0):
+        raise ValueError(f"`t0` must be a finite number >= 1 (so that every step size is at most 1), got {t0}")
+
+
+def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: float = 1.0,
+                   reg_covar: float = 1e-6, sample_weight=None):
+    r"""One stepwise-EM update (Cappé and Moulines, 2009) from a batch.
+
+    With :math:`\hat s_t` the batch's sufficient statistics divided by its total weight and
+    :math:`\eta_t = (t + t_0)^{-\kappa}`, the running statistics become
+    :math:`s_{t+1} = (1-\eta_t)\, s_t + \eta_t\, \hat s_t` and the parameters their M-step. With ``t0=1`` the
+    first step (:math:`\eta_0 = 1`) is a full EM step on the first batch. :math:`\tfrac12 < \kappa \le 1`
+    (:math:`\sum\eta_t = \infty`, :math:`\sum\eta_t^2 < \infty`); smaller :math:`\kappa` forgets faster.
+
+    Args:
+        state: an :class:`OnlineEMState` (see :func:`online_em_init`).
+        x_batch: ``(b, D)`` samples.
+        kappa: decay exponent of the step size, in ``(0.5, 1]``.
+        t0: step-size offset, ``>= 1``.
+        reg_covar: non-negative value added to the covariance diagonals.
+        sample_weight: optional ``(b,)`` non-negative weights.
+
+    Returns:
+        ``(state, batch_log_likelihood)``: the new state and the batch's mean log-likelihood under the parameters
+        *before* the step.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import mixture, scale
+        >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
+        >>> state = scale.online_em_init(gmm)
+        >>> state, ll = scale.online_em_step(state, jnp.array([[-2.0], [-1.5], [1.5], [2.0]]))
+        >>> int(state.step), [round(float(m), 2) for m in state.params.means.ravel()]
+        (1, [-1.64, 1.64])
+    """
+    if not isinstance(state, OnlineEMState):
+        raise TypeError(f"`state` must be an OnlineEMState (see online_em_init), got {type(state).__name__}")
+    _check_step_size(kappa, t0)
+    mixture._check_reg(reg_covar)
+    xb = mixture._check_x(x_batch, "x_batch", params=state.params)
+    wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype)
+    state = jax.tree.map(lambda a: jnp.asarray(a, xb.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, state)
+    return _online_step_jit(state, xb, wb, jnp.asarray(kappa, xb.dtype), jnp.asarray(t0, xb.dtype),
+                            jnp.asarray(reg_covar, xb.dtype))
+
+
+def _stream(batches, n_epochs):
+    """Batches of a stream: an iterable read once, or a function returning one (read ``n_epochs`` times)."""
+    if callable(batches) and not hasattr(batches, "shape"):
+        for _ in range(n_epochs):
+            yield from batches()
+    else:
+        if n_epochs != 1:
+            raise ValueError("`n_epochs` > 1 needs `batches` to be a function returning a fresh iterable")
+        if not isinstance(batches, Iterable) or hasattr(batches, "shape"):
+            raise TypeError(f"`batches` must be an iterable of arrays or a function returning one, got "
+                            f"{type(batches).__name__}")
+        yield from batches
+
+
+def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0: float = 1.0,
+               reg_covar: float = 1e-6, n_epochs: int = 1):
+    """Stepwise EM over a stream of batches (each ``x`` or ``(x, sample_weight)``), one :func:`online_em_step` per
+    batch; a batch shorter than the first is padded with weight-0 rows, so the step compiles once.
+
+    Args:
+        batches: an iterable of batches (read once), or a function returning one (read ``n_epochs`` times).
+        init_params: starting :class:`~jaxprob.mixture.GaussianMixture`.
+        kappa: decay exponent of the step size, in ``(0.5, 1]``.
+        t0: step-size offset, ``>= 1``.
+        reg_covar: non-negative value added to the covariance diagonals.
+        n_epochs: passes over ``batches`` when it is a function.
+
+    Returns:
+        ``(params, info)``: the final :class:`~jaxprob.mixture.GaussianMixture` and an :class:`OnlineInfo`
+        (mean batch log-likelihood before every step).
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> from jaxprob import mixture, scale
+        >>> rng = np.random.default_rng(0)
+        >>> def stream():
+        ...     for _ in range(50):
+        ...         z = rng.integers(0, 2, 200)
+        ...         yield (rng.normal(0, 1, (200, 1)) + np.where(z, 4.0, -4.0)[:, None]).astype(np.float32)
+        >>> init = mixture.make_gmm(np.array([0.5, 0.5]), np.array([[-1.0], [1.0]]), np.ones(2), "spherical")
+        >>> gmm, info = scale.fit_online(stream(), init)
+        >>> info.n_steps, sorted(gmm.means.ravel().round(0).tolist())
+        (50, [-4.0, 4.0])
+    """
+    mixture._check_params(init_params, None, "init_params")
+    _check_step_size(kappa, t0)
+    mixture._check_reg(reg_covar)
+    n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
+    state = online_em_init(init_params)
+    dtype = init_params.means.dtype
+    kap, off, reg = (jnp.asarray(v, dtype) for v in (kappa, t0, reg_covar))
+    rows, trace = None, []
+    for i, item in enumerate(_stream(batches, n_epochs)):
+        xb, wb = _split_item(item)
+        xb, wb = _check_chunk_arrays(xb, wb, i, init_params.n_features, True)
+        m = xb.shape[0]
+        if m == 0:
+            continue
+        rows = rows or m
+        for a in range(0, m, rows):
+            xa = jnp.asarray(xb[a:a + rows], dtype)
+            wa = jnp.ones((xa.shape[0],), dtype) if wb is None else jnp.asarray(wb[a:a + rows], dtype)
+            if xa.shape[0] < rows:
+                xa, wa = _pad_jit(xa, wa, rows)
+            state, ll = _online_step_jit(state, xa, wa, kap, off, reg)
+            trace.append(ll)
+    if not trace:
+        raise ValueError("`batches` yielded no samples")
+    return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
+
+
+def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
+    """Mini-batch k-means (:func:`jaxprob.kmeans.minibatch_step`) over a stream of batches (each ``x`` or
+    ``(x, sample_weight)``); a batch shorter than the first is padded with weight-0 rows (one compilation).
+
+    Args:
+        batches: an iterable of batches (read once), or a function returning one (read ``n_epochs`` times).
+        init_centroids: ``(K, D)`` starting centroids.
+        n_epochs: passes over ``batches`` when it is a function.
+
+    Returns:
+        ``(state, info)``: the final :class:`~jaxprob.kmeans.MiniBatchState` (centroids and cumulated counts) and
+        an :class:`OnlineInfo` (mean batch inertia before every step).
+
+    Examples:
+        >>> import numpy as np
+        >>> from jaxprob import scale
+        >>> batches = [np.array([[0.0], [10.0], [0.2], [9.8]])] * 5
+        >>> state, info = scale.kmeans_fit_stream(batches, np.array([[1.0], [8.0]]))
+        >>> [round(float(c), 2) for c in state.centroids.ravel()], info.n_steps
+        ([0.1, 9.9], 5)
+    """
+    state = kmeans.minibatch_init(init_centroids)
+    n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
+    d = state.centroids.shape[1]
+    dtype = state.centroids.dtype
+    rows, trace = None, []
+    for i, item in enumerate(_stream(batches, n_epochs)):
+        xb, wb = _split_item(item)
+        xb, wb = _check_chunk_arrays(xb, wb, i, d, True)
+        m = xb.shape[0]
+        if m == 0:
+            continue
+        rows = rows or m
+        for a in range(0, m, rows):
+            xa = jnp.asarray(xb[a:a + rows], dtype)
+            wa = jnp.ones((xa.shape[0],), dtype) if wb is None else jnp.asarray(wb[a:a + rows], dtype)
+            if xa.shape[0] < rows:
+                xa, wa = _pad_jit(xa, wa, rows)
+            state, j = kmeans.minibatch_step(state, xa, sample_weight=wa)
+            trace.append(j)
+    if not trace:
+        raise ValueError("`batches` yielded no samples")
+    return state, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# differentiable EM
+# ----------------------------------------------------------------------------------------------------------
+@jax.jit(static_argnums=(3,))
+def _em_steps_jit(x, w, params, n_steps, reg_covar):
+    shift, phi, tied = mixture._prepare(x, w, params.covariance_type)
+
+    def body(p, _):
+        stats = mixture._e_step_phi(phi, w, p, shift, tied)
+        new, _, _ = mixture._m_step(stats, reg_covar, p)
+        return new, stats.log_likelihood / stats.total_weight
+
+    return jax.lax.scan(body, params, None, length=n_steps)
+
+
+def em_steps(x, params: GaussianMixture, n_steps: int, *, reg_covar: float = 1e-6, sample_weight=None):
+    r"""A fixed number of EM iterations under ``lax.scan``: differentiable with respect to ``x``, ``params`` (and the
+    weights).
+
+    :func:`jaxprob.mixture.fit` stops on a tolerance inside ``lax.while_loop``, which JAX cannot differentiate in
+    reverse mode (``jax.grad`` raises); here the number of iterations is fixed, so ``jax.grad`` / ``jax.vjp``
+    go through the unrolled E- and M-steps (memory grows with ``n_steps``: the scan keeps every iteration's
+    residuals). Gradients with respect to ``params`` flow through ``weights``, ``means`` and
+    ``precisions_cholesky`` (the E-step's parametrisation); build ``params`` with
+    :func:`jaxprob.mixture.make_gmm` inside the differentiated function to differentiate with respect to
+    covariances.
+
+    Args:
+        x: ``(n, D)`` data.
+        params: initial :class:`~jaxprob.mixture.GaussianMixture`.
+        n_steps: number of EM iterations (static).
+        reg_covar: non-negative value added to the covariance diagonals.
+        sample_weight: optional ``(n,)`` non-negative weights.
+
+    Returns:
+        ``(params, log_likelihood_trace)``: the parameters after ``n_steps`` iterations and the ``(n_steps,)``
+        mean log-likelihood at each E-step.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import mixture, scale
+        >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
+        >>> x = jnp.array([[-2.0], [-1.5], [1.5], [2.0]])
+        >>> def loss(x):
+        ...     fitted, _ = scale.em_steps(x, gmm, 3)
+        ...     return fitted.means[1, 0]
+        >>> g = jax.grad(loss)(x)
+        >>> g.shape, bool(g[3, 0] > 0)
+        ((4, 1), True)
+    """
+    x = mixture._check_x(x, params=params)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    mixture._check_reg(reg_covar)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), params)
+    return _em_steps_jit(x, w, params, n_steps, jnp.asarray(reg_covar, x.dtype))

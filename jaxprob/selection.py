@@ -1,0 +1,321 @@
+r"""Model selection for Gaussian mixtures in one compiled program: a grid over the number of components, the
+covariance type and restarts, with BIC, AIC and held-out log-likelihood for every cell.
+
+**Padding.** Every number of components :math:`K` of the grid is fitted with :math:`K_{\max}` components of
+which the last :math:`K_{\max} - K` are *masked*: their weight is fixed at 0 (so :math:`\log\alpha_k = -\infty`,
+their responsibilities are exactly 0 and they do not change the likelihood), they are re-masked after every
+M-step, and they are not counted in the number of parameters. All cells of one covariance type then share their
+shapes and run as one ``vmap`` over (:math:`K`, restart) of the EM loop of :func:`jaxprob.mixture.fit`
+(``lax.while_loop``; finished cells are frozen while the others run).
+
+**Covariance types.** The four types have different parameter shapes and E-step features (a full covariance
+needs :math:`D(D+1)/2` quadratic features, a diagonal one :math:`D`, a spherical one 1, a tied one none), so they
+cannot share one ``vmap`` without paying the full-covariance cost in every cell. Each type is its own vmapped
+sub-program; all of them are traced into **one** jitted program, compiled once per data shape and grid.
+
+**Initialisation.** Restart :math:`r` draws :math:`K_{\max}` greedy k-means++ seeds
+(:func:`jaxprob.kmeans.kmeans_plusplus` with key ``jax.random.split(key, n_init)[r]``, shared by every cell);
+the cell with :math:`K` components assigns each sample to the nearest of the first :math:`K` seeds and runs one
+M-step (as :func:`jaxprob.mixture.init`). ``method="random"`` draws random responsibilities over the first
+:math:`K` components. Every cell's starting parameters are returned, so any cell can be re-run alone with
+``mixture.fit(x, K, covariance_type=ct, init_params=cell_params(result, ct, K, r, initial=True))``.
+
+**Criteria** (lower is better): :math:`\mathrm{BIC} = -2\log L + p\log n`,
+:math:`\mathrm{AIC} = -2\log L + 2p`, with :math:`\log L = \sum_i w_i\log p(x_i)`, :math:`n = \sum_i w_i` and
+:math:`p` the free parameters of the unpadded model (:func:`jaxprob.mixture.n_parameters`). The held-out
+criterion is the mean log-likelihood of ``x_val`` (higher is better).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprob import kmeans, mixture
+from jaxprob._validation import check_choice, check_int, check_key, check_sample_weight, is_tracer
+from jaxprob.densities import COVARIANCE_TYPES
+from jaxprob.mixture import GaussianMixture
+from jaxprob.scale import _em_loop
+
+__all__ = ["CRITERIA", "INIT_METHODS", "SelectionResult", "fit_grid", "cell_params"]
+
+CRITERIA = ("bic", "aic", "heldout")
+INIT_METHODS = ("kmeans++", "random")
+
+
+class SelectionResult(NamedTuple):
+    """Every cell of a model-selection grid, and the best model.
+
+    Grid arrays are indexed ``[covariance type, number of components, restart]`` in the order of
+    ``covariance_types`` and ``n_components``.
+
+    Attributes:
+        covariance_types: the covariance types of the grid (tuple of str).
+        n_components: the numbers of components of the grid (tuple of int).
+        log_likelihood: ``(C, G, R)`` mean (weighted) training log-likelihood of the fitted parameters.
+        heldout_log_likelihood: ``(C, G, R)`` mean log-likelihood of ``x_val`` (NaN without ``x_val``).
+        bic: ``(C, G, R)``.
+        aic: ``(C, G, R)``.
+        n_parameters: ``(C, G)`` free parameters of each model (padding excluded).
+        converged: ``(C, G, R)`` bool.
+        n_iter: ``(C, G, R)`` EM iterations run.
+        params: per covariance type, a padded :class:`~jaxprob.mixture.GaussianMixture` whose leaves have leading
+            axes ``(G, R)`` and ``K_max`` components (masked components have weight 0); see :func:`cell_params`.
+        init_params: the starting parameters of every cell, shaped as ``params``.
+        criterion: the criterion used to choose ``best``.
+        best_index: ``(c, g, r)`` of the best cell.
+        best_covariance_type: its covariance type.
+        best_n_components: its number of components.
+        best: its fitted :class:`~jaxprob.mixture.GaussianMixture`, unpadded.
+    """
+
+    covariance_types: tuple
+    n_components: tuple
+    log_likelihood: jax.Array
+    heldout_log_likelihood: jax.Array
+    bic: jax.Array
+    aic: jax.Array
+    n_parameters: np.ndarray
+    converged: jax.Array
+    n_iter: jax.Array
+    params: tuple
+    init_params: tuple
+    criterion: str
+    best_index: tuple
+    best_covariance_type: str
+    best_n_components: int
+    best: GaussianMixture
+
+
+def _n_params(ct, k, d):
+    cov = {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d, "spherical": k}[ct]
+    return k - 1 + k * d + cov
+
+
+def _mask(params: GaussianMixture, mask):
+    """Zero the weights of the masked components and renormalise the others."""
+    w = jnp.where(mask, params.weights, 0.0)
+    return GaussianMixture(w / jnp.sum(w), params.means, params.covariances, params.precisions_cholesky,
+                           params.covariance_type)
+
+
+def _start(x, w, phi, shift, tied, ct, mask, seeds, key, method, reg_covar):
+    """Initial parameters of one cell: hard assignment to the first K seeds (or random responsibilities)."""
+    if method == "kmeans++":
+        d2 = jnp.sum(jnp.square(seeds), axis=-1)[None, :] - 2.0 * (x @ seeds.T)
+        labels = jnp.argmin(jnp.where(mask[None, :], d2, jnp.inf), axis=1)
+        resp = jax.nn.one_hot(labels, mask.shape[0], dtype=x.dtype)
+    else:
+        r = jax.random.uniform(key, (x.shape[0], mask.shape[0]), x.dtype) * mask
+        resp = r / jnp.sum(r, axis=1, keepdims=True)
+    stats = mixture._stats_from_resp(phi, w, resp, shift, ct, tied)
+    return _mask(mixture._m_step(stats, reg_covar)[0], mask)
+
+
+def _grid_one_type(ct, seeds, keys, x, w, x_val, w_val, tol, reg_covar, ks, method, max_iter):
+    """All (K, restart) cells of one covariance type: starts, vmapped EM, criteria."""
+    k_max, d = max(ks), x.shape[1]
+    masks = jnp.arange(k_max)[None, :] < jnp.asarray(ks)[:, None]  # (G, K_max)
+    total = jnp.sum(w)
+    shift, phi, tied = mixture._prepare(x, w, ct)
+
+    def start(mask, seed, key):
+        return _start(x, w, phi, shift, tied, ct, mask, seed, key, method, reg_covar)
+
+    def stats_fn(params):
+        return mixture._e_step_phi(phi, w, params, shift, tied)
+
+    def run(p0, mask):
+        return _em_loop(p0, stats_fn, max_iter, tol, reg_covar, project=lambda q: _mask(q, mask))
+
+    def cells(mask):  # the restarts of one K
+        starts = jax.vmap(start, in_axes=(None, 0, 0))(mask, seeds, keys)
+        return starts, jax.vmap(run, in_axes=(0, None))(starts, mask)
+
+    starts, states = jax.vmap(cells)(masks)
+    n_par = jnp.asarray([_n_params(ct, k, d) for k in ks], x.dtype)[:, None]
+    ll = states.final_ll
+    bic = -2.0 * ll * total + n_par * jnp.log(total)
+    aic = -2.0 * ll * total + 2.0 * n_par
+    if x_val is not None:
+        phi_val = mixture._features(x_val - shift, ct)
+        tied_val = jnp.zeros((d, d), x.dtype) if ct == "tied" else None
+
+        def held(q):
+            st = mixture._e_step_phi(phi_val, w_val, q, shift, tied_val)
+            return st.log_likelihood / st.total_weight
+
+        heldout = jax.vmap(jax.vmap(held))(states.params)
+    else:
+        heldout = jnp.full(ll.shape, jnp.nan, x.dtype)
+    return ll, heldout, bic, aic, states.converged, states.n_iter, states.params, starts
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "cts", "method", "max_iter"))
+def _grid_jit(keys, x, w, x_val, w_val, tol, reg_covar, *, ks, cts, method, max_iter):
+    """One program for the whole grid: the seeds, then one vmapped sub-program per covariance type."""
+    if method == "kmeans++":
+        seeds = jax.vmap(lambda k: kmeans.kmeans_plusplus(k, x, max(ks), sample_weight=w)[0])(keys)
+    else:
+        seeds = jnp.zeros((keys.shape[0], max(ks), x.shape[1]), x.dtype)
+    return [_grid_one_type(ct, seeds, keys, x, w, x_val, w_val, tol, reg_covar, ks, method, max_iter) for ct in cts]
+
+
+def _as_tuple(value, name, convert):
+    items = (value,) if isinstance(value, (str, int, np.integer)) else tuple(value)
+    if not items:
+        raise ValueError(f"`{name}` must not be empty")
+    items = tuple(convert(v) for v in items)
+    if len(set(items)) != len(items):
+        raise ValueError(f"`{name}` must not repeat values, got {items}")
+    return items
+
+
+def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = COVARIANCE_TYPES, n_init: int = 1,
+             x_val=None, criterion: str = "bic", method: str = "kmeans++", max_iter: int = 100,
+             tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None, val_weight=None) -> SelectionResult:
+    r"""Fit every (covariance type, number of components, restart) of a grid by EM in one compiled program and
+    score each cell by BIC, AIC and held-out log-likelihood.
+
+    Args:
+        x: ``(n, D)`` training data.
+        n_components: an int ``K_max`` (the grid is ``1..K_max``) or a sequence of numbers of components.
+        key: a JAX PRNG key (restart ``r`` uses ``jax.random.split(key, n_init)[r]``).
+        covariance_types: a type or a sequence of types among ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        n_init: restarts per cell.
+        x_val: optional ``(m, D)`` held-out data.
+        criterion: ``"bic"`` or ``"aic"`` (lowest wins) or ``"heldout"`` (highest held-out log-likelihood wins;
+            needs ``x_val``).
+        method: ``"kmeans++"`` or ``"random"`` (see the module notes).
+        max_iter: hard limit on EM iterations per cell (static).
+        tol: threshold on the change of the mean log-likelihood.
+        reg_covar: non-negative value added to the covariance diagonals.
+        sample_weight: optional ``(n,)`` non-negative weights of ``x``.
+        val_weight: optional ``(m,)`` non-negative weights of ``x_val``.
+
+    Returns:
+        A :class:`SelectionResult`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import selection
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (200, 2)) - 4,
+        ...                      jax.random.normal(jax.random.key(2), (200, 2)) + 4])
+        >>> res = selection.fit_grid(x, 4, key=jax.random.key(0), covariance_types=("full", "spherical"))
+        >>> res.bic.shape, res.best_n_components
+        ((2, 4, 1), 2)
+    """
+    x = mixture._check_x(x)
+    n, d = x.shape
+    ks = _as_tuple(n_components, "n_components",
+                   lambda k: check_int(k, "n_components", minimum=1, maximum=n))
+    if isinstance(n_components, (int, np.integer)):
+        ks = tuple(range(1, ks[0] + 1))
+    cts = _as_tuple(covariance_types, "covariance_types",
+                    lambda c: check_choice(c, "covariance_types", COVARIANCE_TYPES))
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    check_choice(criterion, "criterion", CRITERIA)
+    check_choice(method, "method", INIT_METHODS)
+    check_key(key)
+    mixture._check_reg(reg_covar)
+    if not is_tracer(tol) and (not np.isfinite(float(tol)) or float(tol) < 0):
+        raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
+    w = check_sample_weight(sample_weight, n, x.dtype)
+    if x_val is not None:
+        x_val = mixture._check_x(x_val, "x_val")
+        if x_val.shape[1] != d:
+            raise ValueError(f"`x_val` has {x_val.shape[1]} features but `x` has {d}")
+        x_val = x_val.astype(x.dtype)
+        w_val = check_sample_weight(val_weight, x_val.shape[0], x.dtype, "val_weight")
+    else:
+        if criterion == "heldout":
+            raise ValueError("criterion='heldout' needs `x_val`")
+        if val_weight is not None:
+            raise ValueError("`val_weight` is given without `x_val`")
+        w_val = None
+    keys = jax.random.split(key, n_init)
+    out = _grid_jit(keys, x, w, x_val, w_val, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype),
+                    ks=ks, cts=cts, method=method, max_iter=max_iter)
+    ll, heldout, bic, aic, converged, n_iter, params, starts = (
+        tuple(o[i] for o in out) for i in range(8)
+    )
+    bic, aic, heldout = jnp.stack(bic), jnp.stack(aic), jnp.stack(heldout)
+    score = {"bic": bic, "aic": aic, "heldout": -heldout}[criterion]
+    score = np.where(np.isnan(np.asarray(score)), np.inf, np.asarray(score))
+    c, g, r = (int(i) for i in np.unravel_index(np.argmin(score), score.shape))
+    best = _unpad(params[c], ks[g], g, r)
+    return SelectionResult(
+        covariance_types=cts,
+        n_components=ks,
+        log_likelihood=jnp.stack(ll),
+        heldout_log_likelihood=heldout,
+        bic=bic,
+        aic=aic,
+        n_parameters=np.array([[_n_params(ct, k, d) for k in ks] for ct in cts]),
+        converged=jnp.stack(converged),
+        n_iter=jnp.stack(n_iter),
+        params=params,
+        init_params=starts,
+        criterion=criterion,
+        best_index=(c, g, r),
+        best_covariance_type=cts[c],
+        best_n_components=ks[g],
+        best=best,
+    )
+
+
+def cell_params(result: SelectionResult, covariance_type: str, n_components: int, restart: int | None = None, *,
+                initial: bool = False) -> GaussianMixture:
+    """The unpadded mixture of one grid cell (its fitted or starting parameters).
+
+    Args:
+        result: a :class:`SelectionResult`.
+        covariance_type: the cell's covariance type (one of ``result.covariance_types``).
+        n_components: the cell's number of components (one of ``result.n_components``).
+        restart: the restart; default the restart with the highest training log-likelihood.
+        initial: return the starting parameters of the cell instead of the fitted ones.
+
+    Returns:
+        A :class:`~jaxprob.mixture.GaussianMixture` with ``n_components`` components.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import selection
+        >>> x = jax.random.normal(jax.random.key(0), (100, 2))
+        >>> res = selection.fit_grid(x, [1, 3], key=jax.random.key(1), covariance_types="diag")
+        >>> selection.cell_params(res, "diag", 1).means.shape
+        (1, 2)
+    """
+    if not isinstance(result, SelectionResult):
+        raise TypeError(f"`result` must be a SelectionResult, got {type(result).__name__}")
+    if covariance_type not in result.covariance_types:
+        raise ValueError(f"`covariance_type` must be one of {result.covariance_types}, got {covariance_type!r}")
+    if n_components not in result.n_components:
+        raise ValueError(f"`n_components` must be one of {result.n_components}, got {n_components!r}")
+    c = result.covariance_types.index(covariance_type)
+    g = result.n_components.index(n_components)
+    n_init = result.log_likelihood.shape[2]
+    if restart is None:
+        ll = np.asarray(result.log_likelihood[c, g])
+        restart = int(np.argmax(np.where(np.isnan(ll), -np.inf, ll)))
+    restart = check_int(restart, "restart", minimum=0, maximum=n_init - 1)
+    padded = (result.init_params if initial else result.params)[c]
+    return _unpad(padded, n_components, g, restart)
+
+
+def _unpad(padded: GaussianMixture, k: int, g: int, r: int) -> GaussianMixture:
+    p = jax.tree.map(lambda a: a[g, r], padded)
+    tied = p.covariance_type == "tied"
+    return GaussianMixture(
+        p.weights[:k],
+        p.means[:k],
+        p.covariances if tied else p.covariances[:k],
+        p.precisions_cholesky if tied else p.precisions_cholesky[:k],
+        p.covariance_type,
+    )
