@@ -47,7 +47,7 @@ def run(out_dir, seed, n_pca, components, covariance_type, reg_covar, test_fract
     axes[0].legend()
     axes[0].grid(alpha=0.3)
     axes[1].bar([str(k) for k in components], [accs[k] for k in components], color="tab:blue")
-    axes[1].set(xlabel="mixture components per class", ylabel="test accuracy", ylim=(0.8, 1.0),
+    axes[1].set(xlabel="mixture components per class", ylabel="test accuracy", ylim=(0.8, 1.02),
                 title="Generative Bayes classifier (PCA + mixtures)")
     for i, k in enumerate(components):
         axes[1].text(i, accs[k] + 0.004, f"{accs[k]:.3f}", ha="center")

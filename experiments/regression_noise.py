@@ -37,6 +37,7 @@ def run(out_dir, seed: int, n: int, intercept: float, slope: float, sigmas):
         ax.fill_between(grid, mean - 2 * float(closed.sigma), mean + 2 * float(closed.sigma), alpha=0.2,
                         label=f"±2σ̂, σ̂ = {float(closed.sigma):.2f}")
         ax.set_title(f"true σ = {sigma}")
+        ax.set(xlabel="x", ylabel="y")
         ax.legend(fontsize=8)
     # heteroscedastic: noise growing with x, log sigma(x) = -1 + 0.5 x
     y = (intercept + slope * x + np.exp(-1.0 + 0.5 * x) * rng.normal(size=n)).astype(np.float32)
@@ -49,6 +50,7 @@ def run(out_dir, seed: int, n: int, intercept: float, slope: float, sigmas):
     ax.fill_between(grid, mean - 2 * sd, mean + 2 * sd, alpha=0.2, label="±2σ̂(x)")
     ax.set_title(f"heteroscedastic: log σ̂(x) = {float(het.log_sigma_intercept):.2f} + "
                  f"{float(het.log_sigma_coef[0]):.2f}x")
+    ax.set(xlabel="x", ylabel="y")
     ax.legend(fontsize=8)
     metrics["heteroscedastic"] = {"true": {"a0": -1.0, "a1": 0.5},
                                   "fit": {"a0": float(het.log_sigma_intercept),
