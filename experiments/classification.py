@@ -77,7 +77,7 @@ def run(out_dir, seed: int, n_per_class: int, hidden: int, n_epochs: int, test_f
         cm = np.asarray(metrics.confusion_matrix(y[te], pred, n_classes=2)).tolist()
         results[label] = {"threshold": t, "precision": float(p), "recall": float(r), "f1": float(f),
                           "confusion": cm}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4), gridspec_kw={"wspace": 0.45})
     axes[0].plot(np.asarray(fpr), np.asarray(tpr), "k")
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
     axes[0].set_xlabel("false positive rate")
@@ -87,11 +87,12 @@ def run(out_dir, seed: int, n_per_class: int, hidden: int, n_epochs: int, test_f
     axes[1].imshow(cm, cmap="Blues")
     for i in range(2):
         for j in range(2):
-            axes[1].text(j, i, str(cm[i, j]), ha="center", va="center")
+            axes[1].text(j, i, str(cm[i, j]), ha="center", va="center",
+                         color="white" if cm[i, j] > cm.max() / 2 else "black")
     axes[1].set_xticks([0, 1], ["benign", "malignant"])
     axes[1].set_yticks([0, 1], ["benign", "malignant"])
     axes[1].set_xlabel("predicted")
-    axes[1].set_ylabel("true")
+    axes[1].set_ylabel("true class")
     axes[1].set_title("confusion matrix at threshold 0.5")
     save_figure(fig, out_dir, "breast_cancer_roc_confusion")
     out["breast_cancer"] = {"n_train": len(tr), "n_test": n_test, "test_auc": auc,
