@@ -56,6 +56,9 @@ def check_mixture_model_selection(m):
         best = m[f"best_{crit}"]
         assert best["value"] == pytest.approx(min(min(v) for v in m[crit].values()))
     assert m["best_bic"]["n_components"] >= 2  # Old Faithful is not one Gaussian
+    assert m["best_heldout"]["n_components"] >= 2
+    for ct, values in m["heldout_log_likelihood"].items():
+        assert values[1] > values[0], f"{ct}: two components must beat one on held-out data"
 
 
 def check_mixture_anomaly_shuttle(m):
