@@ -17,7 +17,7 @@ STUDIES = available()
 
 # reduced parameters per study (merged into the study's DEFAULTS by the runner)
 FAST = {
-    "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_epochs": 10,
+    "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
     "kde_faithful": {"n_scales": 8, "grid": 40},
@@ -34,8 +34,7 @@ FAST = {
 
 
 def _run(name, out):
-    params = {k: v for k, v in FAST.get(name, {}).items() if k in STUDIES[name].DEFAULTS}
-    return run_study(name, STUDIES[name], out, 0, params)["metrics"]
+    return run_study(name, STUDIES[name], out, 0, FAST[name])["metrics"]  # unknown parameters raise
 
 
 def test_every_study_has_fast_settings_and_checks():
@@ -127,10 +126,20 @@ def check_autoencoder_digits(m):
 CHECKS = {name[len("check_"):]: fn for name, fn in globals().items() if name.startswith("check_")}
 
 
+def _keys(tree, prefix=""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _keys(v, f"{prefix}{k}.")
+    else:
+        yield prefix
+
+
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_study_metrics_within_tolerances(name, tmp_path):
     metrics = _run(name, tmp_path)
     CHECKS[name](metrics)
+    # wall-clock times belong in timing.json (metrics.json must be bit-identical for a seed)
+    assert not [k for k in _keys(metrics) if "second" in k or "time" in k.split(".")[-2]], "timing in metrics"
     assert list((tmp_path / name).glob("*.png")), f"{name} wrote no figure"
 
 
