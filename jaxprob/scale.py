@@ -69,7 +69,18 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 65536
-"""Rows per chunk read by the chunked fits when ``chunk_size`` is not given (4 MiB of float32 at D=16)."""
+"""Rows read at a time from array data by :func:`iter_chunks` when ``chunk_size`` is not given (4 MiB of float32 at
+D=16). The chunked fits compute on smaller pieces (see :func:`fit_chunked`)."""
+
+_TARGET_ENTRIES = 2**20  # a computed piece holds about this many feature entries (EM) or 2**19 distances (Lloyd)
+
+
+def _auto_rows(entries_per_row: int, target: int = _TARGET_ENTRIES) -> int:
+    """Rows per computed piece: the power of two nearest to target / entries_per_row, within [1024, 65536].
+
+    On CPU, pieces whose intermediates stay in cache are 2-3x faster than 65,536-row pieces (measured at D=16,
+    K=16: full-covariance EM is fastest at 8,192 rows, diagonal EM and Lloyd at 32,768)."""
+    return int(min(65536, max(1024, 2 ** round(math.log2(target / entries_per_row)))))
 
 
 class OnlineEMState(NamedTuple):
@@ -250,13 +261,23 @@ def _check_data(x, name="x"):
     return x
 
 
+@jax.jit
+def _weights_ok(w):
+    return jnp.all(jnp.isfinite(w) & (w >= 0)) & jnp.any(w > 0)
+
+
 def _check_weights(sample_weight, x):
+    """Sample weights as :func:`check_sample_weight`; arrays spread over devices are checked on device."""
     if sample_weight is None:
         return None
-    if _is_global(sample_weight) or (isinstance(sample_weight, jax.Array) and len(sample_weight.devices()) > 1):
+    if isinstance(sample_weight, jax.Array) and len(sample_weight.devices()) > 1:
         if sample_weight.shape != (x.shape[0],):
             raise ValueError(f"`sample_weight` must have shape ({x.shape[0]},) to match x, got "
                              f"{tuple(sample_weight.shape)}")
+        if not jnp.issubdtype(sample_weight.dtype, jnp.floating):
+            raise TypeError(f"`sample_weight` must have a floating dtype, got {sample_weight.dtype}")
+        if not bool(_weights_ok(sample_weight)):
+            raise ValueError("`sample_weight` must be finite, non-negative and not all zero")
         return sample_weight.astype(x.dtype)
     return check_sample_weight(sample_weight, x.shape[0], x.dtype)
 
@@ -638,9 +659,9 @@ def _split_item(item):
     return item, None
 
 
-def _check_chunk_arrays(xc, wc, index, d, check_values: bool):
-    """Shape and dtype checks of one chunk (values only when ``check_values``); returns (x, w) as arrays."""
-    where = f"chunk {index} of `data`"
+def _check_chunk_arrays(xc, wc, where, d, check_values: bool):
+    """Shape and dtype checks of one chunk (values only when ``check_values``); returns (x, w) as arrays.
+    ``where`` names the chunk in error messages."""
     if not isinstance(xc, jax.Array):
         xc = np.asarray(xc)
     if not jnp.issubdtype(xc.dtype, jnp.floating):
@@ -717,32 +738,29 @@ def iter_chunks(data, *, chunk_size: int | None = None, sample_weight=None):
 
 
 class _Chunks:
-    """Repeatable passes over a data source; chunks are padded (weight 0) to a fixed row count, so each jitted
-    per-chunk function compiles once."""
+    """Repeatable passes over a data source, cut into pieces of a fixed number of rows (the last piece of every
+    chunk is padded with weight-0 rows), so each jitted per-piece function compiles once."""
 
-    def __init__(self, data, chunk_size, sample_weight, dtype):
-        iter_chunks(data, chunk_size=chunk_size, sample_weight=sample_weight)  # eager argument checks
+    def __init__(self, data, chunk_size, sample_weight, dtype, auto_rows):
+        if chunk_size is not None:
+            chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+        self.rows = chunk_size or auto_rows
+        self.read = max(self.rows, DEFAULT_CHUNK_SIZE)  # rows read at a time from array data
+        iter_chunks(data, chunk_size=self.read, sample_weight=sample_weight)  # eager argument checks
         self.data, self.sample_weight = data, sample_weight
-        self.chunk_size = chunk_size or (DEFAULT_CHUNK_SIZE if hasattr(data, "shape") else None)
-        self.rows = self.chunk_size
         self.d = data.shape[1] if hasattr(data, "shape") else None
         self.dtype = dtype
         self.checked = False
 
     def passes(self):
         """Yield (x, w) device arrays of one pass; the first pass checks the values of every chunk."""
-        count = 0
-        for i, (xc, wc) in enumerate(iter_chunks(self.data, chunk_size=self.chunk_size,
-                                                 sample_weight=self.sample_weight)):
-            xc, wc = _check_chunk_arrays(xc, wc, i, self.d, not self.checked)
-            if self.d is None:
-                self.d = xc.shape[1]
-            m = xc.shape[0]
-            if m == 0:
-                continue
-            if self.rows is None:
-                self.rows = m
-            for a in range(0, m, self.rows):  # a chunk longer than the first one is split
+        count, start = 0, 0
+        for i, (xc, wc) in enumerate(iter_chunks(self.data, chunk_size=self.read, sample_weight=self.sample_weight)):
+            m = np.shape(xc)[0] if np.ndim(xc) else 0
+            where = f"rows {start}:{start + m} of `data`" if hasattr(self.data, "shape") else f"chunk {i} of `data`"
+            start += m
+            xc, wc = _check_chunk_arrays(xc, wc, where, self.d, not self.checked)
+            for a in range(0, xc.shape[0], self.rows):
                 xb = xc[a:a + self.rows]
                 wb = None if wc is None else wc[a:a + self.rows]
                 yield self._pad(xb, wb)
@@ -794,12 +812,14 @@ def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = 
                 max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6):
     r"""Exact EM over data read chunk by chunk (larger than memory): one pass over the chunks is one EM iteration.
 
-    Every pass adds the sufficient statistics of the chunks (one compiled function, chunks padded with weight-0
-    rows to a fixed size) and then runs the M-step on the sums, so an iteration equals the full-batch iteration of
-    :func:`jaxprob.mixture.fit` up to the rounding of the sums. Iterations stop as in ``mixture.fit`` (change of
-    the mean log-likelihood below ``tol``, or ``max_iter`` M-steps); the last pass scores the returned
-    parameters. The moments are taken about the mean of ``init_params`` (any fixed centre gives the same
-    M-step). Memory: one chunk and its ``(chunk, F)`` feature matrix, not the data.
+    Every pass adds the sufficient statistics of the chunks (one compiled function over pieces of a fixed number
+    of rows, the last piece of a chunk padded with weight-0 rows) and then runs the M-step on the sums, so an
+    iteration equals the full-batch iteration of :func:`jaxprob.mixture.fit` up to the rounding of the sums.
+    Iterations stop as in ``mixture.fit`` (change of the mean log-likelihood below ``tol``, or ``max_iter``
+    M-steps); the last pass scores the returned parameters. The moments are taken about the mean of
+    ``init_params`` (any fixed centre gives the same M-step). Memory: one chunk read and the ``(piece, F)``
+    feature matrix of one piece, not the data (``mixture.fit`` keeps the ``(n, F)`` feature matrix of all the
+    data, :math:`F = D(D+3)/2 + 1` for full covariances).
 
     Initial parameters usually come from a fit on a sample, e.g.
     ``mixture.fit(x[:100_000], K, key=key)[0]``.
@@ -808,8 +828,10 @@ def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = 
         data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks, each
             ``x`` or ``(x, sample_weight)`` (see :func:`iter_chunks`).
         init_params: starting :class:`~jaxprob.mixture.GaussianMixture` (its covariance type is used).
-        chunk_size: rows per chunk (default :data:`DEFAULT_CHUNK_SIZE` for arrays; for a function, the size of
-            its first chunk).
+        chunk_size: rows per computed piece (every chunk is cut into pieces of this many rows, the last one padded);
+            default automatic: about :math:`2^{20}` feature entries per piece (8,192 rows for a full covariance at
+            :math:`D=16`), which keeps the piece in cache. Array data are read ``max(chunk_size, 65536)`` rows at
+            a time.
         sample_weight: optional ``(n,)`` non-negative weights for array data.
         max_iter: hard limit on EM iterations.
         tol: threshold on the change of the mean log-likelihood.
@@ -832,7 +854,8 @@ def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = 
     max_iter = _check_chunked_args(max_iter, tol, reg_covar)
     mixture._check_params(init_params, None, "init_params")
     dtype = jnp.result_type(init_params.means.dtype)
-    chunks = _Chunks(data, chunk_size, sample_weight, dtype)
+    f = mixture._n_quad(init_params.covariance_type, init_params.n_features) + init_params.n_features + 1
+    chunks = _Chunks(data, chunk_size, sample_weight, dtype, _auto_rows(f))
     if chunks.d is not None and chunks.d != init_params.n_features:
         raise ValueError(f"`data` has {chunks.d} features but `init_params` has {init_params.n_features}")
     chunks.d = init_params.n_features
@@ -900,7 +923,8 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
         data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks (see
             :func:`iter_chunks`).
         init_centroids: ``(K, D)`` starting centroids, e.g. :func:`jaxprob.kmeans.init` on a sample.
-        chunk_size: rows per chunk (default :data:`DEFAULT_CHUNK_SIZE` for arrays).
+        chunk_size: rows per computed piece; default automatic, about :math:`2^{19}` distances per piece
+            (32,768 rows at :math:`K=16`). Array data are read ``max(chunk_size, 65536)`` rows at a time.
         sample_weight: optional ``(n,)`` non-negative weights for array data.
         max_iter: hard limit on Lloyd steps.
         tol: relative tolerance on the squared centroid shift.
@@ -921,7 +945,7 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
     _check_tol(tol)
     c = as_float_array(init_centroids, "init_centroids", 2)
     check_finite(c, "init_centroids")
-    chunks = _Chunks(data, chunk_size, sample_weight, c.dtype)
+    chunks = _Chunks(data, chunk_size, sample_weight, c.dtype, _auto_rows(max(c.shape), _TARGET_ENTRIES // 2))
     if chunks.d is not None and chunks.d != c.shape[1]:
         raise ValueError(f"`data` has {chunks.d} features but `init_centroids` has {c.shape[1]}")
     chunks.d = c.shape[1]
@@ -1134,7 +1158,7 @@ def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0:
     rows, trace = None, []
     for i, item in enumerate(_stream(batches, n_epochs)):
         xb, wb = _split_item(item)
-        xb, wb = _check_chunk_arrays(xb, wb, i, init_params.n_features, True)
+        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", init_params.n_features, True)
         m = xb.shape[0]
         if m == 0:
             continue
@@ -1179,7 +1203,7 @@ def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
     rows, trace = None, []
     for i, item in enumerate(_stream(batches, n_epochs)):
         xb, wb = _split_item(item)
-        xb, wb = _check_chunk_arrays(xb, wb, i, d, True)
+        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", d, True)
         m = xb.shape[0]
         if m == 0:
             continue

@@ -107,7 +107,7 @@ def _multi_device_process(request):
     """Start the 8-device subprocess as soon as this module runs (if one of its selected tests needs it), so
     that it works while the in-process tests run; the multi-device tests come last."""
     needed = any("multi_device" in getattr(item, "fixturenames", ()) for item in request.session.items
-                 if item.module is request.module)
+                 if getattr(item, "module", None) is request.module)
     proc = _start_multi_device() if needed else None
     yield proc
     if proc is not None and proc.poll() is None:
@@ -175,6 +175,9 @@ def test_chunked_em_is_full_batch_em(blobs, ct):
                 np.testing.assert_allclose(np.asarray(u), np.asarray(r), rtol=1e-10, atol=1e-12)
         ref, rinfo = mixture.fit(blobs, 3, covariance_type=ct, init_params=init, tol=1e-9)
         got, info = scale.fit_chunked(blobs, init, chunk_size=64, tol=1e-9)
+        compiled = scale._em_chunk_jit._cache_size()
+        scale.fit_chunked(blobs[:300], init, chunk_size=64, max_iter=2)  # other data, same chunk size: no retrace
+        assert scale._em_chunk_jit._cache_size() == compiled
     for u, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(r), rtol=1e-9, atol=1e-11)
     assert int(info.n_iter) == int(rinfo.n_iter) and bool(info.converged) == bool(rinfo.converged)
@@ -230,8 +233,10 @@ def test_chunked_input_errors(blobs):
         scale.fit_chunked((c for c in [blobs]), init)
     bad = blobs.copy()
     bad[200, 0] = np.inf
-    with pytest.raises(ValueError, match="chunk 1 of `data`"):
+    with pytest.raises(ValueError, match="rows 0:450 of `data` contains NaN"):
         scale.fit_chunked(bad, init, chunk_size=150)
+    with pytest.raises(ValueError, match="chunk 1 of `data` contains NaN"):
+        scale.fit_chunked(lambda: iter([blobs[:200], bad[200:]]), init)
     with pytest.raises(ValueError, match="features"):
         scale.fit_chunked(blobs[:, :2], init)
     with pytest.raises(TypeError, match="floating"):
