@@ -1,5 +1,5 @@
-// MathJax settings for pymdownx.arithmatex (generic mode). MathJax itself is not bundled: formulas render as
-// TeX source when the page is read offline.
+// MathJax settings for pymdownx.arithmatex (generic mode). MathJax itself is loaded from a CDN (mkdocs.yml), not
+// bundled: formulas render as TeX source when the site is read offline.
 window.MathJax = {
   tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true },
   options: { ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex" },
