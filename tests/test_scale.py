@@ -63,6 +63,9 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
         out["gmm_n_iter"] = [int(rinfo.n_iter)] + [int(i.n_iter) for _, i in fits.values()]
         out["gmm_ll"] = [float(rinfo.log_likelihood)] + [float(i.log_likelihood) for _, i in fits.values()]
         out["gmm_sharding"] = str(tuple(fits[8][0].means.sharding.spec))
+        again = scale.fit_sharded(x, 3, mesh=meshes[8], **kw)  # same key: bit-identical (compiled program reused)
+        out["gmm_same_bits"] = all(bool(np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True))
+                                   for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(fits[8])))
         out["t_gmm"] = time.perf_counter() - T
 
         rk, ik = kmeans.fit(x, 3, key=jax.random.key(0), n_init=2, tol=0.0)
@@ -77,7 +80,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
         out["t_kmeans"] = time.perf_counter() - T
 
         # what crosses devices: the collectives of the traced program and of its lowered (StableHLO) text
-        starts = jax.tree.map(lambda a: a[None], mixture.init(jax.random.key(0), x, 3))
+        starts = jax.tree.map(lambda a: a[None], fits[8][0])
         xs, ws = scale.shard_samples(x, meshes[8])
         out["shard_rows"] = sorted({s.data.shape[0] for s in xs.addressable_shards})
         args = (xs, ws, starts, jnp.asarray(1e-8), jnp.asarray(1e-6))
@@ -132,13 +135,12 @@ def blobs():
     return x @ np.array([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.2, 0.0, 0.7]]) + 10.0
 
 
-def test_fit_sharded_same_key_same_bits(blobs):
-    x = blobs.astype(np.float32)
-    a, ia = scale.fit_sharded(x, 3, key=jax.random.key(3), covariance_type="spherical")
-    b, ib = scale.fit_sharded(x, 3, key=jax.random.key(3), covariance_type="spherical")
-    for u, v in zip(jax.tree.leaves((a, ia)), jax.tree.leaves((b, ib)), strict=True):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
-    assert bool(ia.converged) and a.means.dtype == jnp.float32
+def _start(blobs, ct, k=3, dtype=np.float64):
+    """Initial parameters from three well-spread samples (no compiled initialisation needed)."""
+    d = blobs.shape[1]
+    cov = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)), "spherical": np.ones(k)}
+    return mixture.make_gmm(np.full(k, 1.0 / k, dtype), blobs[[0, 150, 300][:k]].astype(dtype),
+                            cov[ct].astype(dtype), ct)
 
 
 def test_sharded_validation(blobs):
@@ -150,9 +152,8 @@ def test_sharded_validation(blobs):
         scale.fit_sharded(bad, 2, key=jax.random.key(0))
     with pytest.raises(TypeError, match="key"):
         scale.fit_sharded(blobs, 2)
-    init = mixture.init(jax.random.key(0), blobs, 2, covariance_type="diag")
     with pytest.raises(ValueError, match="covariance_type"):
-        scale.fit_sharded(blobs, 2, init_params=init)
+        scale.fit_sharded(blobs, 3, init_params=_start(blobs, "diag", dtype=np.float32))
     with pytest.raises(ValueError, match="n_clusters"):
         scale.kmeans_fit_sharded(blobs, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="init_centroids"):
@@ -190,7 +191,7 @@ def test_chunk_sources_agree(blobs, tmp_path):
     """NumPy array, memmap file, JAX array, a function yielding (x, w) chunks of uneven sizes, sample weights."""
     x = blobs.astype(np.float32)
     w = np.random.default_rng(0).integers(0, 3, x.shape[0]).astype(np.float32)
-    init = mixture.init(jax.random.key(0), x, 3, covariance_type="spherical")
+    init = _start(x, "spherical", dtype=np.float32)
     path = tmp_path / "x.f32"
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=x.shape)
     mm[:] = x
@@ -203,10 +204,10 @@ def test_chunk_sources_agree(blobs, tmp_path):
         for a, b in ((0, 100), (100, 150), (150, 400), (400, 450)):
             yield x[a:b], w[a:b]
 
-    kw = dict(max_iter=20, tol=0.0)
+    kw = dict(max_iter=20, tol=0.0, chunk_size=100)  # one piece size: one compilation for every source
     ref, _ = mixture.fit(x, 3, covariance_type="spherical", init_params=init, sample_weight=w, max_iter=20, tol=0.0)
-    for data, extra in ((x, {"sample_weight": w, "chunk_size": 128}), (mm, {"sample_weight": w, "chunk_size": 100}),
-                        (jnp.asarray(x), {"sample_weight": jnp.asarray(w), "chunk_size": 77}), (gen, {})):
+    for data, extra in ((x, {"sample_weight": w}), (mm, {"sample_weight": w}),
+                        (jnp.asarray(x), {"sample_weight": jnp.asarray(w)}), (gen, {})):
         got, info = scale.fit_chunked(data, init, **extra, **kw)
         assert int(info.n_iter) == 20
         np.testing.assert_allclose(np.asarray(got.means), np.asarray(ref.means), rtol=2e-4, atol=2e-4)
@@ -215,7 +216,7 @@ def test_chunk_sources_agree(blobs, tmp_path):
 
 def test_chunked_kmeans_matches_lloyd(blobs):
     with jax.enable_x64(True):
-        c0 = kmeans.init(jax.random.key(2), blobs, 3)
+        c0 = blobs[[0, 150, 300]]
         ref, rinfo = kmeans.fit(blobs, 3, init_centroids=c0, tol=1e-6)
         got, info = scale.kmeans_fit_chunked(blobs, c0, chunk_size=100, tol=1e-6)
         one, _ = scale.kmeans_fit_chunked(blobs, c0, chunk_size=100, max_iter=1)
@@ -228,7 +229,7 @@ def test_chunked_kmeans_matches_lloyd(blobs):
 
 
 def test_chunked_input_errors(blobs):
-    init = mixture.init(jax.random.key(0), blobs, 2)
+    init = _start(blobs, "full", k=2, dtype=np.float32)
     with pytest.raises(TypeError, match="read only once"):
         scale.fit_chunked((c for c in [blobs]), init)
     bad = blobs.copy()
@@ -236,7 +237,7 @@ def test_chunked_input_errors(blobs):
     with pytest.raises(ValueError, match="rows 0:450 of `data` contains NaN"):
         scale.fit_chunked(bad, init, chunk_size=150)
     with pytest.raises(ValueError, match="chunk 1 of `data` contains NaN"):
-        scale.fit_chunked(lambda: iter([blobs[:200], bad[200:]]), init)
+        scale.fit_chunked(lambda: iter([blobs[:0], bad[200:]]), init)  # an empty chunk 0, then a bad one
     with pytest.raises(ValueError, match="features"):
         scale.fit_chunked(blobs[:, :2], init)
     with pytest.raises(TypeError, match="floating"):
@@ -265,21 +266,21 @@ def test_first_online_step_is_an_em_step(blobs):
 
 
 def test_online_em_recovers_the_mixture():
-    truth = mixture.make_gmm(np.array([0.3, 0.7]), np.array([[-3.0, 0.0], [3.0, 1.0]]),
-                             np.array([[1.0, 0.5], [0.5, 1.0]]), "tied")
-    keys = jax.random.split(jax.random.key(0), 200)
+    truth_means, truth_cov, truth_w = np.array([[-3.0, 0.0], [3.0, 1.0]]), np.array([[1.0, 0.5], [0.5, 1.0]]), 0.3
+    rng = np.random.default_rng(0)
 
-    def stream():
-        for k in keys:
-            yield mixture.sample(k, truth, 256)[0]
+    def stream():  # 120 batches of 256 samples from the true (tied) mixture
+        for _ in range(120):
+            z = rng.random(256) >= truth_w
+            yield (truth_means[z.astype(int)] + rng.multivariate_normal([0, 0], truth_cov, 256)).astype(np.float32)
 
     init = mixture.make_gmm(np.array([0.5, 0.5]), np.array([[-1.0, 0.0], [1.0, 0.0]]), np.eye(2), "tied")
     got, info = scale.fit_online(stream, init, kappa=0.6)
-    assert info.n_steps == 200 and info.trace.shape == (200,)
-    assert info.trace[-50:].mean() > info.trace[:5].mean()
-    np.testing.assert_allclose(np.asarray(got.means), np.asarray(truth.means), atol=0.1)
-    np.testing.assert_allclose(np.asarray(got.weights), np.asarray(truth.weights), atol=0.03)
-    np.testing.assert_allclose(np.asarray(got.covariances), np.asarray(truth.covariances), atol=0.1)
+    assert info.n_steps == 120 and info.trace.shape == (120,)
+    assert info.trace[-30:].mean() > info.trace[:3].mean()
+    np.testing.assert_allclose(np.asarray(got.means), truth_means, atol=0.1)
+    np.testing.assert_allclose(np.asarray(got.weights), [truth_w, 1 - truth_w], atol=0.03)
+    np.testing.assert_allclose(np.asarray(got.covariances), truth_cov, atol=0.1)
     with pytest.raises(ValueError, match="kappa"):
         scale.fit_online(stream, init, kappa=0.5)
     with pytest.raises(ValueError, match="t0"):
@@ -318,15 +319,16 @@ def test_gradients_through_em_steps_match_finite_differences(blobs):
     with jax.enable_x64(True):
         x = jnp.asarray(blobs[::3])
         x_test = jnp.asarray(blobs[1::3])
-        init = mixture.init(jax.random.key(1), x, 3, covariance_type="full")
+        init = _start(blobs, "full")
 
+        @jax.jit
         def loss(x, means):
             fitted, _ = scale.em_steps(x, _with_means(init, means), 3)
             return mixture.score(x_test, fitted)
 
         gx, gm = jax.grad(loss, argnums=(0, 1))(x, init.means)
         assert np.all(np.isfinite(np.asarray(gx))) and np.all(np.isfinite(np.asarray(gm)))
-        h = 1e-6
+        h = 1e-5
         for arg, g in ((0, gx), (1, gm)):
             base = [x, init.means]
             v = jnp.asarray(rng.standard_normal(base[arg].shape))
@@ -334,7 +336,8 @@ def test_gradients_through_em_steps_match_finite_differences(blobs):
             plus[arg] = base[arg] + h * v
             minus[arg] = base[arg] - h * v
             fd = (loss(*plus) - loss(*minus)) / (2 * h)
-            assert float(jnp.vdot(g, v)) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+            rounding = 10 * np.finfo(np.float64).eps * abs(float(loss(*base))) / h  # error of the difference quotient
+            assert float(jnp.vdot(g, v)) == pytest.approx(float(fd), rel=1e-6, abs=rounding)
 
 
 def _with_means(params, means):
@@ -347,6 +350,7 @@ def test_mixture_log_density_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         x = jnp.asarray(rng.standard_normal((20, 2)))
 
+        @jax.jit
         def nll(x, logits, means, log_var):
             gmm = mixture.make_gmm(jax.nn.softmax(logits), means, jnp.exp(log_var), "diag")
             return -jnp.mean(mixture.log_prob(x, gmm))
@@ -364,7 +368,7 @@ def test_mixture_log_density_gradient_matches_finite_differences():
 
 
 def test_while_loop_fit_is_not_reverse_differentiable(blobs):
-    init = mixture.init(jax.random.key(0), blobs, 2)
+    init = _start(blobs, "full", k=2, dtype=np.float32)
 
     def loss(means):
         fitted, _ = mixture.fit(blobs, 2, init_params=_with_means(init, means), max_iter=5)
@@ -372,8 +376,6 @@ def test_while_loop_fit_is_not_reverse_differentiable(blobs):
 
     with pytest.raises(ValueError, match="Reverse-mode differentiation does not work for lax.while_loop"):
         jax.grad(loss)(init.means)
-    g = jax.grad(lambda m: jnp.sum(scale.em_steps(blobs, _with_means(init, m), 5)[0].means))(init.means)
-    assert np.all(np.isfinite(np.asarray(g)))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -387,6 +389,7 @@ def test_sharded_em_agrees_on_1_2_8_devices(multi_device):
     assert len(set(r["gmm_n_iter"])) == 1
     np.testing.assert_allclose(r["gmm_ll"], r["gmm_ll"][0], rtol=1e-10)
     assert r["gmm_sharding"] == "()"  # replicated parameters
+    assert r["gmm_same_bits"]
 
 
 def test_sharded_kmeans_agrees_on_1_2_8_devices(multi_device):

@@ -2,7 +2,6 @@
 assignment to the k-means++ seeds, masking, the choice of the best model, one compilation, bad input."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import make_blobs
@@ -89,21 +88,19 @@ def test_best_model_and_criteria(grid64):
     assert np.all(np.asarray(res.heldout_log_likelihood[:, 1]) > np.asarray(res.heldout_log_likelihood[:, 0]))
 
 
-def test_one_compilation_same_key_same_bits_and_heldout_criterion(data):
+def test_one_compilation_same_key_same_bits_and_heldout_criterion(data, grid64):
+    res, _ = grid64
     x, x_val = data
-    x = x.astype(np.float32)
-    kw = dict(key=jax.random.key(1), covariance_types=("diag", "tied"), n_init=2, x_val=x_val.astype(np.float32),
-              max_iter=30)
-    before = selection._grid_jit._cache_size()
-    a = selection.fit_grid(x, 3, **kw)
-    b = selection.fit_grid(x, 3, **kw)
-    c = selection.fit_grid(x + 1.0, 3, **kw, criterion="heldout")
-    assert selection._grid_jit._cache_size() == before + 1
-    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
-    assert a.n_components == (1, 2, 3) and a.bic.dtype == jnp.float32
-    held = np.asarray(c.heldout_log_likelihood)
-    assert c.best_index == np.unravel_index(np.nanargmax(held), held.shape)
+    kw = dict(key=jax.random.key(0), n_init=2, x_val=x_val, tol=1e-6, max_iter=200)
+    with jax.enable_x64(True):
+        before = selection._grid_jit._cache_size()
+        again = selection.fit_grid(x, [1, 3], **kw)
+        other = selection.fit_grid(x + 1.0, [1, 3], **kw, criterion="heldout")  # new data, same shapes
+        assert selection._grid_jit._cache_size() == before  # the grid program was compiled once
+    for u, v in zip(jax.tree.leaves(res.params), jax.tree.leaves(again.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))  # same key: bit-identical
+    held = np.asarray(other.heldout_log_likelihood)
+    assert other.criterion == "heldout" and other.best_index == np.unravel_index(np.nanargmax(held), held.shape)
 
 
 def test_bad_input(data):
