@@ -206,9 +206,9 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
         >>> from jaxprob import selection
         >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (200, 2)) - 4,
         ...                      jax.random.normal(jax.random.key(2), (200, 2)) + 4])
-        >>> res = selection.fit_grid(x, 4, key=jax.random.key(0), covariance_types=("full", "spherical"))
+        >>> res = selection.fit_grid(x, 3, key=jax.random.key(0), covariance_types=("diag", "spherical"))
         >>> res.bic.shape, res.best_n_components
-        ((2, 4, 1), 2)
+        ((2, 3, 1), 2)
     """
     x = mixture._check_x(x)
     n, d = x.shape
@@ -287,10 +287,12 @@ def cell_params(result: SelectionResult, covariance_type: str, n_components: int
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import selection
-        >>> x = jax.random.normal(jax.random.key(0), (100, 2))
-        >>> res = selection.fit_grid(x, [1, 3], key=jax.random.key(1), covariance_types="diag")
-        >>> selection.cell_params(res, "diag", 1).means.shape
-        (1, 2)
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (200, 2)) - 4,
+        ...                      jax.random.normal(jax.random.key(2), (200, 2)) + 4])
+        >>> res = selection.fit_grid(x, 3, key=jax.random.key(0), covariance_types=("diag", "spherical"))
+        >>> gmm = selection.cell_params(res, "spherical", 2)
+        >>> gmm.means.shape, sorted(gmm.means[:, 0].round(0).tolist())
+        ((2, 2), [-4.0, 4.0])
     """
     if not isinstance(result, SelectionResult):
         raise TypeError(f"`result` must be a SelectionResult, got {type(result).__name__}")
