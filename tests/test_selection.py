@@ -29,15 +29,22 @@ def grid64(data):
                 for r in range(2):
                     init = selection.cell_params(res, ct, k, r, initial=True)
                     params, info = mixture.fit(x, k, covariance_type=ct, init_params=init, tol=1e-6, max_iter=200)
-                    cells[ct, k, r] = (init, params, info, float(mixture.bic(x, params)),
-                                       float(mixture.aic(x, params)), float(mixture.score(x_val, params)))
+                    ll = float(info.log_likelihood) * len(x)  # total log-likelihood of the separate fit
+                    p = mixture.n_parameters(params)
+                    cells[ct, k, r] = (init, params, info, -2 * ll + p * np.log(len(x)), -2 * ll + 2 * p,
+                                       float(mixture.score(x_val, params)))
+        cells["bic_full_3"] = float(mixture.bic(x, selection.cell_params(res, "full", 3, 0)))
     return res, cells
 
 
 def test_every_cell_matches_a_separate_fit(grid64):
     res, cells = grid64
     assert res.bic.shape == (4, 2, 2) and res.covariance_types == COVARIANCE_TYPES and res.n_components == (1, 3)
-    for (ct, k, r), (_, params, info, bic, aic, held) in cells.items():
+    assert float(res.bic[0, 1, 0]) == pytest.approx(cells["bic_full_3"], rel=1e-10)  # mixture.bic on one cell
+    for key, cell in cells.items():
+        if not isinstance(key, tuple):
+            continue
+        (ct, k, r), (_, params, info, bic, aic, held) = key, cell
         c, g = COVARIANCE_TYPES.index(ct), (1, 3).index(k)
         got = selection.cell_params(res, ct, k, r)
         for u, v in zip(jax.tree.leaves(got), jax.tree.leaves(params), strict=True):
@@ -83,7 +90,7 @@ def test_best_model_and_criteria(grid64):
     assert res.criterion == "bic" and res.best_index == np.unravel_index(np.argmin(bic), bic.shape)
     c, g, r = res.best_index
     assert res.best_n_components == 3  # three blobs
-    ref = cells[res.best_covariance_type, 3, r][1]
+    ref = cells[res.best_covariance_type, 3, r][1]  # the separate fit of the best cell
     np.testing.assert_allclose(np.asarray(res.best.means), np.asarray(ref.means), rtol=1e-7)
     assert np.all(np.asarray(res.heldout_log_likelihood[:, 1]) > np.asarray(res.heldout_log_likelihood[:, 0]))
 
