@@ -715,6 +715,14 @@ def _em_restarts(params, stats, given, x, w, max_iter, tol, reg_covar):
         states, final_ll = jax.tree.map(lambda a: a[None], one(*jax.tree.map(lambda a: a[0], (params, stats))))
     else:
         states, final_ll = jax.vmap(one)(params, stats)
+    return _best_restart(states, final_ll)
+
+
+def _best_restart(states, final_ll):
+    """Params and :class:`FitInfo` of the restart with the highest final log-likelihood (NaN never wins).
+
+    ``states`` is any loop state stacked over restarts with fields ``params``, ``converged``, ``n_iter``,
+    ``trace``, ``collapsed``, ``regularized`` and ``nonfinite`` (shared by :mod:`jaxprob.scale`)."""
     best = jnp.argmax(jnp.where(jnp.isnan(final_ll), -jnp.inf, final_ll))
     s = jax.tree.map(lambda a: a[best], states)
     info = FitInfo(

@@ -178,21 +178,7 @@ def _em_loop(params, stats_fn, max_iter: int, tol, reg_covar, project=None):
 
 def _best_restart(states: _EMState):
     """Keep the restart with the highest final log-likelihood (as ``mixture.fit``); returns (params, FitInfo)."""
-    final_ll = states.final_ll
-    best = jnp.argmax(jnp.where(jnp.isnan(final_ll), -jnp.inf, final_ll))
-    s = jax.tree.map(lambda a: a[best], states)
-    info = FitInfo(
-        converged=s.converged,
-        n_iter=s.n_iter,
-        log_likelihood=final_ll[best],
-        log_likelihood_trace=s.trace,
-        collapsed=s.collapsed,
-        regularized=s.regularized,
-        nonfinite=s.nonfinite,
-        restart_log_likelihoods=final_ll,
-        best_restart=best.astype(jnp.int32),
-    )
-    return s.params, info
+    return mixture._best_restart(states, states.final_ll)
 
 
 # ----------------------------------------------------------------------------------------------------------
