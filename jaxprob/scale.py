@@ -1141,10 +1141,22 @@ def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0:
     state = online_em_init(init_params)
     dtype = init_params.means.dtype
     kap, off, reg = (jnp.asarray(v, dtype) for v in (kappa, t0, reg_covar))
-    rows, trace = None, []
+    trace = []
+    for xa, wa in _stream_pieces(batches, n_epochs, init_params.n_features, dtype):
+        state, ll = _online_step_jit(state, xa, wa, kap, off, reg)
+        trace.append(ll)
+    if not trace:
+        raise ValueError("`batches` yielded no samples")
+    return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
+
+
+def _stream_pieces(batches, n_epochs, d, dtype):
+    """Checked ``(x, w)`` pieces of a stream, all as long as the first non-empty batch (longer batches are cut,
+    shorter pieces padded with weight-0 rows), so the step consuming them compiles once."""
+    rows = None
     for i, item in enumerate(_stream(batches, n_epochs)):
         xb, wb = _split_item(item)
-        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", init_params.n_features, True)
+        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", d, True)
         m = xb.shape[0]
         if m == 0:
             continue
@@ -1154,11 +1166,7 @@ def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0:
             wa = jnp.ones((xa.shape[0],), dtype) if wb is None else jnp.asarray(wb[a:a + rows], dtype)
             if xa.shape[0] < rows:
                 xa, wa = _pad_jit(xa, wa, rows)
-            state, ll = _online_step_jit(state, xa, wa, kap, off, reg)
-            trace.append(ll)
-    if not trace:
-        raise ValueError("`batches` yielded no samples")
-    return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
+            yield xa, wa
 
 
 def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
@@ -1186,21 +1194,10 @@ def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
     n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
     d = state.centroids.shape[1]
     dtype = state.centroids.dtype
-    rows, trace = None, []
-    for i, item in enumerate(_stream(batches, n_epochs)):
-        xb, wb = _split_item(item)
-        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", d, True)
-        m = xb.shape[0]
-        if m == 0:
-            continue
-        rows = rows or m
-        for a in range(0, m, rows):
-            xa = jnp.asarray(xb[a:a + rows], dtype)
-            wa = jnp.ones((xa.shape[0],), dtype) if wb is None else jnp.asarray(wb[a:a + rows], dtype)
-            if xa.shape[0] < rows:
-                xa, wa = _pad_jit(xa, wa, rows)
-            state, j = kmeans.minibatch_step(state, xa, sample_weight=wa)
-            trace.append(j)
+    trace = []
+    for xa, wa in _stream_pieces(batches, n_epochs, d, dtype):
+        state, j = kmeans.minibatch_step(state, xa, sample_weight=wa)
+        trace.append(j)
     if not trace:
         raise ValueError("`batches` yielded no samples")
     return state, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
