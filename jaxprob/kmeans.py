@@ -374,8 +374,9 @@ def _pad_chunks(x, w, chunk: int):
     return x.reshape(n_chunks, chunk, x.shape[1]), w.reshape(n_chunks, chunk)
 
 
-def _assign_block(xb, c, c_sq, exact: bool):
-    """Labels (lowest index among ties) and squared distances of the rows of one block."""
+def _assign_block(xb, c, c_sq, exact: bool, x_sq=None):
+    """Labels (lowest index among ties) and squared distances of the rows of one block (``x_sq``: the rows'
+    squared norms, when known)."""
     # the minimum of ||c||^2 - 2 x.c is found by a plain (fused) min reduction and the label as the smallest
     # index reaching it: on CPU this is several times faster than a variadic argmin reduction
     scores = c_sq[None, :] - 2.0 * (xb @ c.T)
@@ -385,18 +386,21 @@ def _assign_block(xb, c, c_sq, exact: bool):
     if exact:  # no cancellation: used for the returned inertia
         d = jnp.sum(jnp.square(xb - c[labels]), axis=1)
     else:
-        d = jnp.maximum(best + jnp.sum(jnp.square(xb), axis=1), 0.0)
+        d = jnp.maximum(best + (jnp.sum(jnp.square(xb), axis=1) if x_sq is None else x_sq), 0.0)
     return labels, d
 
 
-def _pass(xr, wr, c, update: bool, exact: bool = False):
+def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
     """One pass over chunked data: labels (n_pad,), per-sample squared distance (n_pad,), inertia and, when
-    ``update``, the per-cluster weighted sums (K, D) and weights (K,)."""
+    ``update``, the per-cluster weighted sums (K, D) and weights (K,). ``x_sq``: the rows' squared norms, chunked
+    like ``wr``, when known (Lloyd iterations compute them once)."""
     k = c.shape[0]
     c_sq = jnp.sum(jnp.square(c), axis=-1)
+    if x_sq is None:
+        x_sq = jnp.sum(jnp.square(xr), axis=-1)
 
-    def block(xb, wb):
-        labels, d = _assign_block(xb, c, c_sq, exact)
+    def block(xb, wb, sb):
+        labels, d = _assign_block(xb, c, c_sq, exact, sb)
         inert = jnp.sum(wb * d)
         if not update:
             return labels, d, inert, None, None
@@ -404,7 +408,7 @@ def _pass(xr, wr, c, update: bool, exact: bool = False):
         return labels, d, inert, sums, jax.ops.segment_sum(wb, labels, k)
 
     if xr.shape[0] == 1:
-        return block(xr[0], wr[0])
+        return block(xr[0], wr[0], x_sq[0])
 
     def body(carry, xw):
         labels, d, inert, sums, counts = block(*xw)
@@ -413,7 +417,7 @@ def _pass(xr, wr, c, update: bool, exact: bool = False):
 
     zero = jnp.zeros((), xr.dtype)
     carry0 = (zero, jnp.zeros((k, xr.shape[2]), xr.dtype), jnp.zeros((k,), xr.dtype)) if update else (zero,)
-    carry, (labels, d) = jax.lax.scan(body, carry0, (xr, wr))
+    carry, (labels, d) = jax.lax.scan(body, carry0, (xr, wr, x_sq))
     labels, d = labels.reshape(-1), d.reshape(-1)
     if update:
         return labels, d, carry[0], carry[1], carry[2]
@@ -458,9 +462,9 @@ def _update(x, w, d, labels, sums, counts, c_old):
     return jnp.where((counts > 0)[:, None], sums / safe[:, None], c_old), n_moved
 
 
-def _lloyd_core(xr, wr, c):
+def _lloyd_core(xr, wr, c, x_sq=None):
     """One Lloyd step on chunked data; returns (new centroids, labels, distances, inertia, n_relocated)."""
-    labels, d, inert, sums, counts = _pass(xr, wr, c, True)
+    labels, d, inert, sums, counts = _pass(xr, wr, c, True, x_sq=x_sq)
     x, w = xr.reshape(-1, xr.shape[2]), wr.reshape(-1)
     new, n_moved = _update(x, w, d, labels, sums, counts, c)
     return new, labels, d, inert, n_moved
@@ -478,12 +482,13 @@ class _State(NamedTuple):
 def _lloyd_run(xr, wr, c0, max_iter: int, tol_abs):
     """Lloyd iterations under lax.while_loop; stop on stable labels or squared centroid shift <= tol_abs."""
     dtype = xr.dtype
+    x_sq = jnp.sum(jnp.square(xr), axis=-1)  # once, not in every iteration
 
     def cond(s: _State):
         return (s.n_iter < max_iter) & ~s.converged
 
     def body(s: _State):
-        new, labels, _, inert, n_moved = _lloyd_core(xr, wr, s.centroids)
+        new, labels, _, inert, n_moved = _lloyd_core(xr, wr, s.centroids, x_sq)
         stable = jnp.all(labels == s.labels)
         shift = jnp.sum(jnp.square(new - s.centroids))
         return _State(
