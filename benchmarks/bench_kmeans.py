@@ -1,8 +1,9 @@
 """k-means timings against scikit-learn and faiss-cpu, float32, measured in the same run on the same data.
 
 Per Lloyd iteration: every library runs at most ``ITERS`` iterations from the same initial centroids (tol 0)
-and the time is divided by the iterations it ran. Full fit: k-means++ seeding plus Lloyd to convergence
-(default tolerances), one restart; faiss: own seeding, 25 iterations.
+and the time is divided by the iterations it ran; the marginal cost is the difference between ``3 * ITERS`` and
+``ITERS`` iterations divided by the extra iterations (the fixed costs of a call left out). Full fit: k-means++
+seeding plus Lloyd to convergence (default tolerances), one restart; faiss: own seeding, 25 iterations.
 The per-iteration measurements of the three libraries are interleaved (one round = one repeat of each), so
 that load from other jobs on the machine hits them alike. ``--chunks`` adds the per-iteration time of jaxprob
 against the chunk size (rows per block of the distance computation) at N=1M, D=16, K=64.
@@ -48,9 +49,9 @@ def _interleaved(fns, repeats):
     return [float(np.median(t)) for t in times]
 
 
-def _jax_iters(x, c0, chunk_size=None):
+def _jax_iters(x, c0, chunk_size=None, iters=ITERS):
     def run():
-        res, info = kmeans.fit(x, c0.shape[0], init_centroids=c0, max_iter=ITERS, tol=0.0, chunk_size=chunk_size)
+        res, info = kmeans.fit(x, c0.shape[0], init_centroids=c0, max_iter=iters, tol=0.0, chunk_size=chunk_size)
         jax.block_until_ready(res)
         return int(info.n_iter)
 
@@ -64,22 +65,30 @@ def _bench_case(n, d, k, repeats, faiss, KMeans):
     c0 = x[rng.choice(n, k, replace=False)]
     xj, c0j = jax.device_put(x), jax.device_put(c0)
 
-    # -- per iteration, from the same centroids
-    run = _jax_iters(xj, c0j)
-    n_it = run()
+    # -- per iteration, from the same centroids, ITERS and 3 * ITERS iterations
+    def sk_run(iters):
+        def run():
+            return KMeans(k, init=c0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(x).n_iter_
 
-    def sk_iters():
-        m = KMeans(k, init=c0, n_init=1, max_iter=ITERS, tol=0.0, algorithm="lloyd").fit(x)
-        return m.n_iter_
+        return run
 
-    n_sk = sk_iters()
+    def faiss_run(iters):
+        def run():
+            faiss.Kmeans(d, k, niter=iters, verbose=False, max_points_per_centroid=n).train(x, init_centroids=c0)
+            return iters
 
-    def faiss_iters():
-        km = faiss.Kmeans(d, k, niter=ITERS, verbose=False, max_points_per_centroid=n)
-        km.train(x, init_centroids=c0)
+        return run
 
-    t_jax, t_sk, t_fa = _interleaved([run, sk_iters, faiss_iters], repeats)
-    t_jax, t_sk, t_fa = t_jax / n_it, t_sk / n_sk, t_fa / ITERS
+    fns = []
+    for make in (lambda it: _jax_iters(xj, c0j, iters=it), sk_run, faiss_run):
+        fns += [make(ITERS), make(3 * ITERS)]
+    n_its = [fn() for fn in fns]
+    times = _interleaved(fns, repeats)
+    per_iter, marginal = [], []
+    for i in range(0, 6, 2):
+        per_iter.append(times[i] / n_its[i])
+        marginal.append((times[i + 1] - times[i]) / max(n_its[i + 1] - n_its[i], 1))
+    t_jax, t_sk, t_fa = per_iter
 
     # -- full fit: k-means++ + Lloyd to convergence (jaxprob, sklearn); faiss: its default 25 iterations
     key = jax.random.key(0)
@@ -94,7 +103,7 @@ def _bench_case(n, d, k, repeats, faiss, KMeans):
         faiss.Kmeans(d, k, niter=25, verbose=False, max_points_per_centroid=n, seed=1).train(x)
 
     f_fa = _median_time(faiss_fit, repeats)
-    return (n, d, k, t_jax, t_sk, t_fa, f_jax, f_sk, f_fa)
+    return (n, d, k, t_jax, t_sk, t_fa, f_jax, f_sk, f_fa, *marginal)
 
 
 def _bench_chunks(repeats, KMeans, chunks=(1024, 4096, 8192, 16384, 65536)):
@@ -141,11 +150,17 @@ def main():
         "| jaxprob fit s | sklearn fit s | faiss fit s (25 it) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for n, d, k, tj, ts, tf, fj, fs, ff in rows:
+    for n, d, k, tj, ts, tf, fj, fs, ff, *_ in rows:
         print(
             f"| {n:,}, {d}, {k} | {tj:.4f} | {ts:.4f} | {tf:.4f} | {ts / tj:.2f} | {tf / tj:.2f} "
             f"| {fj:.3f} | {fs:.3f} | {ff:.3f} |"
         )
+    print(f"\nMarginal cost of one Lloyd iteration, (time of {3 * ITERS} iterations - time of {ITERS}) / {2 * ITERS}: "
+          "the fixed costs of a call (input checks, copies, the final labelling) left out.\n")
+    print("| N, D, K | jaxprob s/iter | sklearn s/iter | faiss s/iter | sklearn / jaxprob | faiss / jaxprob |")
+    print("|---|---|---|---|---|---|")
+    for n, d, k, *_, mj, ms, mf in rows:
+        print(f"| {n:,}, {d}, {k} | {mj:.4f} | {ms:.4f} | {mf:.4f} | {ms / mj:.2f} | {mf / mj:.2f} |")
     if args.chunks:
         _bench_chunks(args.repeats, KMeans)
 

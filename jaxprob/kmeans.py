@@ -377,12 +377,13 @@ def _pad_chunks(x, w, chunk: int):
 def _assign_block(xb, c, c_sq, exact: bool, x_sq=None):
     """Labels (lowest index among ties) and squared distances of the rows of one block (``x_sq``: the rows'
     squared norms, when known)."""
-    # the minimum of ||c||^2 - 2 x.c is found by a plain (fused) min reduction and the label as the smallest
-    # index reaching it: on CPU this is several times faster than a variadic argmin reduction
+    # the minimum of ||c||^2 - 2 x.c is found by a plain min reduction and the label as the smallest index
+    # reaching it, a second min reduction over the indices held as floats (exact below 2^24): XLA on CPU runs
+    # float min reductions vectorised, integer ones and a variadic argmin several times slower
     scores = c_sq[None, :] - 2.0 * (xb @ c.T)
     best = jnp.min(scores, axis=1)
-    ids = jnp.arange(c.shape[0], dtype=jnp.int32)
-    labels = jnp.min(jnp.where(scores <= best[:, None], ids[None, :], c.shape[0] - 1), axis=1)
+    ids = jnp.arange(c.shape[0], dtype=scores.dtype)
+    labels = jnp.min(jnp.where(scores <= best[:, None], ids[None, :], c.shape[0] - 1), axis=1).astype(jnp.int32)
     if exact:  # no cancellation: used for the returned inertia
         d = jnp.sum(jnp.square(xb - c[labels]), axis=1)
     else:

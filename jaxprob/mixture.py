@@ -692,8 +692,8 @@ def _run_em(params, stats, given, x, w, phi, shift, tied, max_iter, tol, reg_cov
 def _init_stats(key, x, w, n_components, covariance_type, method, n_init):
     """Initial statistics of every restart (responsibilities from the chosen method), stacked on ``(n_init,)``.
 
-    k-means++ takes the uniforms of all restarts from one draw of ``key`` (restart 0 is then seeded exactly as
-    :func:`init` and :func:`jaxprob.kmeans.kmeans_plusplus` seed with ``key``); the other methods split ``key``."""
+    k-means++ takes the uniforms of all restarts from one draw of ``key`` (with one restart, the seeds are those
+    of :func:`init` and :func:`jaxprob.kmeans.kmeans_plusplus` with ``key``); the other methods split ``key``."""
     shift, phi, tied = _prepare(x, w, covariance_type)
     xc = x - shift
 
@@ -768,6 +768,14 @@ def _fit_core(key, x, w, n_components, covariance_type, method, n_init, max_iter
     stats = _init_stats(key, x, w, n_components, covariance_type, method, n_init)
     params = _placeholder_params(n_init, n_components, x.shape[1], covariance_type, x.dtype)
     return _em_restarts(params, stats, False, x, w, max_iter, tol, reg_covar)
+
+
+@jax.jit(static_argnums=(3, 4, 5, 6))
+def _starts_jit(key, x, w, n_components, covariance_type, method, n_init, reg_covar):
+    """The starting parameters of the ``n_init`` restarts of :func:`fit` for ``key`` (stacked), for the fits of
+    :mod:`jaxprob.scale` that must start where :func:`fit` does."""
+    stats = _init_stats(key, x, w, n_components, covariance_type, method, n_init)
+    return jax.vmap(lambda st: _m_step(st, reg_covar)[0])(stats)
 
 
 # One compiled program for a fit initialised from data (initialisation and EM together compile about 15% faster

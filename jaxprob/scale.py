@@ -397,8 +397,8 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
     sufficient statistics :math:`(N_k, S_k, Q_k, \sum_i w_i \log p(x_i))` of its shard, ``lax.psum`` adds them,
     and every device runs the same M-step on the sums. Only the statistics cross devices; the result does not
     depend on the number of devices beyond floating-point rounding of the sums. The initialisation (when
-    ``init_params`` is not given) is :func:`jaxprob.mixture.init` on ``x`` (restart ``r`` uses
-    ``jax.random.split(key, n_init)[r]``), as in ``mixture.fit``.
+    ``init_params`` is not given) is that of ``mixture.fit`` with the same ``key``: the restarts start from the
+    same parameters.
 
     On several hosts (after ``jax.distributed.initialize()``), pass ``x`` as a global ``jax.Array`` (e.g.
     ``jax.make_array_from_process_local_data``) and ``init_params`` (the same on every process).
@@ -450,12 +450,8 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
         if _is_global(x):
             raise ValueError("`init_params` is required when `x` spans several processes (multi-host): fit "
                              "initial parameters on a sample every process reads, e.g. with mixture.fit")
-
-        def one(k):
-            return mixture.init(k, x, n_components, covariance_type=covariance_type, method=init_method,
-                                reg_covar=reg_covar, sample_weight=w)
-
-        starts = jax.vmap(one)(jax.random.split(key, n_init))
+        starts = mixture._starts_jit(key, x, w, n_components, covariance_type, init_method, n_init,
+                                     jnp.asarray(reg_covar, x.dtype))
     xs, ws = _shard(x, w, mesh)
     starts = jax.device_put(starts, NamedSharding(mesh, P()))
     program = _cached("em", mesh, max_iter)

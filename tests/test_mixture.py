@@ -278,6 +278,21 @@ def test_anomaly_threshold_and_mask():
         mixture.anomaly_threshold(scores, contamination=1.5)
 
 
+def test_fit_starts_where_init_and_kmeans_plusplus_start(blobs):
+    # one restart of fit is seeded by the same k-means++ draw as init and kmeans.kmeans_plusplus with the same key
+    x = jnp.asarray(blobs[0], jnp.float32)
+    key = jax.random.key(3)
+    start = jax.tree.map(lambda a: a[0], mixture._starts_jit(key, x, jnp.ones(x.shape[0], x.dtype), 3, "diag",
+                                                              "kmeans++", 1, jnp.float32(1e-6)))
+    ref = mixture.init(key, x, 3, covariance_type="diag")
+    for u, v in zip(jax.tree.leaves(start), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+    centers, _ = jp.kmeans.kmeans_plusplus(key, x - jnp.mean(x, axis=0), 3)
+    labels = np.argmin(((np.asarray(x - jnp.mean(x, axis=0))[:, None] - np.asarray(centers)) ** 2).sum(-1), 1)
+    means = np.stack([np.asarray(x)[labels == j].mean(0) for j in range(3)])
+    np.testing.assert_allclose(np.asarray(ref.means), means, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("method", mixture.INIT_METHODS)
 def test_init_methods_give_valid_params(blobs, method):
     x = blobs[0].astype(np.float32)
