@@ -355,10 +355,14 @@ _init_jit = jax.jit(_seed, static_argnums=(3, 4, 5))
 # the chunked assignment pass (the seam shared by Lloyd, mini-batch, predict and inertia)
 # ----------------------------------------------------------------------------------------------------------
 def _chunk_rows(n: int, k: int, chunk_size: int | None) -> int:
-    """Rows per chunk: ``chunk_size`` if given, else about _CHUNK_ENTRIES / K rows (at least 256); at most
-    n."""
+    """Rows per chunk: ``chunk_size`` if given, else at most _CHUNK_ENTRIES / K rows (at least 256), preferably a
+    divisor of ``n`` no smaller than half of that (the data then reshapes into chunks without a padded copy); at
+    most n."""
     if chunk_size is None:
-        chunk_size = max(256, _CHUNK_ENTRIES // k)
+        target = max(256, _CHUNK_ENTRIES // k)
+        if target >= n:
+            return n
+        return next((c for c in range(target, target // 2 - 1, -1) if n % c == 0), target)
     return max(1, min(int(chunk_size), n))
 
 
@@ -379,11 +383,16 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq=None):
     squared norms, when known)."""
     # the minimum of ||c||^2 - 2 x.c is found by a plain min reduction and the label as the smallest index
     # reaching it, a second min reduction over the indices held as floats (exact below 2^24): XLA on CPU runs
-    # float min reductions vectorised, integer ones and a variadic argmin several times slower
+    # float min reductions vectorised, integer ones and a variadic argmin several times slower.
+    # How XLA fuses the two reductions depends on the form of the test. Measured on CPU (N=1M, D=16, K=64): when
+    # ``best`` is used only here (the exact pass), ``scores <= best`` runs twice as slowly as ``scores - best <= 0``
+    # (the broadcast of ``best`` is fused into the first reduction); when ``best`` also gives the distances (the
+    # Lloyd pass), it is the other way round. Both tests select the same entries.
     scores = c_sq[None, :] - 2.0 * (xb @ c.T)
     best = jnp.min(scores, axis=1)
     ids = jnp.arange(c.shape[0], dtype=scores.dtype)
-    labels = jnp.min(jnp.where(scores <= best[:, None], ids[None, :], c.shape[0] - 1), axis=1).astype(jnp.int32)
+    hit = (scores - best[:, None] <= 0) if exact else (scores <= best[:, None])
+    labels = jnp.min(jnp.where(hit, ids[None, :], c.shape[0] - 1), axis=1).astype(jnp.int32)
     if exact:  # no cancellation: used for the returned inertia
         d = jnp.sum(jnp.square(xb - c[labels]), axis=1)
     else:
@@ -543,12 +552,12 @@ def _default_restart_batch(n_init: int, restart_batch: int | None) -> int:
     return min(check_int(restart_batch, "restart_batch", minimum=1), n_init)
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 11))
+@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 11, 12))
 def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, chunk, tol, init_centroids,
-             restart_batch):
+             restart_batch, zero_tol):
     n = x.shape[0]
     xr, wr = _pad_chunks(x, w, chunk)
-    tol_abs = _tol_abs(x, w, tol)
+    tol_abs = jnp.zeros((), x.dtype) if zero_tol else _tol_abs(x, w, tol)  # a pass over the data saved
 
     def one(key):
         c0 = (
@@ -674,7 +683,8 @@ def fit(
         sample_weight: optional ``(n,)`` non-negative weights, not all zero.
         n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
         chunk_size: rows per chunk of the ``n x K`` distance computation (``lax.scan`` over chunks); default
-            ``max(256, 2**19 // K)`` rows, which keeps a chunk's distances in cache.
+            at most ``max(256, 2**19 // K)`` rows, which keeps a chunk's distances in cache (a divisor of ``n``
+            down to half that when there is one, so that the data is not copied into padded chunks).
         restart_batch: restarts run ``restart_batch`` at a time as one vmapped loop (``lax.map`` with this
             batch size); default 1 on CPU (faster there: a vmapped ``while_loop`` runs every restart for as many
             steps as the slowest) and ``n_init`` (all at once) on accelerators. The result does not depend on
@@ -730,6 +740,7 @@ def fit(
         np.asarray(tol, x.dtype) if not is_tracer(tol) else tol,
         init_centroids,
         restart_batch,
+        not is_tracer(tol) and float(tol) == 0.0,
     )
 
 
