@@ -450,7 +450,8 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
         if _is_global(x):
             raise ValueError("`init_params` is required when `x` spans several processes (multi-host): fit "
                              "initial parameters on a sample every process reads, e.g. with mixture.fit")
-        starts = mixture._starts_jit(key, x, w, n_components, covariance_type, init_method, n_init,
+        w0 = jnp.ones((x.shape[0],), x.dtype) if w is None else w
+        starts = mixture._starts_jit(key, x, w0, n_components, covariance_type, init_method, n_init,
                                      jnp.asarray(reg_covar, x.dtype))
     xs, ws = _shard(x, w, mesh)
     starts = jax.device_put(starts, NamedSharding(mesh, P()))
