@@ -92,7 +92,7 @@ def run(out_dir, seed, n_components, covariance_type, n_init, reg_covar, train_f
     axes[0].hist(test_scores[y[te] == 1], bins=bins, alpha=0.6, density=True, label="anomaly (test)")
     axes[0].axvline(threshold, color="k", ls="--", label=f"threshold (false alarms {rate:.3f} on train)")
     axes[0].set(xlabel="anomaly score  -log p(x)", ylabel="density", title="Shuttle: score distributions")
-    axes[0].legend()
+    axes[0].legend(loc="upper right")
     axes[1].plot(contaminations, curve[:, 0], marker="o", label="precision")
     axes[1].plot(contaminations, curve[:, 1], marker="o", label="recall")
     axes[1].plot(contaminations, curve[:, 2], marker="o", label="F1")
