@@ -378,9 +378,9 @@ def _pad_chunks(x, w, chunk: int):
     return x.reshape(n_chunks, chunk, x.shape[1]), w.reshape(n_chunks, chunk)
 
 
-def _assign_block(xb, c, c_sq, exact: bool, x_sq=None):
+def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     """Labels (lowest index among ties) and squared distances of the rows of one block (``x_sq``: the rows'
-    squared norms, when known)."""
+    squared norms, used when not ``exact``)."""
     # the minimum of ||c||^2 - 2 x.c is found by a plain min reduction and the label as the smallest index
     # reaching it, a second min reduction over the indices held as floats (exact below 2^24): XLA on CPU runs
     # float min reductions vectorised, integer ones and a variadic argmin several times slower.
@@ -396,7 +396,7 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq=None):
     if exact:  # no cancellation: used for the returned inertia
         d = jnp.sum(jnp.square(xb - c[labels]), axis=1)
     else:
-        d = jnp.maximum(best + (jnp.sum(jnp.square(xb), axis=1) if x_sq is None else x_sq), 0.0)
+        d = jnp.maximum(best + x_sq, 0.0)
     return labels, d
 
 

@@ -24,7 +24,6 @@ runs ``n_init`` restarts as one vmapped program.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -49,8 +48,8 @@ from jaxprob.densities import (
     _precisions_cholesky,
 )
 from jaxprob.kmeans import (
+    _default_trials,
     _kmeans_centroids,
-    _kmeans_plusplus,
     _kmeans_plusplus_u,
     _kpp_uniforms,
     _random_centroids,
@@ -519,16 +518,22 @@ def _hard_resp(xc, centers):
     return jax.nn.one_hot(labels, centers.shape[0], dtype=xc.dtype)
 
 
-def _kpp_trials(n_components):
-    return 2 + int(math.log(n_components))
+def _restart_draws(key, n_init, n_components, method, dtype):
+    """The randomness of every restart, stacked on ``(n_init,)``: for k-means++ its uniforms, all from one draw
+    of ``key`` (:func:`jaxprob.kmeans._kpp_uniforms`), else keys split from ``key``."""
+    if method == "kmeans++":
+        return _kpp_uniforms(key, n_init, n_components, _default_trials(n_components), dtype)
+    return jax.random.split(key, n_init)
 
 
 def _initial_resp(key, xc, w, n_components, method):
+    """Initial responsibilities; ``key`` is one restart's entry of :func:`_restart_draws` (for k-means++ its
+    ``(K, trials)`` uniforms)."""
     if method == "random":
         r = jax.random.uniform(key, (xc.shape[0], n_components), xc.dtype)
         return r / jnp.sum(r, axis=1, keepdims=True)
     if method == "kmeans++":
-        centers, _ = _kmeans_plusplus(key, xc, w, n_components, _kpp_trials(n_components))
+        centers, _ = _kmeans_plusplus_u(key, xc, w)
     elif method == "kmeans":  # k-means++ seeds refined by (at most 10) weighted Lloyd steps
         centers = _kmeans_centroids(key, xc, w, n_components)
     else:
@@ -567,6 +572,8 @@ def _prepare(x, w, covariance_type):
 
 
 def _init_from_data(key, x, w, phi, shift, tied, n_components, covariance_type, method, reg_covar):
+    if method == "kmeans++":  # the draw of one restart of fit
+        key = _restart_draws(key, 1, n_components, method, x.dtype)[0]
     resp = _initial_resp(key, x - shift, w, n_components, method)
     stats = _stats_from_resp(phi, w, resp, shift, covariance_type, tied)
     return _m_step(stats, reg_covar)[0]
@@ -702,17 +709,10 @@ def _init_stats(key, x, w, n_components, covariance_type, method, n_init):
     shift, phi, tied = _prepare(x, w, covariance_type)
     xc = x - shift
 
-    def one(r):  # r: a key, or the (K, trials) k-means++ uniforms of one restart
-        if method == "kmeans++":
-            resp = _hard_resp(xc, _kmeans_plusplus_u(r, xc, w)[0])
-        else:
-            resp = _initial_resp(r, xc, w, n_components, method)
-        return _stats_from_resp(phi, w, resp, shift, covariance_type, tied)
+    def one(r):
+        return _stats_from_resp(phi, w, _initial_resp(r, xc, w, n_components, method), shift, covariance_type, tied)
 
-    if method == "kmeans++":
-        rs = _kpp_uniforms(key, n_init, n_components, _kpp_trials(n_components), x.dtype)
-    else:
-        rs = jax.random.split(key, n_init)
+    rs = _restart_draws(key, n_init, n_components, method, x.dtype)
     if n_init == 1:  # same values as the vmapped program, compiles faster
         return jax.tree.map(lambda a: a[None], one(rs[0]))
     return jax.vmap(one)(rs)
