@@ -175,7 +175,11 @@ def _inverse_cdf(cdf, u):
     probability 0 are never drawn). Counting ``cdf <= target`` is one fused reduction: it compiles to less code
     than a binary search."""
     target = u * cdf[-1]
-    idx = jnp.sum(cdf <= target[..., None], axis=-1, dtype=jnp.int32)
+    hit = cdf <= target[..., None]
+    if cdf.shape[0] < 2**24:  # a float count is exact here; XLA on CPU hands float sums to a library kernel
+        idx = jnp.sum(hit.astype(cdf.dtype), axis=-1).astype(jnp.int32)
+    else:
+        idx = jnp.sum(hit, axis=-1, dtype=jnp.int32)
     return jnp.minimum(idx, cdf.shape[0] - 1)
 
 
@@ -194,28 +198,27 @@ def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
 
 def _kmeans_plusplus_u(u, x, weights):
     """k-means++ driven by the uniforms ``u`` of shape ``(K, n_local_trials)`` (see :func:`_kpp_uniforms`): the
-    loop body holds no random-number generator."""
+    loop body holds no random-number generator. The first centre is drawn by the same loop body (step 0 samples
+    by weight and keeps its first candidate), so that the inverse-CDF code is compiled once."""
     n_clusters = u.shape[0]
     x_sq = jnp.sum(jnp.square(x), axis=-1)
-    w_cdf = jnp.cumsum(weights)
-    w_prob = weights / w_cdf[-1]
-    first = _inverse_cdf(w_cdf, u[0, 0])
-    indices = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first)
-    closest = _sq_dist(x, x_sq, x[first][None])[:, 0]
+    w_prob = weights / jnp.sum(weights)
 
     def body(c, carry):
         indices, closest = carry
+        first = c == 0
         potential = weights * closest
         total = jnp.sum(potential)
-        # when every point coincides with a chosen centre the D^2 distribution is undefined: fall back to
-        # weights
-        probs = jnp.where(total > 0, potential, w_prob)
+        # step 0 samples by weight; later, when every point coincides with a chosen centre, the D^2
+        # distribution is undefined: fall back to weights
+        probs = jnp.where(first | ~(total > 0), jnp.where(first, weights, w_prob), potential)
         candidates = _inverse_cdf(jnp.cumsum(probs), u[c])
         d_cand = jnp.minimum(closest[:, None], _sq_dist(x, x_sq, x[candidates]))
-        best = jnp.argmin(jnp.sum(weights[:, None] * d_cand, axis=0))
+        best = jnp.where(first, 0, jnp.argmin(jnp.sum(weights[:, None] * d_cand, axis=0)))
         return indices.at[c].set(candidates[best]), d_cand[:, best]
 
-    indices, _ = jax.lax.fori_loop(1, n_clusters, body, (indices, closest))
+    init = (jnp.zeros((n_clusters,), jnp.int32), jnp.full(x.shape[:1], jnp.inf, x.dtype))
+    indices, _ = jax.lax.fori_loop(0, n_clusters, body, init)
     return x[indices], indices
 
 

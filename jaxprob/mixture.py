@@ -44,6 +44,7 @@ from jaxprob.densities import (
     _LOG_2PI,
     COVARIANCE_TYPES,
     _component_log_prob,
+    _diagonal,
     _log_det_prec_chol,
     _precisions_cholesky,
 )
@@ -269,6 +270,15 @@ def _features(xc, covariance_type):
     return jnp.concatenate([quad, xc, jnp.ones((n, 1), xc.dtype)], axis=1)
 
 
+def _unpack_symmetric(packed, d):
+    """(K, D(D+1)/2) upper-triangle entries (in ``np.triu_indices`` order) to exactly symmetric (K, D, D)
+    matrices, by one gather."""
+    iu, ju = np.triu_indices(d)
+    pos = np.zeros((d, d), np.int32)
+    pos[iu, ju] = pos[ju, iu] = np.arange(iu.size)
+    return packed[:, pos]
+
+
 def _natural_params(params: GaussianMixture, shift):
     """W (K, F) such that log alpha_k + log N(x | k) = Phi(x - shift) @ W_k (+ the tied quadratic term)."""
     ct = params.covariance_type
@@ -322,9 +332,7 @@ def _e_step_phi(phi, w, params, shift, tied_sxx=None):
     s = resp.T @ phi
     q = _n_quad(ct, d)
     if ct == "full":
-        iu, ju = np.triu_indices(d)
-        upper = jnp.zeros((k, d, d), phi.dtype).at[:, iu, ju].set(s[:, :q])
-        sum_xx = upper + jnp.swapaxes(upper, 1, 2) - upper * jnp.eye(d, dtype=phi.dtype)
+        sum_xx = _unpack_symmetric(s[:, :q], d)
     elif ct == "diag":
         sum_xx = s[:, :q]
     elif ct == "spherical":
@@ -333,7 +341,7 @@ def _e_step_phi(phi, w, params, shift, tied_sxx=None):
         sum_xx = tied_sxx
     ll = jnp.sum(jnp.where(w > 0, w * log_norm, 0.0))
     return SuffStats(
-        s[:, -1], s[:, q : q + d], sum_xx, shift, ll, jnp.sum(w), jnp.sum(w > 0).astype(phi.dtype), ct
+        s[:, -1], s[:, q : q + d], sum_xx, shift, ll, jnp.sum(w), jnp.sum((w > 0).astype(phi.dtype)), ct
     )
 
 
@@ -359,8 +367,8 @@ def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None
     mu_c = stats.sum_x / nk[:, None]
     eye = jnp.eye(d, dtype=dtype)
     if ct == "full":
-        cov = stats.sum_xx / nk[:, None, None] - mu_c[:, :, None] * mu_c[:, None, :]
-        cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + reg_covar * eye
+        # exactly symmetric already (symmetric moments minus a product that commutes): no symmetrisation
+        cov = stats.sum_xx / nk[:, None, None] - mu_c[:, :, None] * mu_c[:, None, :] + reg_covar * eye
     elif ct == "tied":
         cov = (stats.sum_xx - jnp.einsum("k,ki,kj->ij", nk, mu_c, mu_c)) / jnp.sum(nk)
         cov = 0.5 * (cov + cov.T) + reg_covar * eye
@@ -378,12 +386,12 @@ def _m_step(stats: SuffStats, reg_covar, previous: GaussianMixture | None = None
         if ct != "tied":
             keep = replace.reshape((k,) + (1,) * (cov.ndim - 1))
             cov = jnp.where(keep, previous.covariances, cov)
-    prec = _precisions_cholesky(cov, ct)
+    prec = _precisions_cholesky(cov, ct, symmetrize=False)
     if ct in ("full", "tied"):
         # Cholesky failure (not positive definite after rounding): fall back to the diagonal, flag it
         bad = jnp.any(~jnp.isfinite(prec), axis=(-2, -1))
         floor = jnp.maximum(reg_covar, jnp.finfo(dtype).eps)
-        dvals = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), floor)
+        dvals = jnp.maximum(_diagonal(cov), floor)
         diag = dvals[..., None] * eye
         safe_prec = jax.lax.rsqrt(dvals)[..., None] * eye
         sel = bad[..., None, None]
@@ -545,12 +553,9 @@ def _stats_from_resp(phi, w, resp, shift, covariance_type, tied_sxx):
     d = shift.shape[0]
     rw = resp * w[:, None]
     s = rw.T @ phi
-    k = resp.shape[1]
     q = _n_quad(covariance_type, d)
     if covariance_type == "full":
-        iu, ju = np.triu_indices(d)
-        upper = jnp.zeros((k, d, d), phi.dtype).at[:, iu, ju].set(s[:, :q])
-        sum_xx = upper + jnp.swapaxes(upper, 1, 2) - upper * jnp.eye(d, dtype=phi.dtype)
+        sum_xx = _unpack_symmetric(s[:, :q], d)
     elif covariance_type == "diag":
         sum_xx = s[:, :q]
     elif covariance_type == "spherical":
@@ -559,7 +564,7 @@ def _stats_from_resp(phi, w, resp, shift, covariance_type, tied_sxx):
         sum_xx = tied_sxx
     zero = jnp.zeros((), phi.dtype)
     return SuffStats(
-        s[:, -1], s[:, q : q + d], sum_xx, shift, zero, jnp.sum(w), jnp.sum(w > 0).astype(phi.dtype),
+        s[:, -1], s[:, q : q + d], sum_xx, shift, zero, jnp.sum(w), jnp.sum((w > 0).astype(phi.dtype)),
         covariance_type,
     )
 
