@@ -69,6 +69,41 @@ def test_kmeanspp_recovers_separated_blobs(rng):
     np.testing.assert_allclose(float(res.inertia), true_inertia, rtol=1e-4)
 
 
+def test_inverse_cdf_against_brute_force(rng):
+    # probabilities with zero runs at both ends and inside; uniforms including 0 and the largest float32 below 1
+    p = rng.exponential(size=300).astype(np.float32) * (rng.random(300) < 0.6)
+    p[:7] = 0.0
+    p[-9:] = 0.0
+    cdf = np.cumsum(p, dtype=np.float32)
+    u = np.concatenate([[0.0, np.nextafter(np.float32(1), np.float32(0))], rng.random(2000)]).astype(np.float32)
+    got = np.asarray(kmeans._inverse_cdf(jnp.asarray(cdf), jnp.asarray(u)))
+    target = u * cdf[-1]  # float32, as in the library
+    want = np.array([np.argmax(cdf > t) if np.any(cdf > t) else len(cdf) - 1 for t in target])
+    np.testing.assert_array_equal(got, want)
+    assert np.all(p[got] > 0)  # a zero-probability entry is never drawn
+
+
+def test_kmeanspp_first_centre_follows_the_weights():
+    # K=1: the only centre is the first draw, which must pick point i with probability w_i / sum(w)
+    x = jnp.arange(5.0, dtype=jnp.float32)[:, None]
+    w = jnp.array([0.0, 1.0, 2.0, 3.0, 4.0], jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 4000)
+    idx = np.asarray(jax.vmap(lambda k: kmeans.kmeans_plusplus(k, x, 1, sample_weight=w)[1][0])(keys))
+    freq = np.bincount(idx, minlength=5) / len(idx)
+    expected = np.asarray(w) / 10.0
+    assert freq[0] == 0.0
+    np.testing.assert_allclose(freq, expected, atol=4 * np.sqrt(0.25 / len(idx)))
+
+
+def test_kmeanspp_never_picks_zero_weight_points(rng):
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    w = (rng.random(200) < 0.5).astype(np.float32)
+    for seed in range(5):
+        _, idx = kmeans.kmeans_plusplus(jax.random.key(seed), x, 12, sample_weight=w)
+        assert np.all(w[np.asarray(idx)] > 0)
+        assert len(set(np.asarray(idx).tolist())) == 12
+
+
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     x=hnp.arrays(np.float64, (40, 2), elements=st.floats(-10, 10, allow_nan=False, width=64)),
