@@ -207,11 +207,11 @@ def _kmeans_plusplus_u(u, x, weights):
     def body(c, carry):
         indices, closest = carry
         first = c == 0
-        potential = weights * closest
+        potential = weights * jnp.where(first, 1.0, closest)  # step 0 samples by weight (closest is inf)
         total = jnp.sum(potential)
-        # step 0 samples by weight; later, when every point coincides with a chosen centre, the D^2
-        # distribution is undefined: fall back to weights
-        probs = jnp.where(first | ~(total > 0), jnp.where(first, weights, w_prob), potential)
+        # when every point coincides with a chosen centre the D^2 distribution is undefined: fall back to
+        # weights
+        probs = jnp.where(total > 0, potential, w_prob)
         candidates = _inverse_cdf(jnp.cumsum(probs), u[c])
         d_cand = jnp.minimum(closest[:, None], _sq_dist(x, x_sq, x[candidates]))
         best = jnp.where(first, 0, jnp.argmin(jnp.sum(weights[:, None] * d_cand, axis=0)))
