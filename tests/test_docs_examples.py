@@ -1,6 +1,7 @@
 """Every ```python block of the documentation pages and of the README runs: the blocks of a page in order, as one
 script in a fresh namespace. All pages run in one separate interpreter (one JAX start-up, and programs compiled by
-one page serve the next), which reports each page's outcome. The docstring examples are run by pytest's doctest
+one page serve the next), which reports each page's outcome. It runs at XLA's default optimisation level (the rest
+of the suite compiles at level 0, see ``tests/conftest.py``). The docstring examples are run by pytest's doctest
 collection."""
 
 import json
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import default_level_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
@@ -43,7 +45,8 @@ PAGES_WITH_CODE = [p for p in PAGES if _script(p)]
 def outcomes(tmp_path_factory):
     scripts = {p.name: _script(p) for p in PAGES_WITH_CODE}
     out = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(scripts), capture_output=True, text=True,
-                         cwd=tmp_path_factory.mktemp("docs_examples"), timeout=1200)
+                         cwd=tmp_path_factory.mktemp("docs_examples"), timeout=1200,
+                         env=default_level_env())
     marker = [line for line in out.stdout.splitlines() if line.startswith("RESULTS")]
     assert marker, f"the example runner crashed\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return json.loads(marker[-1][len("RESULTS"):])
