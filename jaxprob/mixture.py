@@ -647,7 +647,7 @@ class _State(NamedTuple):
     final_ll: jax.Array
 
 
-def _run_em(params, stats, given, x, w, phi, shift, tied, max_iter, tol, reg_covar):
+def _run_em(params, stats, given, e_step, max_iter, tol, reg_covar, project=None):
     """EM as a loop whose pass is an M-step followed by an E-step.
 
     The first pass starts either from the initial statistics ``stats`` (its M-step gives the initial parameters,
@@ -656,19 +656,26 @@ def _run_em(params, stats, given, x, w, phi, shift, tied, max_iter, tol, reg_cov
     and ``j-1`` is below ``tol`` (or ``j`` reaches ``max_iter``) pass ``j`` is the last, and its E-step gives the
     log-likelihood of the returned parameters. The compiled program holds one M-step and one E-step, shared by
     every initialisation.
+
+    ``e_step(params) -> SuffStats`` gives the statistics of the data (one pass over the features here, a pass
+    summed over devices in :mod:`jaxprob.scale`); ``project`` (optional) maps each M-step's parameters onto the
+    model's parameter set (:mod:`jaxprob.selection` masks padded components). Returns the final loop state and
+    the mean log-likelihood of the returned parameters.
     """
     k = params.n_components
-    dtype = x.dtype
+    dtype = params.means.dtype
 
     def body(s: _State):
         new, collapsed, regularized = _m_step(s.stats, reg_covar, s.params, ~s.first)
+        if project is not None:
+            new = project(new)
         if given:  # a Python bool: the program that starts from statistics holds no selection
             params = jax.tree.map(lambda a, b: jnp.where(s.first, a, b), s.params, new)
         else:
             params = new
         counted = ~s.first
         n_iter = s.n_iter + counted.astype(jnp.int32)
-        stats = _e_step_phi(phi, w, params, shift, tied)
+        stats = e_step(params)
         ll = stats.log_likelihood / stats.total_weight
         nonfinite = ~jnp.isfinite(ll)
         last = (counted & s.converged) | (n_iter >= max_iter) | nonfinite
@@ -742,8 +749,11 @@ def _em_restarts(params, stats, given, x, w, max_iter, tol, reg_covar):
     """EM from every stacked start (one vmapped while_loop); keeps the restart with the best final likelihood."""
     shift, phi, tied = _prepare(x, w, params.covariance_type)
 
+    def e_step(p):
+        return _e_step_phi(phi, w, p, shift, tied)
+
     def one(p, st):
-        return _run_em(p, st, given, x, w, phi, shift, tied, max_iter, tol, reg_covar)
+        return _run_em(p, st, given, e_step, max_iter, tol, reg_covar)
 
     if params.weights.shape[0] == 1:  # one restart: no batched while_loop (same values, faster compile)
         states, final_ll = jax.tree.map(lambda a: a[None], one(*jax.tree.map(lambda a: a[0], (params, stats))))

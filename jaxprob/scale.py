@@ -114,69 +114,20 @@ class OnlineInfo(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # the EM iteration on a statistics function (shared by the sharded fit, the grid of jaxprob.selection)
 # ----------------------------------------------------------------------------------------------------------
-class _EMState(NamedTuple):
-    params: GaussianMixture
-    prev_ll: jax.Array
-    n_iter: jax.Array
-    converged: jax.Array
-    nonfinite: jax.Array
-    trace: jax.Array
-    collapsed: jax.Array
-    regularized: jax.Array
-    done: jax.Array
-    final_ll: jax.Array
-
-
 def _em_loop(params, stats_fn, max_iter: int, tol, reg_covar, project=None):
-    """EM under ``lax.while_loop`` with the statistics given by ``stats_fn(params) -> SuffStats``.
-
-    The same iteration as ``mixture.fit``: stop when the mean log-likelihood changes by less than ``tol`` or
-    after ``max_iter`` M-steps; the last pass only scores the returned parameters. ``project`` (optional) maps
+    """EM from ``params`` with the statistics given by ``stats_fn(params) -> SuffStats``: the loop of
+    ``mixture.fit`` started from given parameters (stop when the mean log-likelihood changes by less than ``tol``
+    or after ``max_iter`` M-steps; the last pass only scores the returned parameters). ``project`` (optional) maps
     the M-step's parameters to the model's parameter set (``jaxprob.selection`` masks padded components).
-    """
-    k = params.n_components
-    dtype = params.means.dtype
-
-    def body(s: _EMState):
-        stats = stats_fn(s.params)
-        ll = stats.log_likelihood / stats.total_weight
-        last = s.converged | s.nonfinite | (s.n_iter >= max_iter)
-        new, collapsed, regularized = mixture._m_step(stats, reg_covar, s.params)
-        if project is not None:
-            new = project(new)
-        nonfinite = ~jnp.isfinite(ll)
-        keep = last | nonfinite
-        params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), s.params, new)
-        step = ~last
-        return _EMState(
-            params,
-            jnp.where(step, ll, s.prev_ll),
-            s.n_iter + step.astype(jnp.int32),
-            jnp.where(step, jnp.abs(ll - s.prev_ll) < tol, s.converged),
-            jnp.where(step, nonfinite, s.nonfinite),
-            jnp.where(step, s.trace.at[jnp.minimum(s.n_iter, max_iter - 1)].set(ll), s.trace),
-            jnp.where(step, collapsed, s.collapsed),
-            s.regularized | (regularized & step),
-            last,
-            ll,
-        )
-
-    state = _EMState(
-        params,
-        jnp.asarray(-jnp.inf, dtype),
-        jnp.asarray(0, jnp.int32),
-        jnp.asarray(False),
-        jnp.asarray(False),
-        jnp.full((max_iter,), jnp.nan, dtype),
-        jnp.zeros((k,), bool),
-        jnp.zeros((k,), bool),
-        jnp.asarray(False),
-        jnp.asarray(jnp.nan, dtype),
+    Returns the final loop state (with ``final_ll``)."""
+    k, d = params.means.shape
+    unused = jax.tree.map(
+        lambda a: a[0], mixture._placeholder_stats(1, k, d, params.covariance_type, params.means.dtype)
     )
-    return jax.lax.while_loop(lambda s: ~s.done, body, state)
+    return mixture._run_em(params, unused, True, stats_fn, max_iter, tol, reg_covar, project)[0]
 
 
-def _best_restart(states: _EMState):
+def _best_restart(states):
     """Keep the restart with the highest final log-likelihood (as ``mixture.fit``); returns (params, FitInfo)."""
     return mixture._best_restart(states, states.final_ll)
 
