@@ -81,6 +81,11 @@ INIT_METHODS = ("kmeans++", "random")
 # Measured on a 2-core CPU at N=1M, D=16, K=64: 1,024-row chunks 0.11 s per Lloyd step, 4,096 to 16,384 rows
 # 0.054-0.058 s, 65,536 rows 0.11 s (benchmarks/bench_kmeans.py --chunks).
 _CHUNK_ENTRIES = 2**19
+# A matrix of at most 2**20 entries (4 MiB in float32) is computed whole: a scan of two chunks costs more per
+# Lloyd step than one pass (session 5, Intel Xeon, 2 cores, marginal ms per step, one chunk against the chunks of
+# the rule above: N=100k D=2 K=8 1.05 vs 1.52; 60k x 16, K=16 1.20 vs 1.80; 200k x 4, K=4 1.77 vs 2.52; 30k x 8,
+# K=32 0.79 vs 0.99).
+_WHOLE_ENTRIES = 2**20
 
 
 class KMeansResult(NamedTuple):
@@ -358,12 +363,12 @@ _init_jit = jax.jit(_seed, static_argnums=(3, 4, 5))
 # the chunked assignment pass (the seam shared by Lloyd, mini-batch, predict and inertia)
 # ----------------------------------------------------------------------------------------------------------
 def _chunk_rows(n: int, k: int, chunk_size: int | None) -> int:
-    """Rows per chunk: ``chunk_size`` if given, else at most _CHUNK_ENTRIES / K rows (at least 256), preferably a
-    divisor of ``n`` no smaller than half of that (the data then reshapes into chunks without a padded copy); at
-    most n."""
+    """Rows per chunk: ``chunk_size`` if given; else all ``n`` rows when ``n * K <= _WHOLE_ENTRIES``, otherwise
+    at most _CHUNK_ENTRIES / K rows (at least 256), preferably a divisor of ``n`` no smaller than half of that (the
+    data then reshapes into chunks without a padded copy); at most n."""
     if chunk_size is None:
         target = max(256, _CHUNK_ENTRIES // k)
-        if target >= n:
+        if target >= n or n * k <= _WHOLE_ENTRIES:
             return n
         return next((c for c in range(target, target // 2 - 1, -1) if n % c == 0), target)
     return max(1, min(int(chunk_size), n))
