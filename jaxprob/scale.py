@@ -807,12 +807,10 @@ def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = 
         for xb, wb in chunks.passes():
             acc = _em_chunk_jit(acc, xb, wb, params)
         ll = float(acc.log_likelihood / acc.total_weight)
+        nonfinite = not np.isfinite(ll)  # ends the fit on these parameters, as in mixture.fit
         if converged or nonfinite or n_iter >= max_iter:
             break
-        new, col, regd = _m_step_prev_jit(acc, reg, params)
-        nonfinite = not np.isfinite(ll)
-        if not nonfinite:
-            params = new
+        params, col, regd = _m_step_prev_jit(acc, reg, params)
         trace[n_iter] = ll
         n_iter += 1
         converged = abs(ll - prev) < tol
