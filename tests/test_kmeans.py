@@ -121,6 +121,60 @@ def test_inertia_never_increases(x, seed):
         assert np.all(np.isfinite(np.asarray(res.centroids)))
 
 
+def _assign(x, c):
+    """The Lloyd-pass assignment of one block (labels, distances), as the library computes it."""
+    x, c = jnp.asarray(x), jnp.asarray(c)
+    c_sq = jnp.sum(c * c, axis=1)
+    return jax.jit(lambda x, c: kmeans._assign_block(x, c, c_sq, False, jnp.sum(x * x, axis=1)))(x, c)
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 64, 256])
+def test_packed_assignment_against_float64_brute_force(rng, k):
+    # float32 Lloyd pass: the label is a minimiser of the float64 distance up to the documented comparison
+    # precision (nmant - ceil(log2 K) bits) plus float32 rounding of the expanded form, and the returned
+    # distance is the chosen one's, truncated by at most that precision
+    assert kmeans._packable(k, np.float32)
+    x = (rng.standard_normal((3000, 5)) * 3 + 1).astype(np.float32)
+    c = np.concatenate([x[:1], rng.standard_normal((k - 1, 5)).astype(np.float32) * 3])
+    labels, d = map(np.asarray, _assign(x, c))
+    x64, c64 = x.astype(np.float64), c.astype(np.float64)
+    d64 = ((x64[:, None, :] - c64[None]) ** 2).sum(-1)
+    chosen = d64[np.arange(len(x)), labels]
+    quantum = 2.0 ** (kmeans._index_bits(k) - np.finfo(np.float32).nmant)
+    rounding = 8 * np.finfo(np.float32).eps * ((x64**2).sum(1) + (c64**2).sum(1).max())
+    assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < k
+    assert np.all(chosen <= d64.min(1) * (1 + quantum) + rounding)
+    assert np.all(d <= chosen + rounding) and np.all(d >= chosen * (1 - quantum) - rounding)
+    assert (labels == d64.argmin(1)).mean() > 0.99
+    assert labels[0] == 0 and d[0] == 0.0  # a sample on a centroid: distance exactly 0, not the clip bound
+
+
+def test_packed_assignment_ties_go_to_the_lowest_index():
+    # duplicated centroids (columns 1 and 3, 0 and 4) and samples on them: exact ties, zero distances
+    c = np.array([[5.0, 5.0], [0.0, 0.0], [9.0, 1.0], [0.0, 0.0], [5.0, 5.0]], np.float32)
+    x = np.array([[0.0, 0.0], [5.0, 5.0], [0.1, 0.0], [5.0, 4.9], [9.0, 1.0], [2e19, 0.0]], np.float32)
+    labels, d = map(np.asarray, _assign(x, c))
+    assert labels[:5].tolist() == [1, 0, 1, 0, 2]
+    assert d[0] == d[1] == d[4] == 0.0
+    # ||x||^2 = 4e38 overflows float32: every distance is clipped to the largest float (one tie), not inf/NaN
+    assert labels[5] == 0 and np.isfinite(d[5]) and d[5] > 3.4e38
+
+
+def test_float32_lloyd_with_many_clusters_uses_two_reductions_and_agrees(rng):
+    # K=300 > 256 leaves fewer than 15 compared bits in float32: the label comes from a second reduction;
+    # both paths reach the float64 fit from the same centroids on data without near-ties
+    assert not kmeans._packable(300, np.float32) and kmeans._packable(300, np.float64)
+    grid = np.stack(np.meshgrid(np.arange(20.0), np.arange(15.0)), -1).reshape(300, 2) * 10
+    x = (np.repeat(grid, 4, axis=0) + rng.normal(0, 1.0, (1200, 2))).astype(np.float32)
+    c0 = x[rng.permutation(300) * 4 + rng.integers(0, 4, 300)]  # one sample of every blob, shuffled
+    a, ia = kmeans.fit(x, 300, init_centroids=c0, tol=0.0, max_iter=20)
+    with jax.enable_x64(True):
+        b, ib = kmeans.fit(x.astype(np.float64), 300, init_centroids=c0.astype(np.float64), tol=0.0, max_iter=20)
+    assert int(ia.n_iter) == int(ib.n_iter)
+    np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+    np.testing.assert_allclose(np.asarray(a.centroids), np.asarray(b.centroids), rtol=1e-5, atol=1e-5)
+
+
 def test_empty_cluster_is_relocated_to_farthest_point():
     x = jnp.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [13.0, 0.0]])
     c0 = jnp.array([[0.0, 0.0], [11.0, 0.0], [100.0, 100.0]])
