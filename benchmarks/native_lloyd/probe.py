@@ -22,11 +22,14 @@ import os
 import pathlib
 import platform
 import subprocess
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench_kmeans import _interleaved  # noqa: E402  (the same interleaved timing as the k-means benchmark)
 
 from jaxprob import kmeans
 
@@ -142,19 +145,6 @@ def _check_large(x, c):
 
 
 # ---------------------------------------------------------------- timing
-
-
-def _interleaved(fns, repeats):
-    """Median seconds of every function, timed in interleaved rounds after one warm-up call each."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
 
 
 def _bench_case(n, d, k, repeats, KMeans):
