@@ -413,15 +413,15 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
 # ----------------------------------------------------------------------------------------------------------
 # sharded Lloyd
 # ----------------------------------------------------------------------------------------------------------
-def _assign(x, c):
-    """Labels (lowest index among ties) and exact squared distances to the closest centroid."""
-    scores = jnp.sum(jnp.square(c), axis=-1)[None, :] - 2.0 * (x @ c.T)
-    labels = jnp.argmin(scores, axis=1).astype(jnp.int32)
-    return labels, jnp.sum(jnp.square(x - c[labels]), axis=1)
+def _assign(x, c, exact: bool = True):
+    """Labels (lowest index among ties) and squared distances to the closest centroid, by the assignment of
+    :mod:`jaxprob.kmeans`: at full precision (exact distances) when ``exact``, else as in its Lloyd iterations."""
+    c_sq = jnp.sum(jnp.square(c), axis=-1)
+    return kmeans._assign_block(x, c, c_sq, exact, None if exact else jnp.sum(jnp.square(x), axis=-1))
 
 
-def _lloyd_sums(x, w, c):
-    labels, d = _assign(x, c)
+def _lloyd_sums(x, w, c, exact: bool = True):
+    labels, d = _assign(x, c, exact)
     k = c.shape[0]
     return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
 
@@ -451,7 +451,7 @@ def _sharded_lloyd_program(mesh, max_iter: int):
 
         def one(c0):
             def body(s: _LloydState):
-                sums, counts, inert, labels = _lloyd_sums(x, w, s.centroids)
+                sums, counts, inert, labels = _lloyd_sums(x, w, s.centroids, exact=False)
                 changed = jnp.sum(labels != s.labels).astype(x.dtype)
                 sums, counts, inert, changed = jax.lax.psum((sums, counts, inert, changed), axis)
                 new = _lloyd_update(s.centroids, sums, counts)
