@@ -413,15 +413,11 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
 # ----------------------------------------------------------------------------------------------------------
 # sharded Lloyd
 # ----------------------------------------------------------------------------------------------------------
-def _assign(x, c, exact: bool = True):
-    """Labels (lowest index among ties) and squared distances to the closest centroid, by the assignment of
-    :mod:`jaxprob.kmeans`: at full precision (exact distances) when ``exact``, else as in its Lloyd iterations."""
-    c_sq = jnp.sum(jnp.square(c), axis=-1)
-    return kmeans._assign_block(x, c, c_sq, exact, None if exact else jnp.sum(jnp.square(x), axis=-1))
-
-
-def _lloyd_sums(x, w, c, exact: bool = True):
-    labels, d = _assign(x, c, exact)
+def _lloyd_sums(x, w, c, x_sq=None):
+    """Per-cluster weighted sums and weights, inertia and labels of one pass, by the assignment of
+    :mod:`jaxprob.kmeans`: as in its Lloyd iterations when the rows' squared norms ``x_sq`` are given, else at
+    full precision (exact distances)."""
+    labels, d = kmeans._assign_block(x, c, jnp.sum(jnp.square(c), axis=-1), x_sq is None, x_sq)
     k = c.shape[0]
     return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
 
@@ -448,10 +444,11 @@ def _sharded_lloyd_program(mesh, max_iter: int):
         mean = sum_x / total
         var = jax.lax.psum(w @ jnp.square(x - mean), axis) / total
         tol_abs = tol * jnp.mean(var)  # tolerance relative to the mean feature variance, as kmeans.fit
+        x_sq = jnp.sum(jnp.square(x), axis=-1)  # once, not in every iteration (as kmeans.fit)
 
         def one(c0):
             def body(s: _LloydState):
-                sums, counts, inert, labels = _lloyd_sums(x, w, s.centroids, exact=False)
+                sums, counts, inert, labels = _lloyd_sums(x, w, s.centroids, x_sq)
                 changed = jnp.sum(labels != s.labels).astype(x.dtype)
                 sums, counts, inert, changed = jax.lax.psum((sums, counts, inert, changed), axis)
                 new = _lloyd_update(s.centroids, sums, counts)
