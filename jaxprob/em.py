@@ -680,8 +680,10 @@ def _seeding(family, x, w):
     return xm - weighted_center(xm, w)
 
 
-def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int):
-    """Initial statistics of every restart, stacked on `(n_init,)`."""
+def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int,
+                  draws=None):
+    """Initial statistics of every restart, stacked on `(n_init,)` (`draws` overrides
+    [restart_draws][jaxprob.em.restart_draws])."""
     xm = _seeding(family, x, prepared.weights)
     w = prepared.weights
 
@@ -689,7 +691,7 @@ def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int,
         resp = initial_responsibilities(r, xm, w, n_components, method)
         return statistics_from_responsibilities(prepared, resp, family)
 
-    rs = restart_draws(key, n_init, n_components, method, xm.dtype)
+    rs = restart_draws(key, n_init, n_components, method, xm.dtype) if draws is None else draws
     if n_init == 1:  # same values as the vmapped program, compiles faster
         return jax.tree.map(lambda a: a[None], one(rs[0]))
     return jax.vmap(one)(rs)
