@@ -68,9 +68,14 @@ __all__ = [
     "KMeansInfo",
     "MiniBatchState",
     "kmeans_plusplus",
+    "kmeans_plusplus_uniforms",
+    "kmeans_plusplus_from_uniforms",
+    "kmeans_plusplus_refined",
+    "default_local_trials",
     "random_centroids",
     "init",
     "squared_distances",
+    "assign",
     "lloyd_step",
     "fit",
     "predict",
@@ -159,16 +164,19 @@ def _sq_dist(x, x_sq, c):
     return jnp.maximum(x_sq[:, None] - 2.0 * (x @ c.T) + c_sq[None, :], 0.0)
 
 
-def squared_distances(x, centroids):
-    r"""Squared Euclidean distances :math:`\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
-    + \lVert c_k\rVert^2`, computed with one matrix product.
+def squared_distances(x, centroids, *, x_sq=None):
+    r"""Squared Euclidean distances $\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
+    + \lVert c_k\rVert^2$, computed with one matrix product (clipped at 0).
+
+    Pure and usable inside `jit` / `vmap` (only the ranks and shapes are checked on traced arguments).
 
     Args:
-        x: ``(n, D)`` samples.
-        centroids: ``(K, D)``.
+        x: `(n, D)` samples.
+        centroids: `(K, D)`.
+        x_sq: optional `(n,)` squared norms of the rows of `x`, when the caller already has them.
 
     Returns:
-        ``(n, K)`` non-negative squared distances.
+        `(n, K)` non-negative squared distances, in the dtype of `x`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -180,7 +188,9 @@ def squared_distances(x, centroids):
     centroids = as_float_array(centroids, "centroids", 2)
     if centroids.shape[1] != x.shape[1]:
         raise ValueError(f"`centroids` has {centroids.shape[1]} features but `x` has {x.shape[1]}")
-    return _sq_dist(x, jnp.sum(jnp.square(x), axis=-1), centroids.astype(x.dtype))
+    if x_sq is None:
+        x_sq = jnp.sum(jnp.square(x), axis=-1)
+    return _sq_dist(x, x_sq, centroids.astype(x.dtype))
 
 
 def _inverse_cdf(cdf, u):
@@ -202,6 +212,85 @@ def _kpp_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dt
     ``c``. A 1-D draw reshaped: the generator compiles about twice as fast as for a 3-D shape."""
     u = jax.random.uniform(key, (n_restarts * n_clusters * n_local_trials,), dtype)
     return u.reshape(n_restarts, n_clusters, n_local_trials)
+
+
+def kmeans_plusplus_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32):
+    """All the uniform draws that greedy k-means++ needs for `n_restarts` restarts, in one draw.
+
+    Restart `r` of [kmeans_plusplus_from_uniforms][jaxprob.kmeans.kmeans_plusplus_from_uniforms] takes `u[r]`:
+    `u[r, 0, 0]` picks its first centre and `u[r, c]` the candidates of its centre `c`. Drawing them together lets
+    a caller run many restarts (or models) from one key without splitting it.
+
+    Args:
+        key: a JAX PRNG key.
+        n_restarts: number of restarts.
+        n_clusters: `K`.
+        n_local_trials: candidates per step, e.g. `default_local_trials(K)`.
+        dtype: floating dtype of the draws (that of the data).
+
+    Returns:
+        `(n_restarts, K, n_local_trials)` uniforms in $[0, 1)$.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import kmeans
+        >>> kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 2, 3, 4).shape
+        (2, 3, 4)
+    """
+    check_key(key)
+    n_restarts = check_int(n_restarts, "n_restarts", minimum=1)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1)
+    n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
+    return _kpp_uniforms(key, n_restarts, n_clusters, n_local_trials, dtype)
+
+
+def kmeans_plusplus_from_uniforms(u, x, weights):
+    """Greedy weighted k-means++ driven by given uniform draws: a pure kernel with no random-number generator.
+
+    The same uniforms give the same centres; [kmeans_plusplus][jaxprob.kmeans.kmeans_plusplus] is this function on
+    `kmeans_plusplus_uniforms(key, 1, K, n_local_trials)[0]`. Usable inside `jit` / `vmap` (no value checks).
+
+    Args:
+        u: `(K, n_local_trials)` uniforms in $[0, 1)$, one restart's entry of
+            [kmeans_plusplus_uniforms][jaxprob.kmeans.kmeans_plusplus_uniforms].
+        x: `(n, D)` samples.
+        weights: `(n,)` non-negative sample weights, not all zero.
+
+    Returns:
+        `(centers, indices)`: `(K, D)` centres (rows of `x`) and their `(K,)` int32 row indices.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0], [0.1], [10.0], [10.1]])
+        >>> u = kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 1, 2, 3)[0]
+        >>> centers, idx = kmeans.kmeans_plusplus_from_uniforms(u, x, jnp.ones(4))
+        >>> sorted(float(c[0]) > 5 for c in centers)
+        [False, True]
+    """
+    x = as_float_array(x, "x", 2)
+    u = as_float_array(u, "u", 2, dtype=x.dtype)
+    weights = as_float_array(weights, "weights", 1, dtype=x.dtype)
+    if weights.shape[0] != x.shape[0]:
+        raise ValueError(f"`weights` must have shape ({x.shape[0]},) to match x, got {tuple(weights.shape)}")
+    return _kmeans_plusplus_u(u, x, weights)
+
+
+def default_local_trials(n_clusters: int) -> int:
+    r"""Greedy k-means++ candidates per step by default: $2 + \lfloor \ln K \rfloor$ (as scikit-learn).
+
+    Args:
+        n_clusters: `K`, at least 1.
+
+    Returns:
+        The number of candidates.
+
+    Examples:
+        >>> from jaxprob import kmeans
+        >>> kmeans.default_local_trials(1), kmeans.default_local_trials(64)
+        (2, 6)
+    """
+    return _default_trials(check_int(n_clusters, "n_clusters", minimum=1))
 
 
 def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
@@ -458,6 +547,41 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     else:
         d = jnp.maximum(best + x_sq, 0.0)
     return labels, d
+
+
+def assign(x, centroids, *, exact: bool = True, x_sq=None):
+    """Labels and squared distances of a block of samples: the assignment step of Lloyd's algorithm.
+
+    A pure kernel, usable inside `jit`, `vmap` and `shard_map` (only ranks and shapes are checked); the drivers in
+    [jaxprob.scale][] assign their shards with it, so that every k-means in the library labels a sample alike.
+
+    Args:
+        x: `(n, D)` samples.
+        centroids: `(K, D)`.
+        exact: `True` (default): distances summed from the differences $x_i - c_{z_i}$ (no cancellation), as
+            the labels and inertia that [fit][jaxprob.kmeans.fit] returns. `False`: as inside the Lloyd
+            iterations, distances from the expanded form with distances compared to fewer mantissa bits (see
+            "Precision of the assignments" in the module notes); faster.
+        x_sq: `(n,)` squared norms of the rows of `x`, used when not `exact` (computed when not given).
+
+    Returns:
+        `(labels, distances)`: `(n,)` int32 index of the closest centroid (the lowest index among ties) and the
+        `(n,)` squared distance to it.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> labels, d = kmeans.assign(jnp.array([[0.0], [4.0]]), jnp.array([[1.0], [5.0]]))
+        >>> labels.tolist(), d.tolist()
+        ([0, 1], [1.0, 1.0])
+    """
+    x = as_float_array(x, "x", 2)
+    c = as_float_array(centroids, "centroids", 2, dtype=x.dtype)
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(f"`centroids` has {c.shape[1]} features but `x` has {x.shape[1]}")
+    if not exact and x_sq is None:
+        x_sq = jnp.sum(jnp.square(x), axis=-1)
+    return _assign_block(x, c, jnp.sum(jnp.square(c), axis=-1), bool(exact), x_sq)
 
 
 def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
@@ -1121,7 +1245,7 @@ def fit_minibatch(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# helper for other modules (Gaussian mixture initialisation)
+# seeds refined by a few Lloyd steps (Gaussian mixture initialisation)
 # ----------------------------------------------------------------------------------------------------------
 def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     """k-means++ seeds refined by at most ``max_iter`` Lloyd steps (tol 0); pure, jittable, vmappable."""
@@ -1129,3 +1253,34 @@ def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     xr, wr = _pad_chunks(x, w, _chunk_rows(x.shape[0], n_clusters, None))
     s, _, _, _ = _lloyd_run(xr, wr, c0, max_iter, jnp.zeros((), x.dtype))
     return s.centroids
+
+
+def kmeans_plusplus_refined(key, x, n_clusters: int, *, sample_weight=None, max_iter: int = 10):
+    """Greedy k-means++ seeds refined by at most `max_iter` Lloyd steps: a cheap, good start for EM.
+
+    One restart, tolerance 0 (stops earlier only when the assignments are stable). Usable inside `jit` / `vmap`
+    (on traced arguments only shapes are checked).
+
+    Args:
+        key: a JAX PRNG key.
+        x: `(n, D)` samples.
+        n_clusters: `K`, between 1 and `n`.
+        sample_weight: optional `(n,)` non-negative weights.
+        max_iter: Lloyd steps at most.
+
+    Returns:
+        `(K, D)` centroids.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> sorted(kmeans.kmeans_plusplus_refined(jax.random.key(0), x, 2).ravel().tolist())
+        [0.5, 10.5]
+    """
+    x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    return _kmeans_centroids_jit(key, x, w, n_clusters, max_iter)
+
+
+_kmeans_centroids_jit = jax.jit(_kmeans_centroids, static_argnums=(3, 4))

@@ -49,12 +49,12 @@ from jaxprob.densities import (
     _precisions_cholesky,
 )
 from jaxprob.kmeans import (
-    _default_trials,
-    _kmeans_centroids,
-    _kmeans_plusplus_u,
-    _kpp_uniforms,
-    _random_centroids,
-    _sq_dist,
+    default_local_trials,
+    kmeans_plusplus_from_uniforms,
+    kmeans_plusplus_refined,
+    kmeans_plusplus_uniforms,
+    random_centroids,
+    squared_distances,
 )
 
 __all__ = [
@@ -522,15 +522,15 @@ def _check_reg(reg_covar):
 # initialisation
 # ----------------------------------------------------------------------------------------------------------
 def _hard_resp(xc, centers):
-    labels = jnp.argmin(_sq_dist(xc, jnp.sum(jnp.square(xc), -1), centers), axis=1)
+    labels = jnp.argmin(squared_distances(xc, centers), axis=1)
     return jax.nn.one_hot(labels, centers.shape[0], dtype=xc.dtype)
 
 
 def _restart_draws(key, n_init, n_components, method, dtype):
     """The randomness of every restart, stacked on ``(n_init,)``: for k-means++ its uniforms, all from one draw
-    of ``key`` (:func:`jaxprob.kmeans._kpp_uniforms`), else keys split from ``key``."""
+    of ``key`` (:func:`jaxprob.kmeans.kmeans_plusplus_uniforms`), else keys split from ``key``."""
     if method == "kmeans++":
-        return _kpp_uniforms(key, n_init, n_components, _default_trials(n_components), dtype)
+        return kmeans_plusplus_uniforms(key, n_init, n_components, default_local_trials(n_components), dtype)
     return jax.random.split(key, n_init)
 
 
@@ -541,11 +541,11 @@ def _initial_resp(key, xc, w, n_components, method):
         r = jax.random.uniform(key, (xc.shape[0], n_components), xc.dtype)
         return r / jnp.sum(r, axis=1, keepdims=True)
     if method == "kmeans++":
-        centers, _ = _kmeans_plusplus_u(key, xc, w)
+        centers, _ = kmeans_plusplus_from_uniforms(key, xc, w)
     elif method == "kmeans":  # k-means++ seeds refined by (at most 10) weighted Lloyd steps
-        centers = _kmeans_centroids(key, xc, w, n_components)
+        centers = kmeans_plusplus_refined(key, xc, n_components, sample_weight=w)
     else:
-        centers, _ = _random_centroids(key, xc, w, n_components)
+        centers, _ = random_centroids(key, xc, n_components, sample_weight=w)
     return _hard_resp(xc, centers)
 
 
