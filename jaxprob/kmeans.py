@@ -37,6 +37,15 @@ full precision on the returned centroids.
 in
 scikit-learn. This cannot increase :math:`J`, never produces a NaN centroid, and is counted in the info.
 
+**Scale.** Squared distances square the data: float32 values beyond about $2^{32}$ (or below $2^{-31}$)
+overflow to infinity (or lose their precision in subnormals) once squared and summed. The public functions
+therefore run on the data multiplied by a power of two $2^{-e}$ bringing the largest magnitude into $[1/2, 1)$
+whenever it lies outside that range ($2^{\pm 256}$ in float64), and multiply the results back. Multiplying by a
+power of two is exact and Lloyd's algorithm commutes with it, so the labels and centroids are those of the
+unscaled problem computed without overflow. An inertia that is not finite in the dtype after scaling back is
+reported, with `converged=False`, by `info.nonfinite`. The pure kernels ([assign][jaxprob.kmeans.assign],
+[squared_distances][jaxprob.kmeans.squared_distances], the seeding kernels) do not rescale.
+
 **Mini-batch k-means** (Sculley, 2010) updates each centroid towards the mean of the batch samples assigned
 to it
 with a per-centroid learning rate :math:`\eta_k = b_k / N_k` (batch weight over cumulated weight), see
@@ -131,6 +140,11 @@ class KMeansInfo(NamedTuple):
         restart_inertias: ``(n_init,)`` final inertia of every restart (different seeds reach different local
             minima).
         best_restart: index of the restart that was kept (lowest inertia).
+        nonfinite: bool, the returned inertia (or a centroid) is not finite in the dtype of `x`: the data is so
+            large that its squared distances overflow even though every value is finite. The iterations run on
+            the data rescaled by a power of two (see "Scale" in the module notes), so the centroids and labels
+            are right, but `converged` is then always False: a non-finite objective is never reported as
+            converged.
     """
 
     converged: jax.Array
@@ -140,6 +154,8 @@ class KMeansInfo(NamedTuple):
     empty_clusters: jax.Array
     restart_inertias: jax.Array
     best_restart: jax.Array
+    # a default so that drivers building a KMeansInfo of their own (jaxprob.scale) need not set it
+    nonfinite: jax.Array = np.False_
 
 
 class MiniBatchState(NamedTuple):
@@ -335,7 +351,50 @@ def _check_x(x, name="x"):
     check_finite(x, name)
     if x.shape[0] < 1:
         raise ValueError(f"`{name}` must hold at least one sample, got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"`{name}` must have at least one feature (D >= 1), got shape {tuple(x.shape)}")
     return x
+
+
+def _scale_for(x):
+    """The power of two $2^{-e}$ that brings max |x| into [1/2, 1) when it lies outside the range where squared
+    distances neither overflow nor underflow (`None`: no rescaling). On traced data, an array that is 1 inside
+    that range. `e` is clipped so that both $2^{-e}$ and $2^e$ are normal numbers (exact to multiply by)."""
+    fi = jnp.finfo(x.dtype)
+    lo, hi = fi.minexp // 4, fi.maxexp // 4
+    if is_tracer(x):
+        e = jnp.frexp(jnp.max(jnp.abs(x)))[1]
+        e = jnp.where((e > hi) | (e < lo), jnp.clip(e, fi.minexp, -fi.minexp), 0)
+        return jax.lax.stop_gradient(jnp.ldexp(jnp.ones((), x.dtype), -e))
+    m = float(np.max(np.abs(np.asarray(x))))
+    e = math.frexp(m)[1]
+    if m == 0.0 or lo <= e <= hi:
+        return None
+    return np.asarray(2.0 ** -min(max(e, fi.minexp), -fi.minexp), x.dtype)
+
+
+@jax.jit
+def _times(a, s):
+    return a * s
+
+
+@jax.jit
+def _times_sq(a, s):
+    """`a` times `s` squared, as two products: `s * s` may overflow where the result does not."""
+    return a * s * s
+
+
+def _scale_for_pair(x, c):
+    """:func:`_scale_for` of the samples and centroids together."""
+    if is_tracer(x) or is_tracer(c):
+        return _scale_for(jnp.concatenate([x, c]))
+    m = np.maximum(np.max(np.abs(np.asarray(x)), axis=0), np.max(np.abs(np.asarray(c)), axis=0))
+    return _scale_for(m[None])
+
+
+def _scaled(s, *arrays):
+    """The arrays times the power of two `s` (unchanged when `s` is None)."""
+    return tuple(a if s is None or a is None else _times(a, s) for a in arrays)
 
 
 def _check_seeding_args(key, x, n_clusters, sample_weight):
@@ -376,7 +435,9 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
     if n_local_trials is None:
         n_local_trials = _default_trials(n_clusters)
     n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
-    return _kmeans_plusplus_jit(key, x, w, n_clusters, n_local_trials)
+    scale = _scale_for(x)
+    centers, idx = _kmeans_plusplus_jit(key, *_scaled(scale, x), w, n_clusters, n_local_trials)
+    return (centers if scale is None else x[idx]), idx
 
 
 def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
@@ -444,7 +505,9 @@ def init(
     check_choice(method, "method", INIT_METHODS)
     x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
     trials = _check_trials(n_local_trials, n_clusters)
-    return _init_jit(key, x, w, n_clusters, method, trials)
+    scale = _scale_for(x) if method == "kmeans++" else None  # random draws use no distance
+    c = _init_jit(key, *_scaled(scale, x), w, n_clusters, method, trials)
+    return c if scale is None else _times(c, 1 / scale)
 
 
 def _check_trials(n_local_trials, n_clusters):
@@ -763,7 +826,21 @@ def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, ch
         restart_inertias=inert,
         best_restart=best.astype(jnp.int32),
     )
-    return result, info
+    return _flag_nonfinite(result, info)
+
+
+def _flag_nonfinite(result: KMeansResult, info: KMeansInfo):
+    nonfinite = ~jnp.isfinite(result.inertia) | ~jnp.all(jnp.isfinite(result.centroids))
+    return result, info._replace(converged=info.converged & ~nonfinite, nonfinite=nonfinite)
+
+
+@jax.jit
+def _unscale_fit(result: KMeansResult, info: KMeansInfo, inv):
+    """A fit on data times $2^{-e}$ back to the scale of the data (`inv` = $2^e$): exact but for overflow."""
+    result = KMeansResult(result.centroids * inv, result.labels, _times_sq(result.inertia, inv))
+    info = info._replace(inertia_trace=_times_sq(info.inertia_trace, inv),
+                         restart_inertias=_times_sq(info.restart_inertias, inv))
+    return _flag_nonfinite(result, info)
 
 
 def _check_centroids(centroids, d, dtype, name="centroids"):
@@ -798,7 +875,14 @@ def _step_jit(x, w, c, chunk):
     n = x.shape[0]
     xr, wr = _pad_chunks(x, w, chunk)
     new, labels, _, inert, _ = _lloyd_core(xr, wr, c)
-    return new, labels[:n], inert
+    labels = labels[:n]
+    # The packed assignment is bit manipulation: no derivative flows through its distances. The inertia keeps the
+    # value the iteration computed and takes its derivative from the same objective at the same labels,
+    # sum_i w_i ||x_i - c_{z_i}||^2: the labels are piecewise constant, so this is the derivative of the inertia
+    # wherever it has one (no sample equidistant from two centroids).
+    smooth = jnp.sum(w * jnp.sum(jnp.square(x - c[labels]), axis=1))
+    inert = jax.lax.stop_gradient(inert) + (smooth - jax.lax.stop_gradient(smooth))
+    return new, labels, inert
 
 
 def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
@@ -816,6 +900,11 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
         inertia of the *input* centroids, as the iterations of :func:`fit` compute them (see "Precision of the
         assignments" in the module notes). The inertia of ``new_centroids`` is never larger.
 
+        Derivatives: `jax.grad` of the returned inertia with respect to `x` or `centroids` is that of
+        $\sum_i w_i \lVert x_i - c_{z_i} \rVert^2$ at the returned labels, the derivative of the inertia
+        wherever it has one (no sample equidistant from two centroids), as for [inertia][jaxprob.kmeans.inertia].
+        The labels are integers and pass no derivative.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
@@ -824,11 +913,11 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
         >>> c.ravel().tolist(), labels.tolist(), float(j)
         ([0.0, 7.0], [0, 1, 1, 1], 164.0)
     """
-    x = _check_x(x)
-    c = _check_centroids(centroids, x.shape[1], x.dtype)
-    _check_chunk(chunk_size)
-    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    return _step_jit(x, w, c, _chunk_rows(x.shape[0], c.shape[0], chunk_size))
+    x, c, w, chunk, scale = _eval_args(x, centroids, sample_weight, chunk_size)
+    new, labels, inert = _step_jit(x, w, c, chunk)
+    if scale is None:
+        return new, labels, inert
+    return _times(new, 1 / scale), labels, _times_sq(inert, 1 / scale)
 
 
 def fit(
@@ -912,7 +1001,9 @@ def fit(
     check_key(key)
     chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
     restart_batch = _default_restart_batch(n_init, restart_batch)
-    return _fit_jit(
+    scale = _scale_for(x)
+    x, init_centroids = _scaled(scale, x, init_centroids)
+    out = _fit_jit(
         key,
         x,
         w,
@@ -927,6 +1018,7 @@ def fit(
         restart_batch,
         not is_tracer(tol) and float(tol) == 0.0,
     )
+    return out if scale is None else _unscale_fit(*out, 1 / scale)
 
 
 @jax.jit(static_argnums=(3,))
@@ -938,11 +1030,15 @@ def _labels_inertia_jit(x, w, c, chunk):
 
 
 def _eval_args(x, centroids, sample_weight, chunk_size):
+    """Checked arguments, with `x` and the centroids rescaled together (see "Scale" in the module notes); the
+    last entry is the power of two applied (None: none)."""
     x = _check_x(x)
     c = _check_centroids(centroids, x.shape[1], x.dtype)
     _check_chunk(chunk_size)
     w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size)
+    scale = _scale_for_pair(x, c)
+    x, c = _scaled(scale, x, c)
+    return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size), scale
 
 
 def predict(x, centroids, *, chunk_size: int | None = None):
@@ -962,7 +1058,7 @@ def predict(x, centroids, *, chunk_size: int | None = None):
         >>> kmeans.predict(jnp.array([[0.2], [8.0]]), jnp.array([[0.0], [10.0]])).tolist()
         [0, 1]
     """
-    x, c, w, chunk = _eval_args(x, centroids, None, chunk_size)
+    x, c, w, chunk, _ = _eval_args(x, centroids, None, chunk_size)
     return _labels_inertia_jit(x, w, c, chunk)[0]
 
 
@@ -984,8 +1080,9 @@ def inertia(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
         >>> float(kmeans.inertia(jnp.array([[1.0], [4.0]]), jnp.array([[0.0], [5.0]])))
         2.0
     """
-    x, c, w, chunk = _eval_args(x, centroids, sample_weight, chunk_size)
-    return _labels_inertia_jit(x, w, c, chunk)[1]
+    x, c, w, chunk, scale = _eval_args(x, centroids, sample_weight, chunk_size)
+    inert = _labels_inertia_jit(x, w, c, chunk)[1]
+    return inert if scale is None else _times_sq(inert, 1 / scale)
 
 
 @jax.jit
@@ -1009,8 +1106,9 @@ def transform(x, centroids):
         >>> kmeans.transform(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0], [0.0, 1.0]])).tolist()
         [[5.0, 1.0]]
     """
-    x, c, _, _ = _eval_args(x, centroids, None, None)
-    return _transform_jit(x, c)
+    x, c, _, _, scale = _eval_args(x, centroids, None, None)
+    d = _transform_jit(x, c)
+    return d if scale is None else _times(d, 1 / scale)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1092,7 +1190,12 @@ def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
     xb = _check_x(x_batch, "x_batch")
     c = _check_centroids(state.centroids, xb.shape[1], xb.dtype, "state.centroids")
     wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype)
-    return _minibatch_step_jit(MiniBatchState(c, jnp.asarray(state.counts, xb.dtype)), xb, wb)
+    scale = _scale_for_pair(xb, c)
+    xb, c = _scaled(scale, xb, c)
+    state, j = _minibatch_step_jit(MiniBatchState(c, jnp.asarray(state.counts, xb.dtype)), xb, wb)
+    if scale is None:
+        return state, j
+    return MiniBatchState(_times(state.centroids, 1 / scale), state.counts), _times_sq(j, 1 / scale)
 
 
 class _MBState(NamedTuple):
@@ -1155,7 +1258,7 @@ def _fit_minibatch_jit(
         restart_inertias=inert,
         best_restart=best.astype(jnp.int32),
     )
-    return result, info
+    return _flag_nonfinite(result, info)
 
 
 def fit_minibatch(
@@ -1228,7 +1331,9 @@ def fit_minibatch(
                 f"`init_centroids` has {init_centroids.shape[0]} rows but n_clusters={n_clusters}"
             )
     chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
-    return _fit_minibatch_jit(
+    scale = _scale_for(x)
+    x, init_centroids = _scaled(scale, x, init_centroids)
+    out = _fit_minibatch_jit(
         key,
         x,
         w,
@@ -1242,6 +1347,7 @@ def fit_minibatch(
         jnp.asarray(tol, x.dtype),
         init_centroids,
     )
+    return out if scale is None else _unscale_fit(*out, 1 / scale)
 
 
 # ----------------------------------------------------------------------------------------------------------
