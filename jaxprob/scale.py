@@ -410,7 +410,7 @@ def _lloyd_sums(x, w, c, x_sq=None):
     """Per-cluster weighted sums and weights, inertia and labels of one pass, by the assignment of
     :mod:`jaxprob.kmeans`: as in its Lloyd iterations when the rows' squared norms ``x_sq`` are given, else at
     full precision (exact distances)."""
-    labels, d = kmeans._assign_block(x, c, jnp.sum(jnp.square(c), axis=-1), x_sq is None, x_sq)
+    labels, d = kmeans.assign(x, c, exact=x_sq is None, x_sq=x_sq)
     k = c.shape[0]
     return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
 
