@@ -61,6 +61,7 @@ __all__ = [
     "fit",
     "fit_from",
     "component_log_probs",
+    "weight_log_probs",
     "keep_rows",
     "take_components",
     "mixture_steps",
@@ -385,7 +386,22 @@ def component_log_probs(prepared: Prepared, model: Mixture):
     Returns:
         `(n, K)` weighted component log-likelihoods.
     """
-    return model.family.log_prob(prepared.data, model.components, prepared.center) + jnp.log(model.weights)
+    lp = model.family.log_prob(prepared.data, model.components, prepared.center)
+    return weight_log_probs(lp, model.weights)
+
+
+def weight_log_probs(lp, weights):
+    """$\\log\\alpha_k + \\ell_{ik}$, exactly $-\\infty$ for a component of weight 0 whatever its parameters
+    (a masked or emptied component may hold non-finite parameters that must not turn into NaN).
+
+    Args:
+        lp: `(n, K)` component log-likelihoods.
+        weights: `(K,)` mixing weights.
+
+    Returns:
+        `(n, K)`.
+    """
+    return jnp.where(weights > 0, lp + jnp.log(jnp.where(weights > 0, weights, 1.0)), -jnp.inf)
 
 
 def _normalise(lp, w):

@@ -530,7 +530,7 @@ def fit(x, n_components: int, *, key=None, family: Family | None = None, covaria
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
 def _weighted_log_probs(x, model):
-    return model.family.component_log_prob(x, model.components) + jnp.log(model.weights)
+    return em.weight_log_probs(model.family.component_log_prob(x, model.components), model.weights)
 
 
 _weighted_log_probs_jit = jax.jit(_weighted_log_probs)
