@@ -824,11 +824,12 @@ def fit(key, x, family: Family, n_components: int, *, sample_weight=None, init_m
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import em, families
-        >>> x = jnp.concatenate([jnp.zeros((50, 3)), jnp.ones((50, 3))]).at[::7].set(0.5)
-        >>> x = (x > 0.6).astype(jnp.float32)
-        >>> model, info = jax.jit(em.fit, static_argnums=3)(jax.random.key(0), x, families.bernoulli(), 2)
-        >>> bool(info.converged), sorted(model.components.probs[:, 0].round(1).tolist())
-        (True, [0.0, 1.0])
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
+        ...                      jax.random.normal(jax.random.key(2), (100, 2)) + 3])
+        >>> fit = jax.jit(em.fit, static_argnums=3)
+        >>> model, info = fit(jax.random.key(0), x, families.gaussian("diag"), 2)
+        >>> bool(info.converged), sorted(model.means[:, 0].round(0).tolist())
+        (True, [-3.0, 3.0])
     """
     n = jax.tree.leaves(x)[0].shape[0]
     w = jnp.ones((n,), jax.tree.leaves(x)[0].dtype) if sample_weight is None else sample_weight
