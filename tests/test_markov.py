@@ -86,7 +86,7 @@ def test_padded_batch_counts_equal_per_sequence_counts(rng):
     dense = np.zeros((s, s))
     lo, hi = model.level_offsets[1], model.level_offsets[2]
     ptr = np.asarray(model.row_ptr)
-    for r, ctx in zip(range(lo, hi), np.asarray(model.context_ids[lo:hi]), strict=True):
+    for r, ctx in zip(range(lo, hi), np.asarray(model.context_state[lo:hi]), strict=True):
         dense[ctx, np.asarray(model.next_states[ptr[r]:ptr[r + 1]])] = model.pair_counts[ptr[r]:ptr[r + 1]]
     np.testing.assert_array_equal(dense, ref)
 
@@ -209,7 +209,8 @@ def test_large_vocabulary_order2_is_sparse(rng):
     x = rng.integers(0, v, 30_000)
     model = markov.fit(jnp.asarray(x, jnp.int32), None, v, order=2, smoothing=1.0)
     n_leaves = sum(np.size(a) for a in jax.tree.leaves(model))
-    assert n_leaves < 10 * x.shape[0] + 2 * v  # nowhere near V**2, let alone V**3
+    # a few arrays per context and per (context, successor) pair: nowhere near V**2, let alone V**3
+    assert n_leaves < 15 * x.shape[0] + 2 * v
     ctx = jnp.asarray(x[5:7], jnp.int32)
     p = markov.next_state_probs(model, ctx)
     assert float(p[x[7]]) == pytest.approx(2 / (1 + v), rel=1e-4)
