@@ -44,7 +44,8 @@ $$
 * *Modified Kneser–Ney* (`smoothing="modified-kneser-ney"`; Chen and Goodman, 1998): the same with three
   discounts, $D_1$ for pairs counted once, $D_2$ twice and $D_{3+}$ three times or more,
   $Y = n_1/(n_1 + 2n_2)$, $D_1 = 1 - 2Y n_2/n_1$, $D_2 = 2 - 3Y n_3/n_2$, $D_{3+} = 3 - 4Y n_4/n_3$
-  (each clipped to $[0, j]$; the Kneser–Ney discount for all three when some $n_j$, $j \le 4$, is zero),
+  (the Kneser–Ney discount for all three when some $n_j$, $j \le 4$, is zero or some $D_j$ falls outside
+  $(0, j]$, as happens on small data),
   and $\lambda_c = (D_1 N_1(c\,\cdot) + D_2 N_2(c\,\cdot) + D_{3+} N_{3+}(c\,\cdot))/Z_c$.
 
 Every conditional distribution sums to one over the $S$ states. Kneser–Ney gives every state a positive
@@ -395,8 +396,8 @@ def _check_discount(discount, method):
         d = tuple(float(v) for v in discount)
     except TypeError as err:
         raise TypeError("`discount` must be a triple (D1, D2, D3+) for modified Kneser-Ney") from err
-    if len(d) != 3 or not (0 < d[0] <= 1 and 0 <= d[1] <= 2 and 0 <= d[2] <= 3):
-        raise ValueError(f"`discount` must be (D1, D2, D3+) with 0 < D1 <= 1, 0 <= D2 <= 2, 0 <= D3+ <= 3, "
+    if len(d) != 3 or not (0 < d[0] <= 1 and 0 < d[1] <= 2 and 0 < d[2] <= 3):
+        raise ValueError(f"`discount` must be (D1, D2, D3+) with 0 < D1 <= 1, 0 < D2 <= 2, 0 < D3+ <= 3, "
                          f"got {discount}")
     return d
 
@@ -407,9 +408,10 @@ def _estimate_discounts(counts, method):
     d = n[0] / (n[0] + 2 * n[1]) if n[0] > 0 else 0.5
     if method == "kneser-ney" or min(n) == 0:
         return (d, d, d)
-    y = d
-    return (float(np.clip(1 - 2 * y * n[1] / n[0], 0, 1)), float(np.clip(2 - 3 * y * n[2] / n[1], 0, 2)),
-            float(np.clip(3 - 4 * y * n[3] / n[2], 0, 3)))
+    est = (1 - 2 * d * n[1] / n[0], 2 - 3 * d * n[2] / n[1], 3 - 4 * d * n[3] / n[2])
+    if not all(0 < e <= j for j, e in enumerate(est, start=1)):
+        return (d, d, d)  # small data: an estimate out of range would zero or overdraw some mass
+    return tuple(float(e) for e in est)
 
 
 def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float | str = 1.0,
