@@ -882,13 +882,15 @@ def stationary_distribution(transition):
 # generation
 # ----------------------------------------------------------------------------------------------------------
 @jax.jit(static_argnames=("n_steps", "greedy"))
-def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state):
+def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state, excluded):
     inv_t = 1.0 / temperature
 
     def step(carry, key_t):
         ctx, done = carry
         rows, used = _find_rows(model, ctx)
-        p = _dense_probs(model, rows, used)
+        p = jnp.where(excluded, 0.0, _dense_probs(model, rows, used))
+        # every state of positive probability excluded: uniform over the states left
+        p = jnp.where(jnp.sum(p) > 0, p, jnp.where(excluded, 0.0, 1.0))
         if greedy:
             choice = jnp.argmax(p)
         else:
@@ -905,13 +907,14 @@ def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state)
 
 
 def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: bool = False,
-             temperature: float = 1.0, stop_state: int | None = None) -> Generation:
+             temperature: float = 1.0, stop_state: int | None = None, exclude=None) -> Generation:
     r"""Generate `n_steps` states after `context` with `lax.scan`.
 
     Greedy generation takes the most probable successor (deterministic; ties to the smallest state).
     Sampling draws from $p(s \mid c)^{1/\tau}$ renormalised (`temperature` $\tau$; lower is more
     conservative). The longest context found in the tables at each step is reported in `orders`. After
-    `stop_state` is produced the remaining outputs repeat it.
+    `stop_state` is produced the remaining outputs repeat it. States in `exclude` (e.g. the unknown-word id of
+    a text vocabulary) are never generated: their probability is set to zero and the rest renormalised.
 
     Args:
         model: a [MarkovChain][jaxprob.markov.MarkovChain].
@@ -921,6 +924,7 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
         greedy: argmax instead of sampling.
         temperature: $\tau > 0$ for sampling.
         stop_state: optional state that ends the generation (e.g. an end-of-sentence token).
+        exclude: optional sequence of states never to generate (at least one state must remain).
 
     Returns:
         A [Generation][jaxprob.markov.Generation].
@@ -934,6 +938,9 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
         >>> g = markov.generate(m, 0, 5, key=jax.random.key(0), stop_state=0)
         >>> g.states.tolist(), int(g.length)
         ([1, 2, 0, 0, 0], 3)
+        >>> # only 2 ever followed 1: with 2 excluded, the step after 1 is uniform over {0, 1} (argmax: 0)
+        >>> markov.generate(m, 0, 4, greedy=True, exclude=[2]).states.tolist()
+        [1, 0, 1, 0]
     """
     _check_model(model)
     ctx = _check_context(context, model)
@@ -953,6 +960,16 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
         stop = -1
     else:
         stop = check_int(stop_state, "stop_state", minimum=0, maximum=model.n_states - 1)
+    excluded = np.zeros(model.n_states, bool)
+    if exclude is not None:
+        ids = np.asarray(exclude).reshape(-1)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"`exclude` must hold integer states, got {ids.dtype}")
+        if np.any((ids < 0) | (ids >= model.n_states)):
+            raise ValueError(f"`exclude` states must lie in [0, n_states={model.n_states}), got {ids.tolist()}")
+        excluded[ids] = True
+        if excluded.all():
+            raise ValueError("`exclude` leaves no state to generate")
     dtype = model.pair_probs.dtype
     return _generate_jit(key, model, ctx, n_steps, greedy, jnp.asarray(temperature, dtype),
-                         jnp.asarray(stop, jnp.int32))
+                         jnp.asarray(stop, jnp.int32), jnp.asarray(excluded))

@@ -2,6 +2,7 @@
 
 import itertools
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -492,3 +493,58 @@ def test_smoothing_and_discount_arguments():
         markov.fit(good, None, 3, smoothing="modified-kneser-ney", discount=(0.5, 2.5, 1.0))
     with pytest.raises(TypeError, match="return_info"):
         markov.count_transitions(good, None, 3, return_info=1)
+
+
+def test_excluded_states_are_never_generated():
+    seq = jnp.array([[0, 1, 0, 1, 0, 2, 0, 3, 0, 1]])
+    model = markov.fit(seq, None, 4, smoothing=0.5)
+    p = np.asarray(markov.next_state_probs(model, 0))
+    draws = jax.vmap(lambda k: markov.generate(model, 0, 1, key=k, exclude=[1]).states[0])(
+        jax.random.split(jax.random.key(2), 20_000))
+    freq = np.bincount(np.asarray(draws), minlength=4) / 20_000
+    target = np.where(np.arange(4) == 1, 0.0, p) / (1 - p[1])  # renormalised without state 1
+    assert freq[1] == 0.0
+    np.testing.assert_allclose(freq, target, atol=5 * np.sqrt(target * (1 - target) / 20_000).max())
+    assert markov.generate(model, 0, 1, greedy=True, exclude=[1]).states.tolist() == [int(np.argsort(-p)[1])]
+    with pytest.raises(ValueError, match="exclude"):
+        markov.generate(model, 0, 3, greedy=True, exclude=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="exclude"):
+        markov.generate(model, 0, 3, greedy=True, exclude=[4])
+
+
+def test_docs_perplexity_table_matches_the_experiment():
+    from experiments import markov_text as study
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "markov.md").read_text()
+    block = page.split("<!-- perplexity-table")[1].split("<!-- end perplexity-table -->")[0]
+    rows = [line.strip("|").split("|") for line in block.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in rows[0]]
+    table = {r[0].strip(): dict(zip(header[1:], (float(v) for v in r[1:]), strict=True)) for r in rows[1:]}
+    d = study.DEFAULTS
+    assert header[1:] == [f"order {k}" for k in d["orders"]]
+    assert list(table) == [study.smoothing_label(s) for s in d["smoothings"]]
+    train, valid = study.split_sentences(text.tokenize(datasets.load_alice()), 0, d["valid_fraction"])
+    vocab = text.build_vocabulary(train, min_count=d["min_count"])
+    # orders 1 and 2 (the claim of the page: Kneser-Ney improves from 1 to 2, additive smoothing does not);
+    # the encoding makes each order's numbers independent of the other orders run beside it
+    ppl, _ = study.perplexity_grid(train, valid, vocab, [1, 2], d["smoothings"])
+    for (k, sm), value in ppl.items():
+        assert table[study.smoothing_label(sm)][f"order {k}"] == pytest.approx(value, abs=0.051), (k, sm)
+    assert ppl[(2, "kneser-ney")] < ppl[(1, "kneser-ney")] and ppl[(2, 1.0)] > ppl[(1, 1.0)]
+
+
+def test_markov_text_study_runs_on_a_french_text(tmp_path):
+    from experiments import markov_text as study
+
+    path = tmp_path / "fr.txt"
+    path.write_text("Le chat dort sur le lit. L'élève lit un livre près du feu. Le chien court dans le jardin. "
+                    "L'enfant joue avec le chat ! Qu'il est content, le petit chien. Le livre est sur la table. "
+                    "Où est le chat ? Il dort près du feu. Peut-être dort-il encore. Le jardin est grand. " * 3,
+                    encoding="utf-8")
+    out = study._french(path, 0, [0, 1], ["kneser-ney"], [1.0], 1, 0.3, 12, 1)
+    assert out["status"] == "run" and out["vocabulary"] > 20
+    assert out["valid_perplexity"]["order=1,smoothing=kneser-ney"] < out["valid_perplexity"][
+        "order=0,smoothing=kneser-ney"]
+    generated = " ".join(t for texts in out["generated"].values() for t in texts)
+    assert "<unk>" not in generated and generated[0].isupper()
+    assert study._french(None, 0, [0], [1.0], [1.0], 1, 0.3, 5, 1)["status"].startswith("not run")
