@@ -119,7 +119,7 @@ class MarkovChain(eqx.Module):
             zero for additive smoothing).
         n_states: static, $S$.
         order: static, $k$.
-        method: static, one of [METHODS][jaxprob.markov.METHODS].
+        method: static, one of `METHODS`: "additive", "kneser-ney", "modified-kneser-ney".
         level_offsets: static tuple of `k + 2` row offsets.
         max_row: static tuple, per order, of the largest number of successors of a context.
         max_children: static tuple, per order `0..k-1`, of the largest number of children of a context.

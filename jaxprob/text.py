@@ -27,8 +27,8 @@ give the same token.
 * `lower=True` (default) lower-cases the tokens with `str.lower` (not `casefold`: "ß" stays "ß").
 
 **Vocabulary.** [Vocabulary][jaxprob.text.Vocabulary] maps tokens to ids; ids 0, 1, 2 are reserved for
-[UNK][jaxprob.text.UNK] (unknown word), [BOS][jaxprob.text.BOS] (beginning of sentence) and
-[EOS][jaxprob.text.EOS] (end of sentence). [encode][jaxprob.text.encode] turns sentences into a padded batch
+`UNK` (unknown word), `BOS` (beginning of sentence) and
+`EOS` (end of sentence). [encode][jaxprob.text.encode] turns sentences into a padded batch
 `(B, T)` with `order` `<s>` tokens in front and one `</s>` at the end of every sentence, ready for
 [jaxprob.markov.fit][jaxprob.markov.fit]; [decode][jaxprob.text.decode] maps ids back to text.
 """
