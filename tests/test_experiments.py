@@ -17,6 +17,7 @@ STUDIES = available()
 
 # reduced parameters per study (merged into the study's DEFAULTS by the runner)
 FAST = {
+    "ar_faithful": {"max_order": 3, "horizon": 5, "n_acf": 5},
     "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
@@ -89,6 +90,15 @@ def check_kde_faithful(m):
         held = m[dim]["held-out"]["valid_mean_log_lik"]
         for rule in ("scott", "silverman"):
             assert held >= m[dim][rule]["valid_mean_log_lik"] - 0.02
+
+
+def check_ar_faithful(m):
+    orders = m["orders"]
+    assert m["lag1_autocorrelation"] < -0.4  # long and short waits alternate
+    assert orders["1"]["bic"] < orders["0"]["bic"]
+    assert orders["1"]["heldout_mean_log_lik"] > orders["0"]["heldout_mean_log_lik"]
+    assert -0.7 < orders["1"]["coef"][0] < -0.4 and orders["1"]["stationary"]
+    assert m["acf"]["max_abs_difference"] < 0.2
 
 
 def check_markov_text(m):
