@@ -7,6 +7,7 @@ functions and the parameter types are also re-exported here. Importing jaxprob c
 
 from jaxprob import (
     autoencoder,
+    autoregressive,
     bayes,
     classifiers,
     datasets,
@@ -72,6 +73,7 @@ __all__ = [
     "markov",
     "text",
     "autoencoder",
+    "autoregressive",
     "scale",
     "selection",
     # types
