@@ -137,6 +137,8 @@ class Family(eqx.Module):
         from jaxprob._validation import as_float_array, check_finite
 
         x = as_float_array(x, name, 2)
+        if x.shape[1] < 1:
+            raise ValueError(f"`{name}` must have at least one feature (D >= 1), got shape {tuple(x.shape)}")
         check_finite(x, name)
         return x
 
