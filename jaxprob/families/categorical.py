@@ -172,12 +172,21 @@ class Categorical(Family):
         return params.probs.shape[-1]
 
     def sample(self, key, params: CategoricalParams, labels):
+        # every trial is a categorical draw (Gumbel argmax) in its block, and the draws are counted by one
+        # scatter-add: integer-valued float sums, exact in any order. All blocks at once, padded to the
+        # widest with log-probability -inf (a padded column is never drawn).
         p = params.probs[labels]
-        blocks = np.cumsum((0,) + self._sizes(p.shape[1]))
-        keys = jax.random.split(key, len(blocks) - 1)
-        parts = [jax.random.multinomial(keys[b], self.n_trials, p[:, blocks[b]:blocks[b + 1]], dtype=p.dtype)
-                 for b in range(len(blocks) - 1)]
-        return jnp.concatenate(parts, axis=1)
+        m, v = p.shape
+        sizes = self._sizes(v)
+        starts = np.cumsum((0,) + sizes[:-1])
+        cols = np.full((len(sizes), max(sizes)), v)  # column v is a dummy that padded entries point to
+        for b, (a, s) in enumerate(zip(starts, sizes, strict=True)):
+            cols[b, :s] = a + np.arange(s)
+        logp = jnp.concatenate([jnp.log(p), jnp.full((m, 1), -jnp.inf, p.dtype)], axis=1)[:, cols]
+        draws = jax.random.categorical(key, logp, axis=-1, shape=(self.n_trials, m, len(sizes)))
+        where = jnp.asarray(cols)[jnp.arange(len(sizes))[None, None, :], draws]
+        counts = jnp.zeros((m, v + 1), p.dtype).at[jnp.arange(m)[None, :, None], where].add(1.0)
+        return counts[:, :v]
 
 
 def categorical(alpha: float = 1.0, *, sizes=None, n_trials: int = 1) -> Categorical:
