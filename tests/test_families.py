@@ -328,9 +328,8 @@ def test_integer_weights_equal_repeated_rows(problems, name):
     model_w, info_w = _fit_from(spec, p, x=np.concatenate([half, half]),
                                 w=np.concatenate([reps, np.zeros(N // 2)]).astype(float))
     np.testing.assert_allclose(np.asarray(info_w.trace), np.asarray(info_r.trace), rtol=1e-10)
-    for key in spec.keys:
-        np.testing.assert_allclose(np.asarray(getattr(model_w, key)), np.asarray(getattr(model_r, key)),
-                                   rtol=1e-8, atol=1e-12)
+    chex.assert_trees_all_close((model_w.weights, model_w.components), (model_r.weights, model_r.components),
+                                rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", MAIN)
@@ -443,9 +442,8 @@ def test_sharded_and_chunked_drivers_agree_with_fit(problems, name):
     for got, inf in ((sharded, info_s), (chunked, info_c)):
         assert int(inf.n_iter) == T
         np.testing.assert_allclose(np.asarray(inf.trace), np.asarray(info.trace), rtol=1e-10)
-        for key in spec.keys:
-            np.testing.assert_allclose(np.asarray(getattr(got, key)), np.asarray(getattr(fitted, key)),
-                                       rtol=1e-8, atol=1e-12, err_msg=key)
+        chex.assert_trees_all_close((got.weights, got.components), (fitted.weights, fitted.components),
+                                    rtol=1e-8, atol=1e-12)
         assert_params_close(got, p["final"], spec.keys)
 
 
