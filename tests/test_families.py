@@ -447,6 +447,28 @@ def test_sharded_and_chunked_drivers_agree_with_fit(problems, name):
         assert_params_close(got, p["final"], spec.keys)
 
 
+@pytest.mark.xfail(strict=True, reason="scale drivers check data with their own float-only rule "
+                   "(scale._check_data / _check_chunk_arrays), not the family's `validate`: integer counts are "
+                   "refused although mixture.fit accepts them")
+def test_sharded_driver_accepts_integer_counts_like_fit(problems):
+    spec, p = SPECS["poisson"], problems["poisson"]
+    start = spec.model(spec.family(), p["start"])
+    scale.fit_sharded(p["x"].astype(np.int64), K, mesh=scale.sample_mesh(1), init_params=start, max_iter=T,
+                      tol=0.0, sample_weight=p["w"])
+
+
+@pytest.mark.xfail(strict=True, reason="scale drivers do not call the family's `validate`: non-binary data "
+                   "given to a Bernoulli mixture are fitted silently instead of refused")
+def test_sharded_driver_refuses_non_binary_bernoulli_data(problems):
+    spec, p = SPECS["bernoulli"], problems["bernoulli"]
+    start = spec.model(spec.family(), p["start"])
+    x = p["x"].copy()
+    x[0, 0] = 0.5
+    with pytest.raises(ValueError, match="binary"):
+        scale.fit_sharded(jnp.asarray(x), K, mesh=scale.sample_mesh(1), init_params=start, max_iter=T, tol=0.0,
+                          sample_weight=p["w"])
+
+
 @pytest.mark.parametrize("name", MAIN)
 def test_online_first_step_is_a_batch_em_step(problems, name):
     # eta_0 = (0 + t0)^-kappa = 1: the first stepwise-EM update is one EM step on the batch; the statistics are
