@@ -28,6 +28,7 @@ FAST = {
     "mixture_anomaly_shuttle": {"n_init": 1},
     "mixture_digits_bayes": {"components": [2]},
     "mixture_faithful": {"n_init": 2},
+    "mixture_families": {"n_init": 2, "outlier_counts": [0, 20], "max_iter": 100},
     "mixture_model_selection": {"max_components": 3, "n_init": 1},
     "regression_mixture": {},
     "regression_noise": {},
@@ -47,6 +48,13 @@ def check_mixture_faithful(m):
     means = np.array(m["means"])  # sorted by eruption duration; references: the classic two-cluster solution
     np.testing.assert_allclose(means, [[2.04, 54.5], [4.29, 80.0]], atol=0.1)
     assert m["converged"] and m["ll_monotone"]
+
+
+def check_mixture_families(m):
+    digits = m["digits"]
+    assert digits["purity"] > 0.6 and digits["digits_represented"] >= 8
+    err = m["faithful"]["mean_error"]  # standardised error of the means with the most outliers
+    assert err["student_t"][-1] < 0.15 and err["gaussian"][-1] > 5 * err["student_t"][-1]
 
 
 def check_mixture_model_selection(m):
