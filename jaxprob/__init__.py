@@ -49,8 +49,8 @@ from jaxprob.densities import (
     precisions_cholesky,
     softmax,
 )
-from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 from jaxprob.em import FitInfo, Mixture, Stats
+from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 
 __version__ = "0.1.0"
 

@@ -468,7 +468,7 @@ def m_step(family: Family, stats: Stats, center, previous: Mixture | None = None
         >>> prep = em.prepare(jnp.array([[1.0], [3.0]]), fam)
         >>> stats = em.statistics_from_responsibilities(prep, jnp.ones((2, 1)), fam)
         >>> model, _, _ = em.m_step(fam, stats, prep.center)
-        >>> model.means.tolist(), model.covariances.tolist()
+        >>> model.means.round(4).tolist(), model.covariances.round(4).tolist()
         ([[2.0]], [1.0])
     """
     counts = stats.counts
@@ -666,7 +666,8 @@ def restart_draws(key, n_init: int, n_components: int, method: str, dtype):
     [jaxprob.kmeans.kmeans_plusplus][] with `key`); for the other methods, keys split from `key`.
     """
     if method == "kmeans++":
-        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, kmeans.default_local_trials(n_components), dtype)
+        trials = kmeans.default_local_trials(n_components)
+        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, trials, dtype)
     return jax.random.split(key, n_init)
 
 
