@@ -14,6 +14,9 @@ the model is trained by minimising the cross-entropy (the negative log-likelihoo
 * :func:`fit` trains any classifier module with the generic loop :func:`jaxprob.nn.train` (minibatches from an
   explicit key, a compiled step, optional L2 penalty, early stopping on validation loss, progress bar).
 
+Features in float16 or bfloat16 are computed in float32 (the library's policy). A model checks the number of
+features it is given: `x` with another number raises a `ValueError` that says how many it expects.
+
 The generative Bayes classifier lives in :mod:`jaxprob.bayes`; the metrics in :mod:`jaxprob.metrics`.
 """
 
@@ -27,8 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprob import nn
-from jaxprob._validation import as_float_array, check_finite, check_int, check_key
-from jaxprob.metrics import as_labels, check_labels
+from jaxprob._validation import as_float_array, as_labels, check_finite, check_int, check_key, check_labels
 
 __all__ = [
     "SoftmaxRegression",

@@ -22,7 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, is_tracer
+from jaxprob._validation import (
+    as_float_array,
+    as_labels,
+    check_choice,
+    check_finite,
+    check_int,
+    check_labels,
+    is_tracer,
+)
 
 __all__ = [
     "AVERAGES",
@@ -46,39 +54,6 @@ THRESHOLD_CRITERIA = ("f1", "youden", "accuracy")
 # ----------------------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------------------
-def as_labels(y, name: str):
-    """Integer labels as a JAX array (refusing None, floats and booleans); a helper of the classifiers too."""
-    if y is None:
-        raise TypeError(f"`{name}` must be an array of integer labels, got None")
-    y = y if isinstance(y, jax.Array) or is_tracer(y) else jnp.asarray(np.asarray(y))
-    if y.dtype == jnp.bool_:
-        y = y.astype(jnp.int32)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"`{name}` must hold integer class labels, got {y.dtype}")
-    if y.ndim != 1:
-        raise ValueError(f"`{name}` must have 1 dimension, got shape {tuple(y.shape)}")
-    if y.shape[0] == 0:
-        raise ValueError(f"`{name}` is empty")
-    return y
-
-
-def check_labels(y, name, n_classes=None):
-    """Integer labels ``(n,)`` in ``[0, n_classes)``; returns ``(y, n_classes)`` (inferred when ``None``)."""
-    y = as_labels(y, name)
-    if is_tracer(y):
-        if n_classes is None:
-            raise ValueError(f"`n_classes` must be given when `{name}` is traced")
-    else:
-        arr = np.asarray(y)
-        if arr.min() < 0:
-            raise ValueError(f"`{name}` must hold class indices >= 0, got {int(arr.min())}")
-        if n_classes is None:
-            n_classes = int(arr.max()) + 1
-        if arr.max() >= n_classes:
-            raise ValueError(f"`{name}` holds label {int(arr.max())}, out of range for n_classes={n_classes}")
-    return y, check_int(n_classes, "n_classes", minimum=1)
-
-
 def _check_pair(y_true, y_pred, n_classes):
     t = as_labels(y_true, "y_true")
     p = as_labels(y_pred, "y_pred")
