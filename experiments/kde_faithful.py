@@ -72,7 +72,7 @@ def run(out_dir, seed, kernel, n_scales, valid_fraction, grid):
         ax.set(xlabel="eruption (min)", title=f"{name}: valid ll={ll:.3f}")
     axes[0].set_ylabel("waiting (min)")
     save_figure(fig, out_dir, "kde_2d_faithful")
-    samples = kde.sample(jax.random.key(seed), kde.fit(train, bandwidth=bws["held-out"], kernel=kernel), 2000)
+    samples = kde.sample(kde.fit(train, bandwidth=bws["held-out"], kernel=kernel), 2000, key=jax.random.key(seed))
     m2["held-out"]["best_scale"] = float(search.best_scale)
     m2["sample_mean"] = np.asarray(samples.mean(0)).tolist()
     metrics["two_d"] = m2

@@ -638,7 +638,7 @@ def _check_gmm(model, gmm):
                          f"{model.latent_size}")
 
 
-def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
+def generate(model: Autoencoder, gmm: mixture.Mixture, n_samples: int, *, key):
     r"""Sample codes :math:`z \sim p(z)` from a latent mixture and decode them.
 
     Args:
@@ -657,7 +657,7 @@ def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
         >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), jnp.ones(2),
         ...                        "spherical")
-        >>> x, z, labels = autoencoder.generate(jax.random.key(3), ae, gmm, 5)
+        >>> x, z, labels = autoencoder.generate(ae, gmm, 5, key=jax.random.key(3))
         >>> x.shape, z.shape, labels.shape
         ((5, 6), (5, 2), (5,))
     """

@@ -130,8 +130,8 @@ def _fit_classes(key, x, y, w, family, n_classes, n_components, init_method, n_i
     onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype).T * w[None, :]  # (C, n) class weights
 
     def one(k, wc):
-        return em.fit(k, x, family, n_components, sample_weight=wc, init_method=init_method, n_init=n_init,
-                      max_iter=max_iter, tol=tol)
+        return em.fit(x, family, n_components, sample_weight=wc, init_method=init_method, n_init=n_init,
+                      max_iter=max_iter, tol=tol, key=k)
 
     mixtures, info = jax.vmap(one)(jax.random.split(key, n_classes), onehot)
     class_w = jnp.sum(onehot, axis=1)

@@ -395,7 +395,7 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
 
 @jax.jit(static_argnums=(4, 5, 6))
 def _starts_jit(key, x, w, family, n_components, init_method, n_init):
-    return em.initial_models(key, x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init)
+    return em.initial_models(x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init, key=key)
 
 
 def _family(family, covariance_type, reg_covar):
@@ -462,7 +462,7 @@ def _sharded_lloyd_program(mesh, max_iter: int):
 
         s, inert, counts, labels = jax.vmap(one)(starts)
         best = jnp.argmin(inert)
-        result = kmeans.KMeansResult(s.centroids[best], labels[best], inert[best])
+        result = kmeans.KMeans(s.centroids[best], labels[best], inert[best])
         info = kmeans.KMeansInfo(
             converged=s.converged[best],
             n_iter=s.n_iter[best],
@@ -474,7 +474,7 @@ def _sharded_lloyd_program(mesh, max_iter: int):
         )
         return result, info
 
-    out = (kmeans.KMeansResult(P(), P(axis), P()), P())
+    out = (kmeans.KMeans(P(), P(axis), P()), P())
     return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(axis), P(), P()), out_specs=out))
 
 
@@ -507,7 +507,7 @@ def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: 
         sample_weight: optional ``(n,)`` non-negative weights.
 
     Returns:
-        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` (``labels`` sharded like the padded ``x``
+        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeans` (``labels`` sharded like the padded ``x``
         and cut to ``n``) and a :class:`~jaxprob.kmeans.KMeansInfo`.
 
     Examples:
@@ -540,7 +540,7 @@ def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: 
             raise ValueError("`init_centroids` is required when `x` spans several processes (multi-host)")
 
         def one(k):
-            return kmeans.init(k, x, n_clusters, method=init_method, sample_weight=w)
+            return kmeans.init(x, n_clusters, init_method=init_method, sample_weight=w, key=k)
 
         starts = jax.vmap(one)(jax.random.split(key, n_init))
     n = x.shape[0]
@@ -891,7 +891,7 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
         tol: relative tolerance on the squared centroid shift.
 
     Returns:
-        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` with ``labels=None`` and the inertia of the
+        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeans` with ``labels=None`` and the inertia of the
         returned centroids, and a :class:`~jaxprob.kmeans.KMeansInfo` (one restart).
 
     Examples:
@@ -933,7 +933,7 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
         n_iter += 1
         converged = float(jnp.sum(jnp.square(new - c))) <= tol_abs
         c = new
-    result = kmeans.KMeansResult(c, None, inert)
+    result = kmeans.KMeans(c, None, inert)
     info = kmeans.KMeansInfo(
         converged=jnp.asarray(converged),
         n_iter=jnp.asarray(n_iter, jnp.int32),

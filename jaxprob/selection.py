@@ -157,7 +157,7 @@ def _grid_jit(keys, x, w, x_val, w_val, tol, fams, *, ks, method, max_iter):
     for family in fams:
         xm = family.seeding_matrix(x)
         if method == "kmeans++":
-            seeds = jax.vmap(lambda k, xm=xm: kmeans.kmeans_plusplus(k, xm, max(ks), sample_weight=w)[0])(keys)
+            seeds = jax.vmap(lambda k, xm=xm: kmeans.kmeans_plusplus(xm, max(ks), sample_weight=w, key=k)[0])(keys)
         else:
             seeds = jnp.zeros((keys.shape[0], max(ks), xm.shape[1]), xm.dtype)
         out.append(_grid_one_family(family, seeds, keys, x, w, x_val, w_val, tol, ks, method, max_iter))
