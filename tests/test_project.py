@@ -78,7 +78,7 @@ def test_wheel_and_sdist_hold_the_package_data_and_the_licence(dists):
     assert not [n for n in names if n.startswith(("experiments/", "tests/", "benchmarks/"))], "non-library code"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "Requires-Dist: jax>=0.8.2" in metadata and "License-Expression: MIT" in metadata
+    assert "Requires-Dist: jax>=0.9.0" in metadata and "License-Expression: MIT" in metadata
     with tarfile.open(sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
     for data in PACKAGE_DATA + ["LICENSE", "README.md", "pyproject.toml"]:
