@@ -6,6 +6,8 @@ figure, and the numbers the pages quote from a study checked against that study'
 import importlib
 import importlib.util
 import json
+import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -37,8 +39,7 @@ def site(tmp_path_factory):
     """The site built once by ``mkdocs build --strict``."""
     out = tmp_path_factory.mktemp("site")
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
-                         capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ,
-                                                                         "NO_MKDOCS_2_WARNING": "1"})
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
     assert "WARNING" not in run.stderr, run.stderr
     return out
@@ -162,8 +163,7 @@ def test_maths_render_offline_in_headless_chromium(site):
 
 # ---- the gallery ------------------------------------------------------------------------------------------------
 def _studies():
-    return sorted(m.name for m in __import__("pkgutil").iter_modules([str(ROOT / "experiments")])
-                  if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.iter_modules([str(ROOT / "experiments")]) if not m.name.startswith("_"))
 
 
 def test_gallery_shows_every_study_figure_with_its_command():
