@@ -31,18 +31,18 @@ def run(out_dir, seed: int, n_per_district: int, n_init: int, x_query: float):
     fitted = [{"intercept": float(model.intercepts[i]), "slope": float(model.coefs[i, 0]),
                "sigma": float(model.sigmas[i]), "weight": float(model.weights[i])} for i in order]
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     ax = axes[0]
     ax.scatter(x, y, c=z, cmap="viridis", s=8, alpha=0.6)
     grid = np.linspace(20, 150, 50)
-    for f in fitted:
-        ax.plot(grid, f["intercept"] + f["slope"] * grid, "r", lw=2)
+    for i, f in enumerate(fitted):
+        ax.plot(grid, f["intercept"] + f["slope"] * grid, "r", lw=2, label="EM mixture: 3 lines" if i == 0 else None)
     ax.plot(grid, float(single.intercept) + float(single.coef[0]) * grid, "k--", label="single line")
-    ax.axvline(x_query, color="grey", lw=0.8)
+    ax.axvline(x_query, color="grey", lw=0.8, ls=":", label=f"surface {x_query:g} m² (right panel)")
     ax.set_xlabel("surface (m²)")
     ax.set_ylabel("price (k€)")
-    ax.set_title("EM: three fitted lines (red); colours = hidden district")
-    ax.legend()
+    ax.set_title("EM: three fitted lines; colours = hidden district")
+    ax.legend(loc="upper left", fontsize=8)
 
     y_grid = np.linspace(0, 1100, 2000, dtype=np.float32)
     xq = np.array([x_query], np.float32)
@@ -54,6 +54,7 @@ def run(out_dir, seed: int, n_per_district: int, n_init: int, x_query: float):
     ax.axvline(mode, color="r", label=f"mode {mode:.0f} k€")
     ax.axvline(mean, color="b", ls="--", label=f"mean {mean:.0f} k€")
     ax.set_xlabel("price (k€)")
+    ax.set_ylabel("density (1 / k€)")
     ax.set_title(f"predictive density L(y | surface = {x_query:g} m²)")
     ax.legend()
     save_figure(fig, out_dir, "flats_mixture")

@@ -1,8 +1,8 @@
 """jaxprob: JAX-native probabilistic modelling and unsupervised learning.
 
 Pure functions over arrays and small pytrees: densities, Gaussian mixtures by EM, k-means, PCA and more. Algorithms
-live in modules used as namespaces (``jaxprob.mixture.fit``, ``jaxprob.kmeans.kmeans_plusplus``); the density
-functions and the parameter types are also re-exported here. Importing jaxprob changes no ``jax.config`` setting.
+live in modules used as namespaces (`jaxprob.mixture.fit`, `jaxprob.kmeans.kmeans_plusplus`); the density
+functions and the parameter types are also re-exported here. Importing jaxprob changes no `jax.config` setting.
 """
 
 from jaxprob import (
