@@ -624,11 +624,11 @@ def _init_model(key, x, y, w, k, family):
         rest, sd = 1e-6, jnp.std(y)
     else:
         idx = jax.random.choice(key, n, (k * m,), replace=False, p=w / jnp.sum(w))
-        # a tiny pull towards all the data keeps the solve defined for degenerate draws
         rest = 1e-6 * w
         mean = w @ y / jnp.sum(w)
         sd = jnp.sqrt(w @ jnp.square(y - mean) / jnp.sum(w))
     onehot = jnp.zeros((k, n), x.dtype).at[jnp.arange(k)[:, None], idx.reshape(k, m)].set(1.0)
+    # the tiny pull towards all the data keeps the solve defined for degenerate draws
     coefs, intercepts, _, _ = jax.vmap(_wls, in_axes=(None, None, 0))(x, y, onehot + rest)
     sig = jnp.maximum(sd, family.min_sigma).astype(x.dtype)
     weights = jnp.full((k,), 1.0 / k, x.dtype)
