@@ -7,6 +7,7 @@ functions and the parameter types are also re-exported here. Importing jaxprob c
 
 from jaxprob import (
     autoencoder,
+    autoregressive,
     bayes,
     classifiers,
     datasets,
@@ -48,8 +49,8 @@ from jaxprob.densities import (
     precisions_cholesky,
     softmax,
 )
-from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 from jaxprob.em import FitInfo, Mixture, Stats
+from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 
 __version__ = "0.1.0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "markov",
     "text",
     "autoencoder",
+    "autoregressive",
     "scale",
     "selection",
     # types

@@ -28,6 +28,8 @@ __all__ = [
     "check_key",
     "check_sample_weight",
     "check_choice",
+    "as_labels",
+    "check_labels",
 ]
 
 
@@ -170,3 +172,36 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def as_labels(y, name: str):
+    """`y` as a 1-D, non-empty JAX array of integer class labels (booleans become 0/1); floats are refused."""
+    if y is None:
+        raise TypeError(f"`{name}` must be an array of integer labels, got None")
+    y = y if isinstance(y, jax.Array) or is_tracer(y) else jnp.asarray(np.asarray(y))
+    if y.dtype == jnp.bool_:
+        y = y.astype(jnp.int32)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"`{name}` must hold integer class labels, got {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must have 1 dimension, got shape {tuple(y.shape)}")
+    if y.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty")
+    return y
+
+
+def check_labels(y, name: str, n_classes: int | None = None):
+    """Integer labels `(n,)` in `[0, n_classes)`; returns `(y, n_classes)` (inferred when `None`)."""
+    y = as_labels(y, name)
+    if is_tracer(y):
+        if n_classes is None:
+            raise ValueError(f"`n_classes` must be given when `{name}` is traced")
+    else:
+        arr = np.asarray(y)
+        if arr.min() < 0:
+            raise ValueError(f"`{name}` must hold class indices >= 0, got {int(arr.min())}")
+        if n_classes is None:
+            n_classes = int(arr.max()) + 1
+        if arr.max() >= n_classes:
+            raise ValueError(f"`{name}` holds label {int(arr.max())}, out of range for n_classes={n_classes}")
+    return y, check_int(n_classes, "n_classes", minimum=1)

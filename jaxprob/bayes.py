@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprob._validation import check_int, check_key, check_sample_weight, is_tracer
 from jaxprob import em
+from jaxprob._validation import check_int, check_key, check_sample_weight, is_tracer
 from jaxprob.densities import COVARIANCE_TYPES
 from jaxprob.em import INIT_METHODS, Family, Mixture
 from jaxprob.families.gaussian import check_reg_covar, gaussian

@@ -137,6 +137,8 @@ class Family(eqx.Module):
         from jaxprob._validation import as_float_array, check_finite
 
         x = as_float_array(x, name, 2)
+        if x.shape[1] < 1:
+            raise ValueError(f"`{name}` must have at least one feature (D >= 1), got shape {tuple(x.shape)}")
         check_finite(x, name)
         return x
 
@@ -466,7 +468,7 @@ def m_step(family: Family, stats: Stats, center, previous: Mixture | None = None
         >>> prep = em.prepare(jnp.array([[1.0], [3.0]]), fam)
         >>> stats = em.statistics_from_responsibilities(prep, jnp.ones((2, 1)), fam)
         >>> model, _, _ = em.m_step(fam, stats, prep.center)
-        >>> model.means.tolist(), model.covariances.tolist()
+        >>> model.means.round(4).tolist(), model.covariances.round(4).tolist()
         ([[2.0]], [1.0])
     """
     counts = stats.counts
@@ -664,7 +666,8 @@ def restart_draws(key, n_init: int, n_components: int, method: str, dtype):
     [jaxprob.kmeans.kmeans_plusplus][] with `key`); for the other methods, keys split from `key`.
     """
     if method == "kmeans++":
-        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, kmeans.default_local_trials(n_components), dtype)
+        trials = kmeans.default_local_trials(n_components)
+        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, trials, dtype)
     return jax.random.split(key, n_init)
 
 
@@ -824,11 +827,12 @@ def fit(key, x, family: Family, n_components: int, *, sample_weight=None, init_m
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import em, families
-        >>> x = jnp.concatenate([jnp.zeros((50, 3)), jnp.ones((50, 3))]).at[::7].set(0.5)
-        >>> x = (x > 0.6).astype(jnp.float32)
-        >>> model, info = jax.jit(em.fit, static_argnums=3)(jax.random.key(0), x, families.bernoulli(), 2)
-        >>> bool(info.converged), sorted(model.components.probs[:, 0].round(1).tolist())
-        (True, [0.0, 1.0])
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
+        ...                      jax.random.normal(jax.random.key(2), (100, 2)) + 3])
+        >>> fit = jax.jit(em.fit, static_argnums=3)
+        >>> model, info = fit(jax.random.key(0), x, families.gaussian("diag"), 2)
+        >>> bool(info.converged), sorted(model.means[:, 0].round(0).tolist())
+        (True, [-3.0, 3.0])
     """
     n = jax.tree.leaves(x)[0].shape[0]
     w = jnp.ones((n,), jax.tree.leaves(x)[0].dtype) if sample_weight is None else sample_weight

@@ -288,7 +288,7 @@ def fit(x, *, bandwidth="scott", kernel: str = "gaussian", sample_weight=None,
     """Build a kernel density estimate from data.
 
     Args:
-        x: ``(n, D)`` data points.
+        x: ``(n, D)`` data points (float16 and bfloat16 are computed in float32, the library's policy).
         bandwidth: ``"scott"`` or ``"silverman"`` (rules, see :func:`bandwidth_scott`), a positive number
             :math:`h` (:math:`H = h^2 I`), a ``(D,)`` array of per-feature scales
             (:math:`H = \\mathrm{diag}(h^2)`) or a ``(D, D)`` bandwidth matrix :math:`H`.

@@ -945,7 +945,8 @@ def fit(
     always those of the returned centroids.
 
     Args:
-        x: ``(n, D)`` samples, float32 or float64 (the computation runs in this dtype).
+        x: ``(n, D)`` samples, float32 or float64 (the computation runs in this dtype; float16 and bfloat16 are
+            computed in float32, the library's policy). Values of any magnitude: see "Scale" in the module notes.
         n_clusters: ``K``, between 1 and ``n``. When ``K`` exceeds the number of distinct samples some
             clusters are necessarily empty: they are flagged in ``info.empty_clusters``.
         key: a JAX PRNG key (required unless ``init_centroids`` is given).

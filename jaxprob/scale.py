@@ -317,7 +317,7 @@ def _as_dtype(tree, dtype):
 
 
 def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | None = None,
-                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+                covariance_type: str | None = None, n_init: int = 1, init_method: str = "kmeans++",
                 init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
                 sample_weight=None, callback=None):
     r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
@@ -366,18 +366,21 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
     """
     check_choice(init_method, "init_method", em.INIT_METHODS)
     mesh = _check_mesh(mesh)
-    x = _check_data(x)
+    if init_params is not None:
+        family = mixture.family_for(family, covariance_type, reg_covar, init_params)
+    else:
+        family = _family(family, covariance_type, reg_covar)
+    # the family's own data rules (binary data, counts, ...) on data this process can read
+    x = _check_data(x) if _is_global(x) else _check_data(family.validate(x, "x"))
     n_components = check_int(n_components, "n_components", minimum=1, maximum=x.shape[0])
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     _check_tol(tol)
     w = _check_weights(sample_weight, x)
     if init_params is not None:
-        mixture.family_for(family, covariance_type, reg_covar, init_params)
         start = _check_init_params(init_params, x.shape[1], n_components, x.dtype)
         starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
     else:
-        family = _family(family, covariance_type, reg_covar)
         check_key(key)
         if _is_global(x):
             raise ValueError("`init_params` is required when `x` spans several processes (multi-host): fit "
@@ -400,7 +403,7 @@ def _family(family, covariance_type, reg_covar):
         if not isinstance(family, Family):
             raise TypeError(f"`family` must be a jaxprob.em.Family, got {type(family).__name__}")
         return family
-    return families.gaussian(covariance_type, reg_covar)
+    return families.gaussian("full" if covariance_type is None else covariance_type, reg_covar)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -597,9 +600,9 @@ def _split_item(item):
     return item, None
 
 
-def _check_chunk_arrays(xc, wc, where, d, check_values: bool):
-    """Shape and dtype checks of one chunk (values only when ``check_values``); returns (x, w) as arrays.
-    ``where`` names the chunk in error messages."""
+def _check_chunk_arrays(xc, wc, where, d, check_values: bool, validate=None):
+    """Shape and dtype checks of one chunk (values only when ``check_values``, with the family's `validate` when
+    given); returns (x, w) as arrays. ``where`` names the chunk in error messages."""
     if not isinstance(xc, jax.Array):
         xc = np.asarray(xc)
     if not jnp.issubdtype(xc.dtype, jnp.floating):
@@ -618,6 +621,11 @@ def _check_chunk_arrays(xc, wc, where, d, check_values: bool):
             arr = np.asarray(wc)
             if not np.all(np.isfinite(arr)) or np.any(arr < 0):
                 raise ValueError(f"the weights of {where} must be finite and non-negative")
+        if validate is not None:
+            try:
+                validate(xc, "data")
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{where}: {err}") from None
     return xc, wc
 
 
@@ -679,7 +687,7 @@ class _Chunks:
     """Repeatable passes over a data source, cut into pieces of a fixed number of rows (the last piece of every
     chunk is padded with weight-0 rows), so each jitted per-piece function compiles once."""
 
-    def __init__(self, data, chunk_size, sample_weight, dtype, auto_rows):
+    def __init__(self, data, chunk_size, sample_weight, dtype, auto_rows, validate=None):
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
         self.rows = chunk_size or auto_rows
@@ -689,6 +697,7 @@ class _Chunks:
         self.d = data.shape[1] if hasattr(data, "shape") else None
         self.dtype = dtype
         self.checked = False
+        self.validate = validate
 
     def passes(self):
         """Yield (x, w) device arrays of one pass; the first pass checks the values of every chunk."""
@@ -697,7 +706,7 @@ class _Chunks:
             m = np.shape(xc)[0] if np.ndim(xc) else 0
             where = f"rows {start}:{start + m} of `data`" if hasattr(self.data, "shape") else f"chunk {i} of `data`"
             start += m
-            xc, wc = _check_chunk_arrays(xc, wc, where, self.d, not self.checked)
+            xc, wc = _check_chunk_arrays(xc, wc, where, self.d, not self.checked, self.validate)
             for a in range(0, xc.shape[0], self.rows):
                 xb = xc[a:a + self.rows]
                 wb = None if wc is None else wc[a:a + self.rows]
@@ -792,7 +801,8 @@ def fit_chunked(data, init_params: Mixture, *, chunk_size: int | None = None, sa
     width = jax.eval_shape(lambda: init_params.family.prepare(jnp.zeros((1, d), dtype), jnp.ones((1,), dtype),
                                                               jnp.zeros((d,), dtype)))
     entries = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in jax.tree.leaves(width))
-    chunks = _Chunks(data, chunk_size, sample_weight, dtype, _auto_rows(max(entries, 1)))
+    chunks = _Chunks(data, chunk_size, sample_weight, dtype, _auto_rows(max(entries, 1)),
+                     init_params.family.validate)
     if chunks.d is not None and chunks.d != d:
         raise ValueError(f"`data` has {chunks.d} features but `init_params` has {d}")
     chunks.d = d
@@ -1089,7 +1099,7 @@ def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float =
     dtype = init_params.weights.dtype
     kap, off = (jnp.asarray(v, dtype) for v in (kappa, t0))
     trace = []
-    for xa, wa in _stream_pieces(batches, n_epochs, init_params.n_features, dtype):
+    for xa, wa in _stream_pieces(batches, n_epochs, init_params.n_features, dtype, init_params.family.validate):
         state, ll = _online_step_jit(state, xa, wa, kap, off)
         trace.append(ll)
         if callback is not None:
@@ -1099,13 +1109,13 @@ def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float =
     return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)), int(state.n_skipped))
 
 
-def _stream_pieces(batches, n_epochs, d, dtype):
+def _stream_pieces(batches, n_epochs, d, dtype, validate=None):
     """Checked ``(x, w)`` pieces of a stream, all as long as the first non-empty batch (longer batches are cut,
     shorter pieces padded with weight-0 rows), so the step consuming them compiles once."""
     rows = None
     for i, item in enumerate(_stream(batches, n_epochs)):
         xb, wb = _split_item(item)
-        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", d, True)
+        xb, wb = _check_chunk_arrays(xb, wb, f"batch {i} of `batches`", d, True, validate)
         m = xb.shape[0]
         if m == 0:
             continue
