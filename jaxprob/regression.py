@@ -55,12 +55,7 @@ from jaxprob._validation import (
 )
 from jaxprob.densities import logsumexp
 from jaxprob.em import FitInfo, Mixture
-from jaxprob.families.linear_regression import (
-    LinearRegression,
-    LinearRegressionParams,
-    check_min_sigma,
-    linear_regression,
-)
+from jaxprob.families.linear_regression import LinearRegression, LinearRegressionParams, linear_regression
 
 __all__ = [
     "LinearGaussian",
@@ -647,8 +642,7 @@ def _mixture_args(x, y, n_components, shared_sigma, min_sigma, sample_weight, ne
         if k * (d + 1) > n_pos:
             raise ValueError(f"`n_components`={k} needs at least {k * (d + 1)} samples ({d + 1} per line) of "
                              f"positive weight, got {n_pos}")
-    if not isinstance(shared_sigma, (bool, np.bool_)):
-        raise TypeError(f"`shared_sigma` must be a bool, got {type(shared_sigma).__name__}")
+    linear_regression(shared_sigma, 0.0 if min_sigma is None else min_sigma)  # type and range checks
     if min_sigma is None:
         if is_tracer(y) or is_tracer(w):
             ww = jnp.ones((n,), x.dtype) if w is None else w
@@ -660,10 +654,8 @@ def _mixture_args(x, y, n_components, shared_sigma, min_sigma, sample_weight, ne
             min_sigma = 1e-3 * float(np.sqrt(ww @ np.square(yy - ww @ yy / ww.sum()) / ww.sum()))
             if min_sigma == 0:
                 raise ValueError("`y` is constant: there is nothing to fit")
-    else:
-        check_min_sigma(min_sigma)
-        if not is_tracer(min_sigma) and not float(min_sigma) > 0:
-            raise ValueError(f"`min_sigma` must be positive, got {min_sigma}")
+    elif not is_tracer(min_sigma) and not float(min_sigma) > 0:
+        raise ValueError(f"`min_sigma` must be positive, got {min_sigma}")
     family = LinearRegression(bool(shared_sigma), jnp.asarray(min_sigma, x.dtype))
     return x, y, w, k, family
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from jaxprob._validation import as_float_array, check_finite, is_tracer
 from jaxprob.em import Family
+from jaxprob.families._checks import check_number
 
 __all__ = [
     "LinearRegressionParams",
@@ -52,7 +53,6 @@ __all__ = [
     "LinearRegression",
     "linear_regression",
     "make_params",
-    "check_min_sigma",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -332,18 +332,6 @@ class LinearRegression(Family):
         return _gaussian_log_density(ys[:, None], self.conditional_means(params, xs), params.sigmas)
 
 
-def check_min_sigma(min_sigma) -> None:
-    """Raise a `TypeError` / `ValueError` unless `min_sigma` is a finite non-negative number (tracers pass)."""
-    if is_tracer(min_sigma):
-        return
-    if isinstance(min_sigma, bool) or not isinstance(min_sigma, (int, float, np.floating, np.integer, jax.Array)):
-        raise TypeError(f"`min_sigma` must be a number, got {type(min_sigma).__name__}")
-    if np.ndim(min_sigma) != 0:
-        raise ValueError(f"`min_sigma` must be a scalar, got shape {np.shape(min_sigma)}")
-    if not np.isfinite(float(min_sigma)) or float(min_sigma) < 0:
-        raise ValueError(f"`min_sigma` must be a finite non-negative number, got {min_sigma}")
-
-
 def linear_regression(shared_sigma: bool = False, min_sigma: float = 0.0) -> LinearRegression:
     """The linear-regression family (data `(X (n, d), y (n,))`), with a shared or per-component noise level.
 
@@ -368,7 +356,7 @@ def linear_regression(shared_sigma: bool = False, min_sigma: float = 0.0) -> Lin
     """
     if not isinstance(shared_sigma, (bool, np.bool_)):
         raise TypeError(f"`shared_sigma` must be a bool, got {type(shared_sigma).__name__}")
-    check_min_sigma(min_sigma)
+    check_number(min_sigma, "min_sigma")
     return LinearRegression(bool(shared_sigma), min_sigma)
 
 
