@@ -1,4 +1,7 @@
-"""Mixture of linear regressions: flat prices against surface when the district is a hidden variable."""
+"""Mixture of linear regressions: flat prices against surface when the district is a hidden variable.
+
+The mixture is fitted by the library's EM engine (the linear-regression family, data `(surface, price)`); a
+posterior-predictive check draws prices from the fitted model at the observed surfaces (`regression.sample_y`)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,10 @@ def run(out_dir, seed: int, n_per_district: int, n_init: int, x_query: float):
     fitted = [{"intercept": float(model.intercepts[i]), "slope": float(model.coefs[i, 0]),
                "sigma": float(model.sigmas[i]), "weight": float(model.weights[i])} for i in order]
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    y_sim, _ = regression.sample_y(x, model, key=jax.random.key(seed + 1))
+    y_sim = np.asarray(y_sim)
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
     ax = axes[0]
     ax.scatter(x, y, c=z, cmap="viridis", s=8, alpha=0.6)
     grid = np.linspace(20, 150, 50)
@@ -57,6 +63,12 @@ def run(out_dir, seed: int, n_per_district: int, n_init: int, x_query: float):
     ax.set_ylabel("density (1 / k€)")
     ax.set_title(f"predictive density L(y | surface = {x_query:g} m²)")
     ax.legend()
+    ax = axes[2]
+    ax.scatter(x, y_sim, s=8, alpha=0.6, color="tab:orange")
+    ax.set_xlabel("surface (m²)")
+    ax.set_ylabel("price (k€)")
+    ax.set_title("prices drawn from the fitted model (sample_y)")
+    ax.set_ylim(axes[0].get_ylim())
     save_figure(fig, out_dir, "flats_mixture")
 
     n_modes = int(np.sum((lp[1:-1] > lp[:-2]) & (lp[1:-1] > lp[2:])))
@@ -70,6 +82,10 @@ def run(out_dir, seed: int, n_per_district: int, n_init: int, x_query: float):
         "converged": bool(info.converged),
         "n_iter": int(info.n_iter),
         "mean_log_likelihood": float(info.log_likelihood),
+        "restart_log_likelihoods": np.asarray(info.restart_log_likelihoods).tolist(),
+        "regularized": bool(np.any(np.asarray(info.regularized))),
+        # posterior-predictive check: data drawn from the model score about as well as the observed data
+        "simulated_mean_log_likelihood": -float(regression.negative_log_likelihood(x, y_sim, model)),
         "single_line_mean_log_likelihood": -float(regression.negative_log_likelihood(x, y, single)),
         "query": {"surface": x_query, "mode": mode, "mean": mean, "n_modes": n_modes,
                   "density_at_mode": density(mode), "density_at_mean": density(mean)},
