@@ -801,17 +801,17 @@ def anomaly_threshold(scores, *, contamination: float | None = None, epsilon: fl
 
     Exactly one of:
 
-    * ``epsilon``: a sample is anomalous when :math:`p(x) < \varepsilon`, i.e. :math:`s(x) > -\log\varepsilon`;
-    * ``contamination``: the fraction of the given ``scores`` to flag; the threshold is their
-      :math:`(1-\text{contamination})` quantile (linear interpolation).
+    * `epsilon`: a sample is anomalous when $p(x) < \varepsilon$, i.e. $s(x) > -\log\varepsilon$;
+    * `contamination`: the fraction of the given `scores` to flag; the threshold is their
+      $(1-\text{contamination})$ quantile (linear interpolation).
 
     Args:
-        scores: ``(n,)`` anomaly scores (e.g. of the training data) — only used with ``contamination``.
-        contamination: in ``(0, 1)``.
-        epsilon: density level, ``> 0``.
+        scores: `(n,)` anomaly scores (e.g. of the training data) — only used with `contamination`.
+        contamination: in `(0, 1)`.
+        epsilon: density level, `> 0`.
 
     Returns:
-        Scalar threshold; anomalies are ``scores > threshold``.
+        Scalar threshold; anomalies are `scores > threshold`.
 
     Examples:
         >>> import jax.numpy as jnp

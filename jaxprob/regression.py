@@ -609,8 +609,8 @@ def fit_heteroscedastic(x, y, *, optimizer=None, max_iter: int = 500, tol: float
 # mixture of linear regressions: the linear-regression family on the EM engine
 # ----------------------------------------------------------------------------------------------------------
 def _init_model(key, x, y, w, k, family):
-    """One restart's start: each component is the least-squares line through `d + 1` random samples (drawn in
-    proportion to the weights, when given), $\\sigma_k = \\max(\\operatorname{sd}(y), \\sigma_{\\min})$, equal
+    r"""One restart's start: each component is the least-squares line through `d + 1` random samples (drawn in
+    proportion to the weights, when given), $\sigma_k = \max(\operatorname{sd}(y), \sigma_{\min})$, equal
     mixing weights."""
     n, d = x.shape
     m = d + 1

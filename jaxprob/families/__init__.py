@@ -9,7 +9,7 @@ Each family is an `equinox.Module` subclass of [jaxprob.em.Family][] with a cons
 | [categorical][jaxprob.families.categorical.categorical] | `(n, V)` counts | `(K, V)`, per block, smoothed |
 | [poisson][jaxprob.families.poisson.poisson] | `(n, D)` counts | rates `(K, D)`, floored |
 | [student_t][jaxprob.families.student_t.student_t] | `(n, D)` real, outliers | locations, scales, degrees of freedom |
-| [linear_regression][jaxprob.families.linear_regression.linear_regression] | pair `(X (n, d), y (n,))` | lines: coefs `(K, d)`, intercepts, sigmas (floored) |
+| [linear_regression][jaxprob.families.linear_regression.linear_regression] | `(X, y)` pair | lines and noise levels |
 """
 
 from jaxprob.families.bernoulli import Bernoulli, BernoulliParams, bernoulli
