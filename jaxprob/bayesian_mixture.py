@@ -514,7 +514,7 @@ def _data_prior_jit(x, w, covariance_type):
         cov = jnp.matmul((xc * w[:, None]).T, xc, precision=_HIGHEST) / denom
         cov = 0.5 * (cov + cov.T)
     else:
-        cov = (w @ jnp.square(xc)) / denom
+        cov = jnp.matmul(w, jnp.square(xc), precision=_HIGHEST) / denom
         if covariance_type == "spherical":
             cov = jnp.mean(cov)
     return mean, cov
@@ -620,15 +620,22 @@ def _check_tol(tol):
         raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
 
 
-def _prior_dims(prior: Prior, ct: str) -> int:
+def _check_prior(prior: Prior, ct: str, d: int, dtype) -> Prior:
+    """A prior given whole: its type, shapes for `ct` and `d` features, and (when concrete) its values."""
     if not isinstance(prior, Prior):
         raise TypeError(f"`prior` must be a bayesian_mixture.Prior (see make_prior), got {type(prior).__name__}")
-    d = prior.mean.shape[0]
-    want = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ct]
-    if tuple(prior.covariance.shape) != want:
-        raise ValueError(f"`prior.covariance` has shape {tuple(prior.covariance.shape)}, not {want} as "
-                         f"covariance_type={ct!r} needs")
-    return d
+    check_choice(prior.weight_prior_type, "prior.weight_prior_type", WEIGHT_PRIOR_TYPES)
+    if jnp.shape(prior.mean) != (d,):
+        raise ValueError(f"`x` has {d} features but `prior.mean` has shape {jnp.shape(prior.mean)}")
+    for name in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
+        _positive_scalar(getattr(prior, name), f"prior.{name}", dtype)
+    nu0 = prior.degrees_of_freedom
+    if not is_tracer(nu0) and float(nu0) <= d - 1:
+        raise ValueError(f"`prior.degrees_of_freedom` must be greater than D - 1 = {d - 1}, got {float(nu0)}")
+    if not is_tracer(prior.mean):
+        check_finite(prior.mean, "prior.mean")
+    _check_covariance_prior(prior.covariance, ct, d, dtype)
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), prior)
 
 
 @jax.jit(static_argnums=(5, 6, 7, 8))
@@ -670,7 +677,8 @@ def fit(x, n_components: int, *, key=None, covariance_type: str = "full",
         mean_prior: `(D,)` $m_0$ (default: the data mean).
         degrees_of_freedom_prior: $\nu_0$ (default $D$).
         covariance_prior: $W_0^{-1}$ (default: the data covariance).
-        prior: a ready [Prior][jaxprob.bayesian_mixture.Prior] instead of the six arguments above.
+        prior: a ready [Prior][jaxprob.bayesian_mixture.Prior] instead of the six arguments above (its own weight
+            prior type is used).
         reg_covar: non-negative ridge added to the data covariances $S_k$ of the M-step.
         n_init: number of restarts.
         init_method: one of [jaxprob.em.INIT_METHODS][] (starting responsibilities, as for EM).
@@ -726,9 +734,7 @@ def fit(x, n_components: int, *, key=None, covariance_type: str = "full",
                  covariance_prior)
         if any(v is not None for v in given):
             raise ValueError("give either `prior` or the individual prior arguments, not both")
-        if _prior_dims(prior, covariance_type) != d:
-            raise ValueError(f"`x` has {d} features but `prior.mean` has {prior.mean.shape[0]}")
-        prior = jax.tree.map(lambda a: jnp.asarray(a, dtype), prior)
+        prior = _check_prior(prior, covariance_type, d, dtype)
     family = gaussian(covariance_type, reg_covar)
     tol = tol if is_tracer(tol) else np.asarray(tol, dtype)
     if init_resp is None:

@@ -176,7 +176,11 @@ def test_restarts_same_key_and_no_retrace(two_blobs, switched_off):
     before = bgm._fit_jit._cache_size()
     again, _ = bgm.fit(x, 6, key=jax.random.key(0), **SWITCH_OFF)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(again), strict=True))
-    bgm.fit(x + 1.0, 6, key=jax.random.key(1), **{**SWITCH_OFF, "weight_concentration_prior": 2.0, "tol": 1e-4})
+    # another data set and prior values: the same program; a prior given whole is the prior of its arguments
+    kw = {"key": jax.random.key(1), "n_init": 3, "max_iter": 300, "tol": 1e-4}
+    by_args, _ = bgm.fit(x + 1.0, 6, weight_concentration_prior=2.0, **kw)
+    whole, _ = bgm.fit(x + 1.0, 6, prior=bgm.make_prior(x + 1.0, 6, weight_concentration_prior=2.0), **kw)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(by_args), jax.tree.leaves(whole), strict=True))
     assert bgm._fit_jit._cache_size() == before
 
 
@@ -221,6 +225,11 @@ def test_bad_data_and_models(two_blobs, switched_off):
         bgm.fit(x, 2, key=jax.random.key(0), prior=prior)  # a diag prior for a full fit
     with pytest.raises(ValueError, match="prior"):
         bgm.fit(x, 2, key=jax.random.key(0), prior=prior, covariance_type="diag", mean_precision_prior=2.0)
+    bad = bgm.Prior(prior.weight_concentration, prior.mean_precision, prior.mean, jnp.asarray(0.5), prior.covariance)
+    with pytest.raises(ValueError, match="prior.degrees_of_freedom"):
+        bgm.fit(x, 2, key=jax.random.key(0), prior=bad, covariance_type="diag")
+    with pytest.raises(TypeError, match="prior"):
+        bgm.fit(x, 2, key=jax.random.key(0), prior={"mean": 0.0})
     with pytest.raises(TypeError, match="model"):
         bgm.predict(x, mixture.make_gmm(jnp.ones(1), jnp.zeros((1, 2)), jnp.ones(1), "spherical"))
     with pytest.raises(TypeError, match="model"):
