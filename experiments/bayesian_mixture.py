@@ -1,6 +1,6 @@
 """Variational Bayesian Gaussian mixtures with K=10 on Old Faithful and on the digits in PCA space: the posterior
 weights against the weight concentration prior, for a Dirichlet process and a Dirichlet distribution, and the
-number of components kept against the one BIC picks over K = 1..10 (:func:`jaxprob.selection.fit_grid`)."""
+number of components kept against the one BIC picks over K = 1..10 (`jaxprob.selection.fit_grid`)."""
 
 from __future__ import annotations
 
