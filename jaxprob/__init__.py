@@ -9,6 +9,7 @@ from jaxprob import (
     autoencoder,
     autoregressive,
     bayes,
+    bayesian_mixture,
     classifiers,
     datasets,
     decomposition,
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     # modules (namespaces)
     "bayes",
+    "bayesian_mixture",
     "classifiers",
     "metrics",
     "nn",

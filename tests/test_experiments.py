@@ -25,6 +25,8 @@ STUDIES = available()
 # reduced parameters per study (merged into the study's DEFAULTS by the runner)
 FAST = {
     "ar_faithful": {"max_order": 3, "horizon": 5, "n_acf": 5},
+    "bayesian_mixture": {"concentrations": [1e-3, 1.0, 100.0], "n_init": 1, "bic_n_init": 1, "max_iter": 500,
+                         "tol": 1e-6},
     "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
@@ -74,6 +76,17 @@ def check_mixture_model_selection(m):
     assert m["best_heldout"]["n_components"] >= 2
     for ct, values in m["heldout_log_likelihood"].items():
         assert values[1] > values[0], f"{ct}: two components must beat one on held-out data"
+
+
+def check_bayesian_mixture(m):
+    faithful, digits = m["faithful"], m["digits"]
+    assert faithful["bic_n_components"] == 2
+    assert set(faithful["dirichlet_process"]["n_effective"]) == {2}  # the two eruption regimes, whatever the prior
+    dd = faithful["dirichlet_distribution"]
+    assert dd["n_effective"][0] == 2 and dd["n_effective"][-1] == 10  # a large Dirichlet prior spreads the weights
+    assert np.all(np.array(dd["sorted_weights"][0][2:]) < 1e-4)  # the unneeded weights collapse
+    vb = digits["dirichlet_process"]["default_prior_n_effective"]
+    assert 5 <= vb < 10 and abs(vb - digits["bic_n_components"]) <= 2
 
 
 def check_mixture_anomaly_shuttle(m):
