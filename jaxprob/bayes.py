@@ -34,7 +34,7 @@ class BayesClassifier(eqx.Module):
 
     Attributes:
         log_priors: `(C,)` $\log \pi_c$.
-        mixtures: a `GaussianMixture` whose arrays have a leading class axis `C`
+        mixtures: a [`Mixture`][jaxprob.em.Mixture] whose arrays have a leading class axis `C`
             (weights `(C, K)`, means `(C, K, D)`, ...).
     """
 

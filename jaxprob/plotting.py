@@ -11,11 +11,10 @@ __all__ = ["covariance_ellipses", "dense_covariances"]
 
 
 def dense_covariances(params) -> np.ndarray:
-    """`(K, D, D)` covariance matrices of a [`GaussianMixture`][jaxprob.mixture.GaussianMixture], whatever its
-covariance type.
+    """`(K, D, D)` covariance matrices of a Gaussian [`Mixture`][jaxprob.em.Mixture], whatever its covariance type.
 
     Args:
-        params: a [`GaussianMixture`][jaxprob.mixture.GaussianMixture].
+        params: a [`Mixture`][jaxprob.em.Mixture].
 
     Returns:
         NumPy array `(K, D, D)`.
@@ -45,7 +44,7 @@ def covariance_ellipses(ax, params, *, dims=(0, 1), n_std=(1.0, 2.0), colors=Non
 
     Args:
         ax: a matplotlib `Axes`.
-        params: a [`GaussianMixture`][jaxprob.mixture.GaussianMixture].
+        params: a [`Mixture`][jaxprob.em.Mixture].
         dims: the two coordinates to show.
         n_std: the radii, in standard deviations.
         colors: one colour per component (default: the colour cycle).

@@ -348,7 +348,7 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
             that reach the same optimum, up to rounding and a permutation of the components, may then be chosen
             differently on different numbers of devices).
         init_method: one of [`jaxprob.mixture.INIT_METHODS`][jaxprob.em.INIT_METHODS].
-        init_params: optional starting `GaussianMixture` (every restart starts there).
+        init_params: optional starting [`Mixture`][jaxprob.em.Mixture] (every restart starts there).
         max_iter: hard limit on EM iterations (static).
         tol: threshold on the change of the mean log-likelihood.
         reg_covar: non-negative value added to the covariance diagonals.
@@ -356,7 +356,7 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
         callback: optional progress callback, as in [jaxprob.mixture.fit][].
 
     Returns:
-        `(params, info)`: a `GaussianMixture` (replicated on the mesh) and a
+        `(params, info)`: a [`Mixture`][jaxprob.em.Mixture] (replicated on the mesh) and a
         [`FitInfo`][jaxprob.em.FitInfo].
 
     Examples:
@@ -1075,14 +1075,14 @@ def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float =
 
     Args:
         batches: an iterable of batches (read once), or a function returning one (read `n_epochs` times).
-        init_params: starting `GaussianMixture`.
+        init_params: starting [`Mixture`][jaxprob.em.Mixture].
         kappa: decay exponent of the step size, in `(0.5, 1]`.
         t0: step-size offset, `>= 1`.
         n_epochs: passes over `batches` when it is a function.
         callback: optional `callback(step, batch_mean_log_likelihood)` called after every batch.
 
     Returns:
-        `(params, info)`: the final `GaussianMixture` and an [`OnlineInfo`][jaxprob.scale.OnlineInfo]
+        `(params, info)`: the final [`Mixture`][jaxprob.em.Mixture] and an [`OnlineInfo`][jaxprob.scale.OnlineInfo]
         (mean batch log-likelihood before every step; batches of zero total weight are skipped and counted in
         `info.n_skipped`).
 

@@ -64,7 +64,7 @@ class SelectionResult(NamedTuple):
         n_parameters: `(C, G)` free parameters of each model (padding excluded).
         converged: `(C, G, R)` bool.
         n_iter: `(C, G, R)` EM iterations run.
-        params: per covariance type, a padded `GaussianMixture` whose leaves have leading
+        params: per covariance type, a padded [`Mixture`][jaxprob.em.Mixture] whose leaves have leading
             axes `(G, R)` and `K_max` components (masked components have weight 0); see
             [`cell_params`][jaxprob.selection.cell_params].
         init_params: the starting parameters of every cell, shaped as `params`.
@@ -72,7 +72,7 @@ class SelectionResult(NamedTuple):
         best_index: `(c, g, r)` of the best cell.
         best_covariance_type: its covariance type.
         best_n_components: its number of components.
-        best: its fitted `GaussianMixture`, unpadded.
+        best: its fitted [`Mixture`][jaxprob.em.Mixture], unpadded.
     """
 
     covariance_types: tuple
@@ -305,7 +305,7 @@ def cell_params(result: SelectionResult, covariance_type: str, n_components: int
         initial: return the starting parameters of the cell instead of the fitted ones.
 
     Returns:
-        A `GaussianMixture` with `n_components` components.
+        A [`Mixture`][jaxprob.em.Mixture] with `n_components` components.
 
     Examples:
         >>> import jax, jax.numpy as jnp

@@ -147,7 +147,7 @@ def test_sharded_validation(blobs):
         scale.fit_sharded(blobs, 2, key=jax.random.key(0), mesh="cpu")
     bad = blobs.copy()
     bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="`x` contains NaN"):
+    with pytest.raises(ValueError, match="`x` contains .*NaN"):
         scale.fit_sharded(bad, 2, key=jax.random.key(0))
     with pytest.raises(TypeError, match="key"):
         scale.fit_sharded(blobs, 2)
