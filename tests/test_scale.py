@@ -152,7 +152,7 @@ def test_sharded_validation(blobs):
     with pytest.raises(TypeError, match="key"):
         scale.fit_sharded(blobs, 2)
     with pytest.raises(ValueError, match="covariance_type"):
-        scale.fit_sharded(blobs, 3, init_params=_start(blobs, "diag", dtype=np.float32))
+        scale.fit_sharded(blobs, 3, covariance_type="full", init_params=_start(blobs, "diag", dtype=np.float32))
     with pytest.raises(ValueError, match="n_clusters"):
         scale.kmeans_fit_sharded(blobs, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="init_centroids"):
