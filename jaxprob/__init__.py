@@ -12,6 +12,8 @@ from jaxprob import (
     datasets,
     decomposition,
     densities,
+    em,
+    families,
     kde,
     kmeans,
     markov,
@@ -47,7 +49,7 @@ from jaxprob.densities import (
     softmax,
 )
 from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
-from jaxprob.mixture import FitInfo, GaussianMixture, SuffStats
+from jaxprob.em import FitInfo, Mixture, Stats
 
 __version__ = "0.1.0"
 
@@ -62,6 +64,8 @@ __all__ = [
     "datasets",
     "decomposition",
     "densities",
+    "em",
+    "families",
     "kmeans",
     "mixture",
     "kde",
@@ -73,9 +77,9 @@ __all__ = [
     # types
     "BayesClassifier",
     "FitInfo",
-    "GaussianMixture",
+    "Mixture",
     "PCA",
-    "SuffStats",
+    "Stats",
     "Autoencoder",
     # densities
     "COVARIANCE_TYPES",

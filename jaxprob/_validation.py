@@ -95,8 +95,9 @@ def check_key(key, name: str = "key"):
     return key
 
 
-def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight"):
-    """Return per-sample weights of shape ``(n,)``; ``None`` means all ones. Refuses negative or all-zero weights."""
+def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight", *, allow_all_zero: bool = False):
+    """Return per-sample weights of shape ``(n,)``; ``None`` means all ones. Refuses negative weights, and all-zero
+    weights unless ``allow_all_zero`` (a batch of a stream, which is then skipped and reported)."""
     if sample_weight is None:
         return jnp.asarray(np.ones((n,), dtype))  # a transfer, not a program to compile
     w = as_float_array(sample_weight, name, 1, dtype=dtype)
@@ -107,7 +108,7 @@ def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight
         arr = np.asarray(w)
         if np.any(arr < 0):
             raise ValueError(f"`{name}` must be non-negative")
-        if not np.any(arr > 0):
+        if not allow_all_zero and not np.any(arr > 0):
             raise ValueError(f"`{name}` must have at least one positive entry (all are zero)")
     return w
 

@@ -631,14 +631,14 @@ def fit_latent_mixture(model: Autoencoder, x, n_components: int, *, key, covaria
 
 
 def _check_gmm(model, gmm):
-    if not isinstance(gmm, mixture.GaussianMixture):
-        raise TypeError(f"`gmm` must be a jaxprob.mixture.GaussianMixture, got {type(gmm).__name__}")
+    if not isinstance(gmm, mixture.Mixture):
+        raise TypeError(f"`gmm` must be a jaxprob mixture (mixture.fit / make_gmm), got {type(gmm).__name__}")
     if gmm.n_features != model.latent_size:
         raise ValueError(f"`gmm` has {gmm.n_features} features but the autoencoder's code size is "
                          f"{model.latent_size}")
 
 
-def generate(key, model: Autoencoder, gmm: mixture.GaussianMixture, n_samples: int):
+def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
     r"""Sample codes :math:`z \sim p(z)` from a latent mixture and decode them.
 
     Args:
@@ -664,11 +664,11 @@ def generate(key, model: Autoencoder, gmm: mixture.GaussianMixture, n_samples: i
     check_key(key)
     _check_model(model)
     _check_gmm(model, gmm)
-    z, labels = mixture.sample(key, gmm, n_samples)
+    z, labels = mixture.sample(gmm, n_samples, key=key)
     return decode(model, z), z, labels
 
 
-def latent_log_prob(model: Autoencoder, x, gmm: mixture.GaussianMixture, *, batch_size: int = 4096):
+def latent_log_prob(model: Autoencoder, x, gmm: mixture.Mixture, *, batch_size: int = 4096):
     r"""Log-density of the codes under a latent mixture, :math:`\log p(e_\phi(x))`.
 
     :math:`-\log p(e_\phi(x))` is an anomaly score, to compare with :func:`reconstruction_error`: it flags codes

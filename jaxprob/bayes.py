@@ -18,9 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprob._validation import as_float_array, check_finite, check_int, check_key, check_sample_weight, is_tracer
-from jaxprob.densities import COVARIANCE_TYPES, _component_log_prob
-from jaxprob.mixture import INIT_METHODS, GaussianMixture, _check_reg, _fit_core
+from jaxprob._validation import check_int, check_key, check_sample_weight, is_tracer
+from jaxprob import em
+from jaxprob.densities import COVARIANCE_TYPES
+from jaxprob.em import INIT_METHODS, Family, Mixture
+from jaxprob.families.gaussian import check_reg_covar, gaussian
 
 __all__ = ["BayesClassifier", "fit", "class_log_likelihoods", "predict_log_proba", "predict_proba", "predict"]
 
@@ -35,16 +37,16 @@ class BayesClassifier(eqx.Module):
     """
 
     log_priors: jax.Array
-    mixtures: GaussianMixture
+    mixtures: Mixture
 
     @property
     def n_classes(self) -> int:
         return self.log_priors.shape[0]
 
 
-def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covariance_type: str = "full",
-        n_init: int = 1, init_method: str = "kmeans++", max_iter: int = 100, tol: float = 1e-3,
-        reg_covar: float = 1e-6, sample_weight=None):
+def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, family: Family | None = None,
+        covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++", max_iter: int = 100,
+        tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None):
     """Fit one Gaussian mixture per class and the class priors.
 
     Args:
@@ -54,6 +56,9 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covar
         n_classes: number of classes ``C``; default ``max(y) + 1``. Every class needs at least
             ``n_components`` samples.
         n_components: components per class.
+        family: a [Family][jaxprob.em.Family] for the class-conditional mixtures (default Gaussian with
+            `covariance_type` and `reg_covar`). With `n_components=1` and a Bernoulli or categorical family
+            this is naive Bayes by counting.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
         n_init: restarts per class, as in :func:`jaxprob.mixture.fit`.
         init_method: as in :func:`jaxprob.mixture.fit`.
@@ -77,10 +82,14 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covar
         1.0
     """
     check_key(key)
-    x = as_float_array(x, "x", 2)
-    check_finite(x, "x")
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"`covariance_type` must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}")
+    if family is None:
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"`covariance_type` must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}")
+        check_reg_covar(reg_covar)
+        family = gaussian(covariance_type, reg_covar)
+    elif not isinstance(family, Family):
+        raise TypeError(f"`family` must be a jaxprob.em.Family, got {type(family).__name__}")
+    x = family.validate(x, "x")
     if init_method not in INIT_METHODS:
         raise ValueError(f"`init_method` must be one of {sorted(INIT_METHODS)}, got {init_method!r}")
     y = jnp.asarray(y)
@@ -92,7 +101,6 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covar
     n_components = check_int(n_components, "n_components", minimum=1)
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    _check_reg(reg_covar)
     if is_tracer(y):
         if n_classes is None:
             raise ValueError("`n_classes` must be given when `y` is traced")
@@ -113,17 +121,17 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, covar
                 f"n_components={n_components}"
             )
     n_classes = check_int(n_classes, "n_classes", minimum=2)
-    return _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_method, n_init, max_iter,
-                        jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype))
+    return _fit_classes(key, x, y, w, family, n_classes, n_components, init_method, n_init, max_iter,
+                        jnp.asarray(tol, x.dtype))
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
-def _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_method, n_init, max_iter, tol,
-                 reg_covar):
+@jax.jit(static_argnums=(5, 6, 7, 8, 9))
+def _fit_classes(key, x, y, w, family, n_classes, n_components, init_method, n_init, max_iter, tol):
     onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype).T * w[None, :]  # (C, n) class weights
 
     def one(k, wc):
-        return _fit_core(k, x, wc, n_components, covariance_type, init_method, n_init, max_iter, tol, reg_covar)
+        return em.fit(k, x, family, n_components, sample_weight=wc, init_method=init_method, n_init=n_init,
+                      max_iter=max_iter, tol=tol)
 
     mixtures, info = jax.vmap(one)(jax.random.split(key, n_classes), onehot)
     class_w = jnp.sum(onehot, axis=1)
@@ -134,23 +142,21 @@ def _fit_classes(key, x, y, w, n_classes, n_components, covariance_type, init_me
 def _check_clf(x, clf):
     if not isinstance(clf, BayesClassifier):
         raise TypeError(f"`clf` must be a BayesClassifier, got {type(clf).__name__}")
-    x = as_float_array(x, "x", 2)
-    check_finite(x, "x")
-    d = clf.mixtures.means.shape[-1]
+    m = clf.mixtures
+    x = m.family.validate(x, "x")
+    d = m.family.n_features(m.components)
     if x.shape[1] != d:
         raise ValueError(f"`x` has {x.shape[1]} features but the classifier was fitted on {d}")
-    return x.astype(clf.mixtures.means.dtype)
+    return x.astype(m.weights.dtype)
 
 
 @jax.jit
 def _class_ll(x, clf):
-    m = clf.mixtures
-
-    def one(weights, means, prec):
-        lp = _component_log_prob(x, means, prec, m.covariance_type) + jnp.log(weights)
+    def one(m):
+        lp = m.family.component_log_prob(x, m.components) + jnp.log(m.weights)
         return jax.nn.logsumexp(lp, axis=1)
 
-    return jax.vmap(one, out_axes=1)(m.weights, m.means, m.precisions_cholesky)
+    return jax.vmap(one, out_axes=1)(clf.mixtures)
 
 
 def class_log_likelihoods(x, clf: BayesClassifier):

@@ -39,6 +39,8 @@ __all__ = [
     "gaussian_log_prob_diag",
     "gaussian_log_prob_spherical",
     "component_log_prob",
+    "log_det_precisions_cholesky",
+    "diagonal_entries",
     "mixture_log_prob",
     "categorical_log_prob",
     "entropy",
@@ -71,19 +73,20 @@ def _prec_chol_from_cov(cov, symmetrize=True):
 
 
 def _precisions_cholesky(covariances, covariance_type, symmetrize=True):
-    """``symmetrize=False`` when the covariances are symmetric by construction (one kernel less)."""
     if covariance_type in ("full", "tied"):
         return _prec_chol_from_cov(covariances, symmetrize)
     return jax.lax.rsqrt(covariances)
 
 
-def precisions_cholesky(covariances, covariance_type: str = "full"):
+def precisions_cholesky(covariances, covariance_type: str = "full", *, symmetrize: bool = True):
     r"""Cholesky factors of the precision matrices, from covariances.
 
     Args:
         covariances: ``(K, D, D)`` for ``"full"``, ``(D, D)`` for ``"tied"``, ``(K, D)`` variances for
             ``"diag"``, ``(K,)`` variances for ``"spherical"``.
         covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        symmetrize: average each matrix with its transpose first; pass False when the covariances are symmetric
+            by construction (one kernel less to compile).
 
     Returns:
         Array of the same shape as ``covariances``: upper-triangular :math:`U` with :math:`\Sigma^{-1} = U U^\top`
@@ -99,7 +102,7 @@ def precisions_cholesky(covariances, covariance_type: str = "full"):
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     ndim = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}[covariance_type]
     covariances = as_float_array(covariances, "covariances", ndim)
-    return _precisions_cholesky(covariances, covariance_type)
+    return _precisions_cholesky(covariances, covariance_type, symmetrize)
 
 
 def _covariances_from_prec_chol(prec_chol, covariance_type):
@@ -138,19 +141,48 @@ def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: s
 # ----------------------------------------------------------------------------------------------------------
 # Gaussian log-densities
 # ----------------------------------------------------------------------------------------------------------
-def _diagonal(a):
-    """Diagonal of (..., D, D) matrices as a strided slice of the flattened matrices (XLA on CPU compiles a
-    slice to much less code than the gather of ``jnp.diagonal``)."""
+def diagonal_entries(a):
+    """Diagonals of a stack of square matrices, as a strided slice of the flattened matrices.
+
+    XLA on the CPU compiles a slice to much less code than the gather of `jnp.diagonal`.
+
+    Args:
+        a: `(..., D, D)` matrices.
+
+    Returns:
+        `(..., D)` diagonals.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob.densities import diagonal_entries
+        >>> diagonal_entries(jnp.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+        [1.0, 4.0]
+    """
     d = a.shape[-1]
     return a.reshape(a.shape[:-2] + (d * d,))[..., :: d + 1]
 
 
-def _log_det_prec_chol(prec_chol, covariance_type, n_features):
-    """log det of the Cholesky factor U (= -1/2 log det Sigma), per component (or scalar when tied)."""
+def log_det_precisions_cholesky(prec_chol, covariance_type: str, n_features: int):
+    r"""$\log\det U = -\tfrac12 \log\det\Sigma$ of precision Cholesky factors, per component (a scalar when tied).
+
+    Args:
+        prec_chol: factors shaped as in [precisions_cholesky][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
+        n_features: $D$ (needed for the spherical type).
+
+    Returns:
+        `(K,)` log-determinants (a scalar for `"tied"`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob.densities import log_det_precisions_cholesky
+        >>> log_det_precisions_cholesky(jnp.array([0.5, 1.0]), "spherical", 2).round(4).tolist()
+        [-1.3863, 0.0]
+    """
     if covariance_type == "full":
-        return jnp.sum(jnp.log(_diagonal(prec_chol)), axis=-1)
+        return jnp.sum(jnp.log(diagonal_entries(prec_chol)), axis=-1)
     if covariance_type == "tied":
-        return jnp.sum(jnp.log(_diagonal(prec_chol)))
+        return jnp.sum(jnp.log(diagonal_entries(prec_chol)))
     if covariance_type == "diag":
         return jnp.sum(jnp.log(prec_chol), axis=-1)
     return n_features * jnp.log(prec_chol)
@@ -170,7 +202,7 @@ def _component_log_prob(x, means, prec_chol, covariance_type):
         maha = jnp.sum(jnp.square((x[:, None, :] - means[None]) * prec_chol[None]), axis=-1)
     else:
         maha = jnp.sum(jnp.square(x[:, None, :] - means[None]), axis=-1) * jnp.square(prec_chol)[None]
-    log_det = _log_det_prec_chol(prec_chol, covariance_type, d)
+    log_det = log_det_precisions_cholesky(prec_chol, covariance_type, d)
     return -0.5 * (d * _LOG_2PI + maha) + log_det
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import mmap
+import os
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxprob import kmeans, mixture
+from jaxprob import em, families, kmeans, mixture
 from jaxprob._validation import (
     as_float_array,
     check_choice,
@@ -47,8 +48,7 @@ from jaxprob._validation import (
     check_sample_weight,
     is_tracer,
 )
-from jaxprob.densities import COVARIANCE_TYPES
-from jaxprob.mixture import FitInfo, GaussianMixture, SuffStats
+from jaxprob.em import Family, FitInfo, Mixture, Stats
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -87,15 +87,19 @@ class OnlineEMState(NamedTuple):
     """State of stepwise (online) EM (a pytree).
 
     Attributes:
-        params: the current :class:`~jaxprob.mixture.GaussianMixture` (the M-step of ``stats``).
-        stats: running average of the per-unit-weight sufficient statistics (a
-            :class:`~jaxprob.mixture.SuffStats` with ``total_weight = 1``), about a fixed ``shift``.
-        step: number of steps taken :math:`t` (int32 scalar).
+        params: the current [Mixture][jaxprob.em.Mixture] (the M-step of `stats`).
+        stats: running average of the per-unit-weight sufficient statistics ([Stats][jaxprob.em.Stats] with
+            `total_weight = 1`), about the fixed `center`.
+        center: the reference of the family's moments (the mean of the initial model).
+        step: number of steps taken $t$ (int32 scalar).
+        n_skipped: number of batches skipped because their total weight was zero (int32 scalar).
     """
 
-    params: GaussianMixture
-    stats: SuffStats
+    params: Mixture
+    stats: Stats
+    center: jax.Array
     step: jax.Array
+    n_skipped: jax.Array
 
 
 class OnlineInfo(NamedTuple):
@@ -104,32 +108,13 @@ class OnlineInfo(NamedTuple):
     Attributes:
         n_steps: number of batches processed.
         trace: ``(n_steps,)`` per batch: mean log-likelihood under the parameters before the step (online EM) or
-            mean batch inertia under the centroids before the step (mini-batch k-means).
+            mean batch inertia under the centroids before the step (mini-batch k-means); NaN for a skipped batch.
+        n_skipped: number of batches skipped because their total weight was zero (online EM).
     """
 
     n_steps: int
     trace: np.ndarray
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the EM iteration on a statistics function (shared by the sharded fit, the grid of jaxprob.selection)
-# ----------------------------------------------------------------------------------------------------------
-def _em_loop(params, stats_fn, max_iter: int, tol, reg_covar, project=None):
-    """EM from ``params`` with the statistics given by ``stats_fn(params) -> SuffStats``: the loop of
-    ``mixture.fit`` started from given parameters (stop when the mean log-likelihood changes by less than ``tol``
-    or after ``max_iter`` M-steps; the last pass only scores the returned parameters). ``project`` (optional) maps
-    the M-step's parameters to the model's parameter set (``jaxprob.selection`` masks padded components).
-    Returns the final loop state (with ``final_ll``)."""
-    k, d = params.means.shape
-    unused = jax.tree.map(
-        lambda a: a[0], mixture._placeholder_stats(1, k, d, params.covariance_type, params.means.dtype)
-    )
-    return mixture._run_em(params, unused, True, stats_fn, max_iter, tol, reg_covar, project)[0]
-
-
-def _best_restart(states):
-    """Keep the restart with the highest final log-likelihood (as ``mixture.fit``); returns (params, FitInfo)."""
-    return mixture._best_restart(states, states.final_ll)
+    n_skipped: int = 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -276,34 +261,23 @@ def _shard(x, w, mesh):
 # ----------------------------------------------------------------------------------------------------------
 # sharded EM
 # ----------------------------------------------------------------------------------------------------------
-def _psum_stats(stats: SuffStats, axis) -> SuffStats:
-    """Add the statistics of every device (the only cross-device reduction of an EM iteration)."""
-    sw, sx, sxx, ll, tw, ns = jax.lax.psum(
-        (stats.sum_weights, stats.sum_x, stats.sum_xx, stats.log_likelihood, stats.total_weight,
-         stats.n_samples),
-        axis,
-    )
-    return SuffStats(sw, sx, sxx, stats.shift, ll, tw, ns, stats.covariance_type)
-
-
-def _sharded_em_program(mesh, max_iter: int):
+def _sharded_em_program(mesh, max_iter: int, callback):
     axis = mesh.axis_names[0]
 
-    def local(x, w, starts, tol, reg_covar):
-        ct = starts.covariance_type
-        # the centre of the moments: the weighted data mean (two sums reduced once, before the iterations)
+    def local(x, w, starts, tol):
+        family = jax.tree.map(lambda a: a[0], starts.family)
+        # the reference of the moments: the weighted data mean (two sums reduced once, before the iterations)
         total, sum_x = jax.lax.psum((jnp.sum(w), w @ x), axis)
-        shift = sum_x / total
-        phi = mixture._features(x - shift, ct)
-        tied = mixture._tied_sxx(phi, w, x.shape[1]) if ct == "tied" else None
+        prepared = em.prepare(x, family, w, sum_x / total)
 
-        def stats_fn(params):
-            return _psum_stats(mixture._e_step_phi(phi, w, params, shift, tied), axis)
+        def e_step_fn(model):
+            # the statistics pytree is the only value reduced across devices, once per iteration
+            return jax.lax.psum(em.e_step(prepared, model), axis)
 
-        states = jax.vmap(lambda p: _em_loop(p, stats_fn, max_iter, tol, reg_covar))(starts)
-        return _best_restart(states)
+        return em.fit_from(prepared, family, models=starts, max_iter=max_iter, tol=tol, e_step_fn=e_step_fn,
+                           callback=callback)
 
-    spec = (P(axis, None), P(axis), P(), P(), P())
+    spec = (P(axis, None), P(axis), P(), P())
     return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=P()))
 
 
@@ -327,21 +301,25 @@ def _check_tol(tol):
         raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
 
 
-def _check_init_params(init_params, d, covariance_type, n_components, dtype):
-    mixture._check_params(init_params, d, "init_params")
-    if init_params.covariance_type != covariance_type:
-        raise ValueError(
-            f"`init_params` has covariance_type={init_params.covariance_type!r} but "
-            f"covariance_type={covariance_type!r} was asked for"
-        )
+def _check_init_params(init_params, d, n_components, dtype):
+    if not isinstance(init_params, Mixture):
+        raise TypeError(f"`init_params` must be a jaxprob Mixture, got {type(init_params).__name__}")
+    if d is not None and init_params.n_features != d:
+        raise ValueError(f"`x` has {d} features but `init_params` has {init_params.n_features}")
     if n_components is not None and init_params.n_components != n_components:
         raise ValueError(f"`init_params` has {init_params.n_components} components, not {n_components}")
-    return jax.tree.map(lambda a: jnp.asarray(a, dtype), init_params)
+    return _as_dtype(init_params, dtype)
 
 
-def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: str = "full", n_init: int = 1,
-                init_method: str = "kmeans++", init_params: GaussianMixture | None = None, max_iter: int = 100,
-                tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None):
+def _as_dtype(tree, dtype):
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                        else a, tree)
+
+
+def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | None = None,
+                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+                init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+                sample_weight=None, callback=None):
     r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
 
     Same model, iteration, stopping rule and outputs as :func:`jaxprob.mixture.fit`: every device computes the
@@ -359,6 +337,8 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
         n_components: ``K``, between 1 and ``n``.
         mesh: 1-D ``jax.sharding.Mesh`` (default: all devices, :func:`sample_mesh`).
         key: JAX PRNG key (required unless ``init_params`` is given).
+        family: a [Family][jaxprob.em.Family] (default Gaussian with `covariance_type` and `reg_covar`); every
+            family works, since only its additive statistics cross devices.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
         n_init: number of restarts (vmapped on every device; the highest final log-likelihood is kept — restarts
             that reach the same optimum, up to rounding and a permutation of the components, may then be chosen
@@ -369,6 +349,7 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
         tol: threshold on the change of the mean log-likelihood.
         reg_covar: non-negative value added to the covariance diagonals.
         sample_weight: optional ``(n,)`` non-negative weights.
+        callback: optional progress callback, as in [jaxprob.mixture.fit][].
 
     Returns:
         ``(params, info)``: a :class:`~jaxprob.mixture.GaussianMixture` (replicated on the mesh) and a
@@ -383,31 +364,44 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, covariance_type: s
         >>> bool(info.converged), sorted(gmm.means[:, 0].round(0).tolist())
         (True, [-4.0, 4.0])
     """
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    check_choice(init_method, "init_method", mixture.INIT_METHODS)
+    check_choice(init_method, "init_method", em.INIT_METHODS)
     mesh = _check_mesh(mesh)
     x = _check_data(x)
     n_components = check_int(n_components, "n_components", minimum=1, maximum=x.shape[0])
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    mixture._check_reg(reg_covar)
     _check_tol(tol)
     w = _check_weights(sample_weight, x)
     if init_params is not None:
-        start = _check_init_params(init_params, x.shape[1], covariance_type, n_components, x.dtype)
-        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + a.shape), start)
+        start = _check_init_params(init_params, x.shape[1], n_components, x.dtype)
+        if family is not None and family != start.family:
+            raise ValueError("`family` differs from the family of `init_params`; give one of them")
+        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
     else:
+        family = _family(family, covariance_type, reg_covar)
         check_key(key)
         if _is_global(x):
             raise ValueError("`init_params` is required when `x` spans several processes (multi-host): fit "
                              "initial parameters on a sample every process reads, e.g. with mixture.fit")
         w0 = jnp.ones((x.shape[0],), x.dtype) if w is None else w
-        starts = mixture._starts_jit(key, x, w0, n_components, covariance_type, init_method, n_init,
-                                     jnp.asarray(reg_covar, x.dtype))
+        starts = _starts_jit(key, x, w0, family, n_components, init_method, n_init)
     xs, ws = _shard(x, w, mesh)
     starts = jax.device_put(starts, NamedSharding(mesh, P()))
-    program = _cached("em", mesh, max_iter)
-    return program(xs, ws, starts, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype))
+    program = _cached("em", mesh, max_iter, callback)
+    return program(xs, ws, starts, jnp.asarray(tol, x.dtype))
+
+
+@jax.jit(static_argnums=(4, 5, 6))
+def _starts_jit(key, x, w, family, n_components, init_method, n_init):
+    return em.initial_models(key, x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init)
+
+
+def _family(family, covariance_type, reg_covar):
+    if family is not None:
+        if not isinstance(family, Family):
+            raise TypeError(f"`family` must be a jaxprob.em.Family, got {type(family).__name__}")
+        return family
+    return families.gaussian(covariance_type, reg_covar)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -560,11 +554,25 @@ def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: 
 # chunked data
 # ----------------------------------------------------------------------------------------------------------
 def _file_reader(x):
-    """Read rows [a, b) of a C-ordered ``np.memmap`` with ordinary file reads (no pages left mapped), or None."""
+    """Read rows [a, b) of a C-ordered ``np.memmap`` with ordinary file reads (no pages left mapped), or None.
+
+    Only a read-only map (``mode="r"``) of the whole array, whose file is still there and long enough, is read
+    from its file: a copy-on-write map (``mode="c"``) may hold edits the file does not, and a view, a deleted or
+    a truncated file would give other bytes than the array; those are read from the array itself."""
     if not (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.flags.c_contiguous and x.filename):
+        return None
+    if getattr(x, "mode", None) != "r" or x.base is None:
         return None
     row = int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize
     path, offset, dtype, shape = x.filename, int(x.offset), x.dtype, x.shape[1:]
+    try:
+        if os.path.getsize(path) < offset + x.shape[0] * row:
+            return None
+    except OSError:
+        return None
+    if len(x.base) != offset - (offset % mmap.ALLOCATIONGRANULARITY) + x.shape[0] * row and x.base is not None:
+        # the map covers more than this array (a slice of a larger map): slicing the array is exact
+        return None
 
     def read(a, b):
         out = np.fromfile(path, dtype=dtype, count=(b - a) * row // dtype.itemsize, offset=offset + a * row)
@@ -709,107 +717,122 @@ class _Chunks:
         return xb, wb
 
 
-def _zero_stats(k, d, ct, shift, dtype):
-    sxx = jnp.zeros({"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct], dtype)
-    z = jnp.zeros((), dtype)
-    return SuffStats(jnp.zeros((k,), dtype), jnp.zeros((k, d), dtype), sxx, shift, z, z, z, ct)
-
-
-def _chunk_stats(x, w, params, shift):
-    ct = params.covariance_type
-    phi = mixture._features(x - shift, ct)
-    tied = mixture._tied_sxx(phi, w, x.shape[1]) if ct == "tied" else None
-    return mixture._e_step_phi(phi, w, params, shift, tied)
+@jax.jit
+def _em_chunk_jit(acc, x, w, model, center):
+    stats = em.e_step(em.prepare(x, model.family, w, center), model)
+    return jax.tree.map(jnp.add, acc, stats)
 
 
 @jax.jit
-def _em_chunk_jit(acc, x, w, params):
-    return acc + _chunk_stats(x, w, params, acc.shift)
+def _center_chunk_jit(acc, x, w):
+    return acc[0] + jnp.sum(w), acc[1] + w @ x
 
 
 @jax.jit
-def _m_step_prev_jit(stats, reg_covar, previous):
-    return mixture._m_step(stats, reg_covar, previous)
+def _m_step_prev_jit(stats, center, previous):
+    return em.m_step(previous.family, stats, center, previous)
 
 
-def _check_chunked_args(max_iter, tol, reg_covar):
+def _check_chunked_args(max_iter, tol):
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     _check_tol(tol)
-    mixture._check_reg(reg_covar)
     return max_iter
 
 
-def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = None, sample_weight=None,
-                max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6):
+def _zeros_like_stats(model, center, x0, w0):
+    shapes = jax.eval_shape(lambda m, c, x, w: em.e_step(em.prepare(x, m.family, w, c), m), model, center, x0, w0)
+    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+
+def fit_chunked(data, init_params: Mixture, *, chunk_size: int | None = None, sample_weight=None,
+                max_iter: int = 100, tol: float = 1e-3, callback=None):
     r"""Exact EM over data read chunk by chunk (larger than memory): one pass over the chunks is one EM iteration.
 
-    Every pass adds the sufficient statistics of the chunks (one compiled function over pieces of a fixed number
-    of rows, the last piece of a chunk padded with weight-0 rows) and then runs the M-step on the sums, so an
-    iteration equals the full-batch iteration of :func:`jaxprob.mixture.fit` up to the rounding of the sums.
-    Iterations stop as in ``mixture.fit`` (change of the mean log-likelihood below ``tol``, or ``max_iter``
-    M-steps); the last pass scores the returned parameters. The moments are taken about the mean of
-    ``init_params`` (any fixed centre gives the same M-step). Memory: one chunk read and the ``(piece, F)``
-    feature matrix of one piece, not the data (``mixture.fit`` keeps the ``(n, F)`` feature matrix of all the
-    data, :math:`F = D(D+3)/2 + 1` for full covariances).
+    Works for every family: a pass adds the additive statistics of the chunks (`jax.tree.map(jnp.add, ...)`, one
+    compiled function over pieces of a fixed number of rows, the last piece of a chunk padded with weight-0 rows)
+    and then runs the M-step on the sums, so an iteration equals the full-batch iteration of
+    [jaxprob.mixture.fit][] up to the rounding of the sums. A first pass computes the weighted data mean, the
+    reference of the moments (as `mixture.fit`). Iterations stop as in `mixture.fit` (change of the mean
+    log-likelihood below `tol`, or `max_iter` M-steps); the last pass scores the returned model, and a
+    non-finite log-likelihood ends the fit on the last model whose likelihood was finite (`info.nonfinite`).
+    Memory: one chunk read and the prepared features of one piece, not the data.
 
-    Initial parameters usually come from a fit on a sample, e.g.
-    ``mixture.fit(x[:100_000], K, key=key)[0]``.
+    Initial parameters usually come from a fit on a sample, e.g. `mixture.fit(x[:100_000], K, key=key)[0]`.
 
     Args:
-        data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks, each
-            ``x`` or ``(x, sample_weight)`` (see :func:`iter_chunks`).
-        init_params: starting :class:`~jaxprob.mixture.GaussianMixture` (its covariance type is used).
-        chunk_size: rows per computed piece (every chunk is cut into pieces of this many rows, the last one padded);
-            default automatic: about :math:`2^{20}` feature entries per piece (8,192 rows for a full covariance at
-            :math:`D=16`), which keeps the piece in cache. Array data are read ``max(chunk_size, 65536)`` rows at
-            a time.
-        sample_weight: optional ``(n,)`` non-negative weights for array data.
+        data: an `(n, D)` array (NumPy, `np.memmap`, JAX) or a function returning an iterable of chunks, each
+            `x` or `(x, sample_weight)` (see [iter_chunks][jaxprob.scale.iter_chunks]). A memory-mapped array is
+            read as the array holds it (a read-only map is read with file reads, which give the same bytes).
+        init_params: starting [Mixture][jaxprob.em.Mixture] (its family is used).
+        chunk_size: rows per computed piece; default automatic, about $2^{20}$ feature entries per piece (8,192
+            rows for a full covariance at $D=16$), which keeps the piece in cache. Array data are read
+            `max(chunk_size, 65536)` rows at a time.
+        sample_weight: optional `(n,)` non-negative weights for array data.
         max_iter: hard limit on EM iterations.
         tol: threshold on the change of the mean log-likelihood.
-        reg_covar: non-negative value added to the covariance diagonals.
+        callback: optional `callback(n_iter, mean_log_likelihood)` called after every pass.
 
     Returns:
-        ``(params, info)``: a :class:`~jaxprob.mixture.GaussianMixture` and a :class:`~jaxprob.mixture.FitInfo`
-        (one restart).
+        `(model, info)`: a [Mixture][jaxprob.em.Mixture] and a [FitInfo][jaxprob.em.FitInfo] (one restart).
 
     Examples:
         >>> import jax, numpy as np
         >>> from jaxprob import mixture, scale
         >>> rng = np.random.default_rng(0)
         >>> x = np.concatenate([rng.normal(-4, 1, (500, 2)), rng.normal(4, 1, (500, 2))]).astype(np.float32)
-        >>> init = mixture.init(jax.random.key(0), x[::10], 2)
+        >>> init = mixture.init(x[::10], 2, key=jax.random.key(0))
         >>> gmm, info = scale.fit_chunked(x, init, chunk_size=256)
         >>> bool(info.converged), sorted(gmm.means[:, 0].round(0).tolist())
         (True, [-4.0, 4.0])
     """
-    max_iter = _check_chunked_args(max_iter, tol, reg_covar)
-    mixture._check_params(init_params, None, "init_params")
-    dtype = jnp.result_type(init_params.means.dtype)
-    f = mixture._n_quad(init_params.covariance_type, init_params.n_features) + init_params.n_features + 1
-    chunks = _Chunks(data, chunk_size, sample_weight, dtype, _auto_rows(f))
-    if chunks.d is not None and chunks.d != init_params.n_features:
-        raise ValueError(f"`data` has {chunks.d} features but `init_params` has {init_params.n_features}")
-    chunks.d = init_params.n_features
-    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), init_params)
-    k, d, ct = params.n_components, params.n_features, params.covariance_type
-    shift = params.weights @ params.means
-    reg = jnp.asarray(reg_covar, dtype)
+    max_iter = _check_chunked_args(max_iter, tol)
+    init_params = _check_init_params(init_params, None, None, jnp.result_type(init_params.weights.dtype)
+                                     if isinstance(init_params, Mixture) else None)
+    dtype = init_params.weights.dtype
+    d = init_params.n_features
+    width = jax.eval_shape(lambda: init_params.family.prepare(jnp.zeros((1, d), dtype), jnp.ones((1,), dtype),
+                                                              jnp.zeros((d,), dtype)))
+    entries = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in jax.tree.leaves(width))
+    chunks = _Chunks(data, chunk_size, sample_weight, dtype, _auto_rows(max(entries, 1)))
+    if chunks.d is not None and chunks.d != d:
+        raise ValueError(f"`data` has {chunks.d} features but `init_params` has {d}")
+    chunks.d = d
+    model = init_params
+    k = model.n_components
+
+    acc = (jnp.zeros((), dtype), jnp.zeros((d,), dtype))
+    for xb, wb in chunks.passes():
+        acc = _center_chunk_jit(acc, xb, wb)
+    center = acc[1] / acc[0]
 
     prev, n_iter, converged, nonfinite = -np.inf, 0, False, False
     trace = np.full(max_iter, np.nan)
     collapsed = np.zeros(k, bool)
     regularized = np.zeros(k, bool)
+    good, good_ll = model, np.nan
+    zeros = None
     while True:
-        acc = _zero_stats(k, d, ct, shift, dtype)
         for xb, wb in chunks.passes():
-            acc = _em_chunk_jit(acc, xb, wb, params)
-        ll = float(acc.log_likelihood / acc.total_weight)
-        nonfinite = not np.isfinite(ll)  # ends the fit on these parameters, as in mixture.fit
-        if converged or nonfinite or n_iter >= max_iter:
+            if zeros is None:
+                zeros = _zeros_like_stats(model, center, xb, wb)
+                acc = zeros
+            acc = _em_chunk_jit(acc, xb, wb, model, center)
+        stats, acc = acc, zeros
+        ll = float(stats.log_likelihood / stats.total_weight)
+        nonfinite = not np.isfinite(ll)
+        if nonfinite:  # the last model whose likelihood was finite (as mixture.fit)
+            if n_iter > 0:
+                model, ll = good, good_ll
+            converged = False
             break
-        params, col, regd = _m_step_prev_jit(acc, reg, params)
+        good, good_ll = model, ll
+        if converged or n_iter >= max_iter:
+            break
+        model, col, regd = _m_step_prev_jit(stats, center, model)
         trace[n_iter] = ll
         n_iter += 1
+        if callback is not None:
+            callback(n_iter, ll)
         converged = abs(ll - prev) < tol
         prev = ll
         collapsed = np.asarray(col)
@@ -818,14 +841,14 @@ def fit_chunked(data, init_params: GaussianMixture, *, chunk_size: int | None = 
         converged=jnp.asarray(converged),
         n_iter=jnp.asarray(n_iter, jnp.int32),
         log_likelihood=jnp.asarray(ll, dtype),
-        log_likelihood_trace=jnp.asarray(trace, dtype),
+        trace=jnp.asarray(trace, dtype),
         collapsed=jnp.asarray(collapsed),
         regularized=jnp.asarray(regularized),
         nonfinite=jnp.asarray(nonfinite),
         restart_log_likelihoods=jnp.asarray([ll], dtype),
         best_restart=jnp.asarray(0, jnp.int32),
     )
-    return params, info
+    return model, info
 
 
 @jax.jit
@@ -917,68 +940,54 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
 # ----------------------------------------------------------------------------------------------------------
 # online (stepwise) EM and streaming mini-batch k-means
 # ----------------------------------------------------------------------------------------------------------
-def _implied_stats(params: GaussianMixture, shift) -> SuffStats:
-    """Per-unit-weight statistics whose M-step (without ``reg_covar``) gives back ``params``."""
-    ct = params.covariance_type
-    a = params.weights
-    m = params.means - shift
-    cov = params.covariances
-    if ct == "full":
-        sxx = a[:, None, None] * (cov + m[:, :, None] * m[:, None, :])
-    elif ct == "tied":
-        sxx = cov + jnp.einsum("k,ki,kj->ij", a, m, m)
-    elif ct == "diag":
-        sxx = a[:, None] * (cov + jnp.square(m))
-    else:
-        sxx = a * (params.n_features * cov + jnp.sum(jnp.square(m), axis=-1))
-    one = jnp.ones((), a.dtype)
-    return SuffStats(a, a[:, None] * m, sxx, shift, jnp.zeros((), a.dtype), one, one, ct)
-
-
-def online_em_init(params: GaussianMixture) -> OnlineEMState:
-    """Stepwise-EM state from initial parameters (statistics implied by ``params``, about their mean).
+def online_em_init(params: Mixture) -> OnlineEMState:
+    """Stepwise-EM state from initial parameters (the statistics implied by `params`, about their mean).
 
     Args:
-        params: initial :class:`~jaxprob.mixture.GaussianMixture`, e.g. fitted on the first batch.
+        params: initial [Mixture][jaxprob.em.Mixture], e.g. fitted on the first batch. Its family must provide
+            `implied_statistics` (every family of [jaxprob.families][] does).
 
     Returns:
-        An :class:`OnlineEMState` with ``step = 0``.
+        An [OnlineEMState][jaxprob.scale.OnlineEMState] with `step = 0`.
 
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import mixture, scale
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones(2), "spherical")
         >>> state = scale.online_em_init(gmm)
-        >>> int(state.step), state.stats.sum_weights.tolist()
+        >>> int(state.step), state.stats.counts.tolist()
         (0, [0.5, 0.5])
     """
-    mixture._check_params(params)
-    shift = params.weights @ params.means
-    return OnlineEMState(params, _implied_stats(params, shift), jnp.zeros((), jnp.int32))
+    _check_init_params(params, None, None, params.weights.dtype if isinstance(params, Mixture) else None)
+    return _online_init_jit(params)
 
 
 @jax.jit
-def _online_step_jit(state: OnlineEMState, x, w, kappa, t0, reg_covar):
-    params, avg, t = state
-    batch = _chunk_stats(x, w, params, avg.shift)
+def _online_init_jit(params):
+    family, a = params.family, params.weights
+    center = family.model_center(params.weights, params.components)
+    fam = family.implied_statistics(params.components, a, center)
+    one, zero = jnp.ones((), a.dtype), jnp.zeros((), a.dtype)
+    stats = Stats(a, fam, zero, one, one)
+    return OnlineEMState(params, stats, center, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+@jax.jit
+def _online_step_jit(state: OnlineEMState, x, w, kappa, t0):
+    params, avg = state.params, state.stats
+    batch = em.e_step(em.prepare(x, params.family, w, state.center), params)
     tw = batch.total_weight
-    eta = (t.astype(x.dtype) + t0) ** (-kappa)
-
-    def mix(a, b):
-        return (1.0 - eta) * a + eta * b / tw
-
-    stats = SuffStats(
-        mix(avg.sum_weights, batch.sum_weights),
-        mix(avg.sum_x, batch.sum_x),
-        mix(avg.sum_xx, batch.sum_xx),
-        avg.shift,
-        mix(avg.log_likelihood, batch.log_likelihood),
-        jnp.ones((), x.dtype),
-        batch.n_samples,  # collapse test: a component with less than one batch sample's share
-        avg.covariance_type,
-    )
-    new, _, _ = mixture._m_step(stats, reg_covar, params)
-    return OnlineEMState(new, stats, t + 1), batch.log_likelihood / tw
+    eta = (state.step.astype(x.dtype) + t0) ** (-kappa)
+    safe_tw = jnp.where(tw > 0, tw, 1.0)
+    stats = jax.tree.map(lambda a, b: (1.0 - eta) * a + eta * b / safe_tw, avg, batch)
+    # total weight stays 1; the collapse test compares with one batch sample's share
+    stats = stats._replace(total_weight=jnp.ones((), x.dtype), n_samples=batch.n_samples)
+    new, _, _ = em.m_step(params.family, stats, state.center, params)
+    skip = tw <= 0  # a batch of zero weight carries no information: skipped, counted, never a NaN model
+    out = OnlineEMState(new, stats, state.center, state.step + 1, state.n_skipped)
+    out = jax.tree.map(lambda a, b: jnp.where(skip, a, b), state, out)
+    out = out._replace(n_skipped=state.n_skipped + skip.astype(jnp.int32))
+    return out, jnp.where(skip, jnp.nan, batch.log_likelihood / safe_tw)
 
 
 def _check_step_size(kappa, t0):
@@ -991,8 +1000,7 @@ def _check_step_size(kappa, t0):
         raise ValueError(f"`t0` must be a finite number >= 1 (so that every step size is at most 1), got {t0}")
 
 
-def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: float = 1.0,
-                   reg_covar: float = 1e-6, sample_weight=None):
+def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: float = 1.0, sample_weight=None):
     r"""One stepwise-EM update (Cappé and Moulines, 2009) from a batch.
 
     With :math:`\hat s_t` the batch's sufficient statistics divided by its total weight and
@@ -1006,12 +1014,12 @@ def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: flo
         x_batch: ``(b, D)`` samples.
         kappa: decay exponent of the step size, in ``(0.5, 1]``.
         t0: step-size offset, ``>= 1``.
-        reg_covar: non-negative value added to the covariance diagonals.
         sample_weight: optional ``(b,)`` non-negative weights.
 
     Returns:
         ``(state, batch_log_likelihood)``: the new state and the batch's mean log-likelihood under the parameters
-        *before* the step.
+        *before* the step. A batch whose weights are all zero is skipped (`state.n_skipped` grows, the
+        parameters stay) and gives NaN.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -1025,12 +1033,10 @@ def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: flo
     if not isinstance(state, OnlineEMState):
         raise TypeError(f"`state` must be an OnlineEMState (see online_em_init), got {type(state).__name__}")
     _check_step_size(kappa, t0)
-    mixture._check_reg(reg_covar)
-    xb = mixture._check_x(x_batch, "x_batch", params=state.params)
-    wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype)
-    state = jax.tree.map(lambda a: jnp.asarray(a, xb.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, state)
-    return _online_step_jit(state, xb, wb, jnp.asarray(kappa, xb.dtype), jnp.asarray(t0, xb.dtype),
-                            jnp.asarray(reg_covar, xb.dtype))
+    xb = mixture.validate_data(x_batch, state.params, "x_batch")
+    wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype, allow_all_zero=True)
+    state = _as_dtype(state, xb.dtype)
+    return _online_step_jit(state, xb, wb, jnp.asarray(kappa, xb.dtype), jnp.asarray(t0, xb.dtype))
 
 
 def _stream(batches, n_epochs):
@@ -1047,8 +1053,8 @@ def _stream(batches, n_epochs):
         yield from batches
 
 
-def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0: float = 1.0,
-               reg_covar: float = 1e-6, n_epochs: int = 1):
+def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float = 1.0, n_epochs: int = 1,
+               callback=None):
     """Stepwise EM over a stream of batches (each ``x`` or ``(x, sample_weight)``), one :func:`online_em_step` per
     batch; a batch shorter than the first is padded with weight-0 rows, so the step compiles once.
 
@@ -1057,12 +1063,13 @@ def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0:
         init_params: starting :class:`~jaxprob.mixture.GaussianMixture`.
         kappa: decay exponent of the step size, in ``(0.5, 1]``.
         t0: step-size offset, ``>= 1``.
-        reg_covar: non-negative value added to the covariance diagonals.
         n_epochs: passes over ``batches`` when it is a function.
+        callback: optional `callback(step, batch_mean_log_likelihood)` called after every batch.
 
     Returns:
         ``(params, info)``: the final :class:`~jaxprob.mixture.GaussianMixture` and an :class:`OnlineInfo`
-        (mean batch log-likelihood before every step).
+        (mean batch log-likelihood before every step; batches of zero total weight are skipped and counted in
+        `info.n_skipped`).
 
     Examples:
         >>> import jax, numpy as np
@@ -1077,20 +1084,20 @@ def fit_online(batches, init_params: GaussianMixture, *, kappa: float = 0.6, t0:
         >>> info.n_steps, sorted(gmm.means.ravel().round(0).tolist())
         (50, [-4.0, 4.0])
     """
-    mixture._check_params(init_params, None, "init_params")
     _check_step_size(kappa, t0)
-    mixture._check_reg(reg_covar)
     n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
     state = online_em_init(init_params)
-    dtype = init_params.means.dtype
-    kap, off, reg = (jnp.asarray(v, dtype) for v in (kappa, t0, reg_covar))
+    dtype = init_params.weights.dtype
+    kap, off = (jnp.asarray(v, dtype) for v in (kappa, t0))
     trace = []
     for xa, wa in _stream_pieces(batches, n_epochs, init_params.n_features, dtype):
-        state, ll = _online_step_jit(state, xa, wa, kap, off, reg)
+        state, ll = _online_step_jit(state, xa, wa, kap, off)
         trace.append(ll)
+        if callback is not None:
+            callback(len(trace), float(ll))
     if not trace:
         raise ValueError("`batches` yielded no samples")
-    return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)))
+    return state.params, OnlineInfo(len(trace), np.asarray(jnp.stack(trace)), int(state.n_skipped))
 
 
 def _stream_pieces(batches, n_epochs, d, dtype):
@@ -1150,39 +1157,31 @@ def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
 # differentiable EM
 # ----------------------------------------------------------------------------------------------------------
 @jax.jit(static_argnums=(3,))
-def _em_steps_jit(x, w, params, n_steps, reg_covar):
-    shift, phi, tied = mixture._prepare(x, w, params.covariance_type)
-
-    def body(p, _):
-        stats = mixture._e_step_phi(phi, w, p, shift, tied)
-        new, _, _ = mixture._m_step(stats, reg_covar, p)
-        return new, stats.log_likelihood / stats.total_weight
-
-    return jax.lax.scan(body, params, None, length=n_steps)
+def _em_steps_jit(x, w, params, n_steps):
+    prepared = em.prepare(x, params.family, w)
+    return jax.lax.scan(lambda m, _: em.step(prepared, m), params, None, length=n_steps)
 
 
-def em_steps(x, params: GaussianMixture, n_steps: int, *, reg_covar: float = 1e-6, sample_weight=None):
-    r"""A fixed number of EM iterations under ``lax.scan``: differentiable with respect to ``x``, ``params`` (and the
+def em_steps(x, params: Mixture, n_steps: int, *, sample_weight=None):
+    r"""A fixed number of EM iterations under `lax.scan`: differentiable with respect to `x`, `params` (and the
     weights).
 
-    :func:`jaxprob.mixture.fit` stops on a tolerance inside ``lax.while_loop``, which JAX cannot differentiate in
-    reverse mode (``jax.grad`` raises); here the number of iterations is fixed, so ``jax.grad`` / ``jax.vjp``
-    go through the unrolled E- and M-steps (memory grows with ``n_steps``: the scan keeps every iteration's
-    residuals). Gradients with respect to ``params`` flow through ``weights``, ``means`` and
-    ``precisions_cholesky`` (the E-step's parametrisation); build ``params`` with
-    :func:`jaxprob.mixture.make_gmm` inside the differentiated function to differentiate with respect to
-    covariances.
+    [jaxprob.mixture.fit][] stops on a tolerance inside `lax.while_loop`, which JAX cannot differentiate in
+    reverse mode (`jax.grad` raises); here the number of iterations is fixed, so `jax.grad` / `jax.vjp` go
+    through the unrolled E- and M-steps (memory grows with `n_steps`: the scan keeps every iteration's
+    residuals). Gradients with respect to a Gaussian `params` flow through `weights`, `means` and
+    `precisions_cholesky` (the E-step's parametrisation); build `params` with [jaxprob.mixture.make_gmm][]
+    inside the differentiated function to differentiate with respect to covariances.
 
     Args:
-        x: ``(n, D)`` data.
-        params: initial :class:`~jaxprob.mixture.GaussianMixture`.
+        x: `(n, D)` data.
+        params: initial [Mixture][jaxprob.em.Mixture].
         n_steps: number of EM iterations (static).
-        reg_covar: non-negative value added to the covariance diagonals.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        sample_weight: optional `(n,)` non-negative weights.
 
     Returns:
-        ``(params, log_likelihood_trace)``: the parameters after ``n_steps`` iterations and the ``(n_steps,)``
-        mean log-likelihood at each E-step.
+        `(params, log_likelihood_trace)`: the model after `n_steps` iterations and the `(n_steps,)` mean
+        log-likelihood at each E-step.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -1196,9 +1195,7 @@ def em_steps(x, params: GaussianMixture, n_steps: int, *, reg_covar: float = 1e-
         >>> g.shape, bool(g[3, 0] > 0)
         ((4, 1), True)
     """
-    x = mixture._check_x(x, params=params)
+    x = mixture.validate_data(x, params, "x")
     n_steps = check_int(n_steps, "n_steps", minimum=1)
-    mixture._check_reg(reg_covar)
     w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), params)
-    return _em_steps_jit(x, w, params, n_steps, jnp.asarray(reg_covar, x.dtype))
+    return _em_steps_jit(x, w, _as_dtype(params, x.dtype), n_steps)

@@ -36,11 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprob import kmeans, mixture
+from jaxprob import em, kmeans
 from jaxprob._validation import check_choice, check_int, check_key, check_sample_weight, is_tracer
 from jaxprob.densities import COVARIANCE_TYPES
-from jaxprob.mixture import GaussianMixture
-from jaxprob.scale import _em_loop
+from jaxprob.em import Family, Mixture
+from jaxprob.families.gaussian import gaussian
 
 __all__ = ["CRITERIA", "INIT_METHODS", "SelectionResult", "fit_grid", "cell_params"]
 
@@ -89,81 +89,79 @@ class SelectionResult(NamedTuple):
     best_index: tuple
     best_covariance_type: str
     best_n_components: int
-    best: GaussianMixture
+    best: Mixture
+    families: tuple = ()
 
 
-def _n_params(ct, k, d):
-    cov = {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d, "spherical": k}[ct]
-    return k - 1 + k * d + cov
-
-
-def _mask(params: GaussianMixture, mask):
+def _mask(model: Mixture, mask):
     """Zero the weights of the masked components and renormalise the others."""
-    w = jnp.where(mask, params.weights, 0.0)
-    return GaussianMixture(w / jnp.sum(w), params.means, params.covariances, params.precisions_cholesky,
-                           params.covariance_type)
+    w = jnp.where(mask, model.weights, 0.0)
+    return Mixture(w / jnp.sum(w), model.components, model.family)
 
 
-def _start(x, w, phi, shift, tied, ct, mask, seeds, key, method, reg_covar):
-    """Initial parameters of one cell: hard assignment to the first K seeds (or random responsibilities)."""
-    if method == "kmeans++":
-        d2 = jnp.sum(jnp.square(seeds), axis=-1)[None, :] - 2.0 * (x @ seeds.T)
-        labels = jnp.argmin(jnp.where(mask[None, :], d2, jnp.inf), axis=1)
-        resp = jax.nn.one_hot(labels, mask.shape[0], dtype=x.dtype)
-    else:
-        r = jax.random.uniform(key, (x.shape[0], mask.shape[0]), x.dtype) * mask
-        resp = r / jnp.sum(r, axis=1, keepdims=True)
-    stats = mixture._stats_from_resp(phi, w, resp, shift, ct, tied)
-    return _mask(mixture._m_step(stats, reg_covar)[0], mask)
+def _n_params(family, comps, k):
+    return k - 1 + family.n_parameters(em.take_components(family, comps, slice(0, k)))
 
 
-def _grid_one_type(ct, seeds, keys, x, w, x_val, w_val, tol, reg_covar, ks, method, max_iter):
-    """All (K, restart) cells of one covariance type: starts, vmapped EM, criteria."""
-    k_max, d = max(ks), x.shape[1]
+def _grid_one_family(family, seeds, keys, x, w, x_val, w_val, tol, ks, method, max_iter):
+    """All (K, restart) cells of one family: starts, vmapped EM, criteria."""
+    k_max = max(ks)
     masks = jnp.arange(k_max)[None, :] < jnp.asarray(ks)[:, None]  # (G, K_max)
     total = jnp.sum(w)
-    shift, phi, tied = mixture._prepare(x, w, ct)
+    prepared = em.prepare(x, family, w)
+    xm = family.seeding_matrix(x)
 
     def start(mask, seed, key):
-        return _start(x, w, phi, shift, tied, ct, mask, seed, key, method, reg_covar)
+        """Initial model of one cell: hard assignment to the first K seeds (or random responsibilities)."""
+        if method == "kmeans++":
+            d2 = jnp.sum(jnp.square(seed), axis=-1)[None, :] - 2.0 * (xm @ seed.T)
+            labels = jnp.argmin(jnp.where(mask[None, :], d2, jnp.inf), axis=1)
+            resp = jax.nn.one_hot(labels, mask.shape[0], dtype=xm.dtype)
+        else:
+            r = jax.random.uniform(key, (xm.shape[0], mask.shape[0]), xm.dtype) * mask
+            resp = r / jnp.sum(r, axis=1, keepdims=True)
+        stats = em.statistics_from_responsibilities(prepared, resp, family)
+        return _mask(em.m_step(family, stats, prepared.center)[0], mask)
 
-    def stats_fn(params):
-        return mixture._e_step_phi(phi, w, params, shift, tied)
-
-    def run(p0, mask):
-        return _em_loop(p0, stats_fn, max_iter, tol, reg_covar, project=lambda q: _mask(q, mask))
+    def run(m0, mask):
+        e_fn, m_fn = em.mixture_steps(prepared, family, project=lambda q: _mask(q, mask))
+        return em.run(m0, None, e_fn, m_fn, max_iter=max_iter, tol=tol, given=True, n_flags=k_max)
 
     def cells(mask):  # the restarts of one K
         starts = jax.vmap(start, in_axes=(None, 0, 0))(mask, seeds, keys)
         return starts, jax.vmap(run, in_axes=(0, None))(starts, mask)
 
     starts, states = jax.vmap(cells)(masks)
-    n_par = jnp.asarray([_n_params(ct, k, d) for k in ks], x.dtype)[:, None]
+    comps0 = jax.tree.map(lambda a: a[0, 0], starts.components)
+    n_par = jnp.asarray([_n_params(family, comps0, k) for k in ks], x.dtype)[:, None]
     ll = states.final_ll
     bic = -2.0 * ll * total + n_par * jnp.log(total)
     aic = -2.0 * ll * total + 2.0 * n_par
     if x_val is not None:
-        phi_val = mixture._features(x_val - shift, ct)
-        tied_val = jnp.zeros((d, d), x.dtype) if ct == "tied" else None
+        prep_val = em.prepare(x_val, family, w_val, prepared.center)
 
         def held(q):
-            st = mixture._e_step_phi(phi_val, w_val, q, shift, tied_val)
+            st = em.e_step(prep_val, q)
             return st.log_likelihood / st.total_weight
 
-        heldout = jax.vmap(jax.vmap(held))(states.params)
+        heldout = jax.vmap(jax.vmap(held))(states.model)
     else:
         heldout = jnp.full(ll.shape, jnp.nan, x.dtype)
-    return ll, heldout, bic, aic, states.converged, states.n_iter, states.params, starts
+    return ll, heldout, bic, aic, states.converged, states.n_iter, states.model, starts
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "cts", "method", "max_iter"))
-def _grid_jit(keys, x, w, x_val, w_val, tol, reg_covar, *, ks, cts, method, max_iter):
-    """One program for the whole grid: the seeds, then one vmapped sub-program per covariance type."""
-    if method == "kmeans++":
-        seeds = jax.vmap(lambda k: kmeans.kmeans_plusplus(k, x, max(ks), sample_weight=w)[0])(keys)
-    else:
-        seeds = jnp.zeros((keys.shape[0], max(ks), x.shape[1]), x.dtype)
-    return [_grid_one_type(ct, seeds, keys, x, w, x_val, w_val, tol, reg_covar, ks, method, max_iter) for ct in cts]
+@functools.partial(jax.jit, static_argnames=("ks", "method", "max_iter"))
+def _grid_jit(keys, x, w, x_val, w_val, tol, fams, *, ks, method, max_iter):
+    """One program for the whole grid: the seeds, then one vmapped sub-program per family."""
+    out = []
+    for family in fams:
+        xm = family.seeding_matrix(x)
+        if method == "kmeans++":
+            seeds = jax.vmap(lambda k, xm=xm: kmeans.kmeans_plusplus(k, xm, max(ks), sample_weight=w)[0])(keys)
+        else:
+            seeds = jnp.zeros((keys.shape[0], max(ks), xm.shape[1]), xm.dtype)
+        out.append(_grid_one_family(family, seeds, keys, x, w, x_val, w_val, tol, ks, method, max_iter))
+    return out
 
 
 def _as_tuple(value, name, convert):
@@ -176,9 +174,10 @@ def _as_tuple(value, name, convert):
     return items
 
 
-def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = COVARIANCE_TYPES, n_init: int = 1,
-             x_val=None, criterion: str = "bic", method: str = "kmeans++", max_iter: int = 100,
-             tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None, val_weight=None) -> SelectionResult:
+def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = COVARIANCE_TYPES,
+             families: Sequence[Family] | None = None, n_init: int = 1, x_val=None, criterion: str = "bic",
+             init_method: str = "kmeans++", max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+             sample_weight=None, val_weight=None) -> SelectionResult:
     r"""Fit every (covariance type, number of components, restart) of a grid by EM in one compiled program and
     score each cell by BIC, AIC and held-out log-likelihood.
 
@@ -186,12 +185,15 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
         x: ``(n, D)`` training data.
         n_components: an int ``K_max`` (the grid is ``1..K_max``) or a sequence of numbers of components.
         key: a JAX PRNG key (restart ``r`` uses ``jax.random.split(key, n_init)[r]``).
-        covariance_types: a type or a sequence of types among ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        covariance_types: a type or a sequence of types among ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``
+            (Gaussian families with `reg_covar`; ignored when `families` is given).
+        families: optional sequence of [Family][jaxprob.em.Family] objects, one grid row each (any family of
+            [jaxprob.families][]); `result.covariance_types` then names them.
         n_init: restarts per cell.
         x_val: optional ``(m, D)`` held-out data.
         criterion: ``"bic"`` or ``"aic"`` (lowest wins) or ``"heldout"`` (highest held-out log-likelihood wins;
             needs ``x_val``).
-        method: ``"kmeans++"`` or ``"random"`` (see the module notes).
+        init_method: ``"kmeans++"`` or ``"random"`` (see the module notes).
         max_iter: hard limit on EM iterations per cell (static).
         tol: threshold on the change of the mean log-likelihood.
         reg_covar: non-negative value added to the covariance diagonals.
@@ -200,6 +202,10 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
 
     Returns:
         A :class:`SelectionResult`.
+
+    Raises:
+        ValueError: besides bad arguments, when the criterion is NaN in every cell (no model can be chosen:
+            every fit had a non-finite log-likelihood).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -210,25 +216,33 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
         >>> res.bic.shape, res.best_n_components
         ((2, 3, 1), 2)
     """
-    x = mixture._check_x(x)
+    check_choice(init_method, "init_method", INIT_METHODS)
+    if families is None:
+        cts = _as_tuple(covariance_types, "covariance_types",
+                        lambda c: check_choice(c, "covariance_types", COVARIANCE_TYPES))
+        fams = tuple(gaussian(ct, reg_covar) for ct in cts)
+    else:
+        fams = tuple(families) if not isinstance(families, Family) else (families,)
+        if not fams or not all(isinstance(f, Family) for f in fams):
+            raise TypeError("`families` must be a non-empty sequence of jaxprob.em.Family objects")
+        cts = tuple(getattr(f, "covariance_type", type(f).__name__.lower()) for f in fams)
+        if len(set(cts)) != len(cts):
+            cts = tuple(f"{name}{i}" for i, name in enumerate(cts))
+    x = fams[0].validate(x, "x")
     n, d = x.shape
     ks = _as_tuple(n_components, "n_components",
                    lambda k: check_int(k, "n_components", minimum=1, maximum=n))
     if isinstance(n_components, (int, np.integer)):
         ks = tuple(range(1, ks[0] + 1))
-    cts = _as_tuple(covariance_types, "covariance_types",
-                    lambda c: check_choice(c, "covariance_types", COVARIANCE_TYPES))
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     check_choice(criterion, "criterion", CRITERIA)
-    check_choice(method, "method", INIT_METHODS)
     check_key(key)
-    mixture._check_reg(reg_covar)
     if not is_tracer(tol) and (not np.isfinite(float(tol)) or float(tol) < 0):
         raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
     w = check_sample_weight(sample_weight, n, x.dtype)
     if x_val is not None:
-        x_val = mixture._check_x(x_val, "x_val")
+        x_val = fams[0].validate(x_val, "x_val")
         if x_val.shape[1] != d:
             raise ValueError(f"`x_val` has {x_val.shape[1]} features but `x` has {d}")
         x_val = x_val.astype(x.dtype)
@@ -240,16 +254,23 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
             raise ValueError("`val_weight` is given without `x_val`")
         w_val = None
     keys = jax.random.split(key, n_init)
-    out = _grid_jit(keys, x, w, x_val, w_val, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype),
-                    ks=ks, cts=cts, method=method, max_iter=max_iter)
+    out = _grid_jit(keys, x, w, x_val, w_val, jnp.asarray(tol, x.dtype), fams, ks=ks, method=init_method,
+                    max_iter=max_iter)
     ll, heldout, bic, aic, converged, n_iter, params, starts = (
         tuple(o[i] for o in out) for i in range(8)
     )
     bic, aic, heldout = jnp.stack(bic), jnp.stack(aic), jnp.stack(heldout)
-    score = {"bic": bic, "aic": aic, "heldout": -heldout}[criterion]
-    score = np.where(np.isnan(np.asarray(score)), np.inf, np.asarray(score))
+    score = np.asarray({"bic": bic, "aic": aic, "heldout": -heldout}[criterion])
+    if np.all(np.isnan(score)):
+        raise ValueError(
+            f"the {criterion} criterion is NaN in every cell of the grid (every fit had a non-finite "
+            "log-likelihood): no model can be chosen; check the scale of `x`"
+        )
+    score = np.where(np.isnan(score), np.inf, score)
     c, g, r = (int(i) for i in np.unravel_index(np.argmin(score), score.shape))
     best = _unpad(params[c], ks[g], g, r)
+    n_par = np.array([[_n_params(f, jax.tree.map(lambda a: a[0, 0], p.components), k) for k in ks]
+                      for f, p in zip(fams, params, strict=True)])
     return SelectionResult(
         covariance_types=cts,
         n_components=ks,
@@ -257,7 +278,7 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
         heldout_log_likelihood=heldout,
         bic=bic,
         aic=aic,
-        n_parameters=np.array([[_n_params(ct, k, d) for k in ks] for ct in cts]),
+        n_parameters=n_par,
         converged=jnp.stack(converged),
         n_iter=jnp.stack(n_iter),
         params=params,
@@ -267,11 +288,12 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
         best_covariance_type=cts[c],
         best_n_components=ks[g],
         best=best,
+        families=fams,
     )
 
 
 def cell_params(result: SelectionResult, covariance_type: str, n_components: int, restart: int | None = None, *,
-                initial: bool = False) -> GaussianMixture:
+                initial: bool = False) -> Mixture:
     """The unpadded mixture of one grid cell (its fitted or starting parameters).
 
     Args:
@@ -311,13 +333,7 @@ def cell_params(result: SelectionResult, covariance_type: str, n_components: int
     return _unpad(padded, n_components, g, restart)
 
 
-def _unpad(padded: GaussianMixture, k: int, g: int, r: int) -> GaussianMixture:
+def _unpad(padded: Mixture, k: int, g: int, r: int) -> Mixture:
     p = jax.tree.map(lambda a: a[g, r], padded)
-    tied = p.covariance_type == "tied"
-    return GaussianMixture(
-        p.weights[:k],
-        p.means[:k],
-        p.covariances if tied else p.covariances[:k],
-        p.precisions_cholesky if tied else p.precisions_cholesky[:k],
-        p.covariance_type,
-    )
+    comps = em.take_components(p.family, p.components, slice(0, k))
+    return Mixture(p.weights[:k], comps, p.family)
