@@ -39,14 +39,19 @@ max-marginals; the two agree whenever the most probable path is unique).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxprob._validation import as_float_array, check_choice, check_int, check_key, is_tracer
+from jaxprob import em
+from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key, is_tracer
+from jaxprob.em import Family, FitInfo
+from jaxprob.families.gaussian import gaussian
 
 __all__ = [
     "METHODS",
@@ -59,6 +64,25 @@ __all__ = [
     "posterior_decode",
     "sample_states",
     "check_lengths",
+    "HMM",
+    "HMMStats",
+    "Sequences",
+    "make_hmm",
+    "pad_sequences",
+    "prepare",
+    "emission_log_probs",
+    "e_step",
+    "m_step",
+    "step",
+    "initial_models",
+    "fit_from",
+    "fit",
+    "score",
+    "predict",
+    "predict_proba",
+    "sample",
+    "n_parameters",
+    "bic",
 ]
 
 METHODS = ("sequential", "parallel")
@@ -538,3 +562,747 @@ def sample_states(log_initial, log_transition, n_steps: int, *, key) -> jax.Arra
     _check_no_nan(li, "log_initial")
     _check_no_nan(lA, "log_transition")
     return _sample_states_jit(key, li, lA, n_steps)
+
+
+# =============================================================================================================
+# models: any family of the EM engine as emissions, Baum–Welch on the engine's loop
+# =============================================================================================================
+class HMM(eqx.Module):
+    """A hidden Markov model whose emissions are components of one [Family][jaxprob.em.Family] (a pytree).
+
+    Attributes:
+        initial: `(K,)` initial distribution $\\pi$.
+        transition: `(K, K)` transition matrix $A$, rows summing to one.
+        components: the family's parameters of the $K$ emission distributions (leading axis `K`).
+        family: the [Family][jaxprob.em.Family].
+
+    The components' attributes read through: `model.means` is `model.components.means` for Gaussian emissions.
+    """
+
+    initial: jax.Array
+    transition: jax.Array
+    components: Any
+    family: Family
+
+    @property
+    def n_states(self) -> int:
+        return self.initial.shape[-1]
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("initial", "transition", "components", "family"):
+            raise AttributeError(name)
+        comps = self.__dict__.get("components")
+        if comps is not None and hasattr(comps, name):
+            return getattr(comps, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+class HMMStats(NamedTuple):
+    """Expected sufficient statistics of a batch of sequences under an HMM: additive in every leaf.
+
+    Statistics of disjoint sets of sequences (chunks, devices) add up with `jax.tree.map(jnp.add, ...)`.
+
+    Attributes:
+        emissions: [Stats][jaxprob.em.Stats] of the emissions: `counts` $\\sum_t \\gamma_t(k)$ over valid
+            steps, the family's statistics weighted by $\\gamma$, the total log-likelihood of the sequences,
+            `total_weight` the number of valid steps.
+        initial: `(K,)` $\\sum_b \\gamma^{(b)}_0(k)$.
+        transitions: `(K, K)` $\\sum_b \\sum_t \\xi^{(b)}_t(i, j)$, the expected transition counts.
+        n_sequences: number of (non-empty) sequences.
+    """
+
+    emissions: em.Stats
+    initial: jax.Array
+    transitions: jax.Array
+    n_sequences: jax.Array
+
+
+class Sequences(eqx.Module):
+    """A padded batch of sequences prepared once for a family ([prepare][jaxprob.hmm.prepare]).
+
+    Attributes:
+        prepared: the [Prepared][jaxprob.em.Prepared] rows of all steps, row `b * T + t`; weight 1 on valid
+            steps and 0 on padding.
+        lengths: `(B,)` int32 lengths (0 for a sequence that only pads the batch).
+        n_steps: $T$, the padded length (static).
+    """
+
+    prepared: em.Prepared
+    lengths: jax.Array
+    n_steps: int = eqx.field(static=True)
+
+
+def make_hmm(initial, transition, components, family: Family) -> HMM:
+    """An HMM from its initial distribution, transition matrix and emission parameters (checked eagerly).
+
+    Args:
+        initial: `(K,)` non-negative, summing to one.
+        transition: `(K, K)` non-negative rows summing to one (zeros are kept by Baum–Welch).
+        components: the family's parameters of $K$ components.
+        family: a [Family][jaxprob.em.Family].
+
+    Returns:
+        An [HMM][jaxprob.hmm.HMM].
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> comps = make_params(jnp.array([[0.0], [3.0]]), jnp.ones((2, 1)), "diag")
+        >>> model = hmm.make_hmm(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]), comps,
+        ...                      families.gaussian("diag"))
+        >>> model.n_states, model.means.shape
+        (2, (2, 1))
+    """
+    if not isinstance(family, Family):
+        raise TypeError(f"`family` must be a jaxprob.em.Family (see jaxprob.families), got {type(family).__name__}")
+    family.check_params(components)
+    k = family.n_components(components)
+    floats = [a for a in jax.tree.leaves(components) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)]
+    dtype = floats[0].dtype if floats else None
+    initial = as_float_array(initial, "initial", 1, dtype=dtype)
+    transition = as_float_array(transition, "transition", 2, dtype=initial.dtype)
+    if initial.shape != (k,):
+        raise ValueError(f"`initial` must have shape ({k},) to match the {k} components, got {tuple(initial.shape)}")
+    if transition.shape != (k, k):
+        raise ValueError(f"`transition` must have shape ({k}, {k}), got {tuple(transition.shape)}")
+    for arr, name in ((initial, "initial"), (transition, "transition")):
+        check_finite(arr, name)
+        if not is_tracer(arr):
+            a = np.asarray(arr, np.float64)
+            if np.any(a < 0) or np.any(np.abs(a.sum(-1) - 1.0) > 1e-4):
+                raise ValueError(f"`{name}` must be non-negative with {'rows ' if a.ndim == 2 else ''}summing to one")
+    return HMM(initial, transition, components, family)
+
+
+def _check_model(model, name="model"):
+    if not isinstance(model, HMM):
+        raise TypeError(f"`{name}` must be a jaxprob.hmm.HMM (see make_hmm / fit), got {type(model).__name__}")
+    return model
+
+
+def pad_sequences(sequences, *, pad_value=0) -> tuple[np.ndarray, np.ndarray]:
+    """Stack sequences of different lengths into a padded batch.
+
+    Args:
+        sequences: a list of arrays `(T_b, ...)` with the same trailing shape and dtype.
+        pad_value: value of the padded steps (any valid observation; it changes no result).
+
+    Returns:
+        `(x, lengths)`: `(B, max T_b, ...)` NumPy array and `(B,)` int32 lengths.
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxprob import hmm
+        >>> x, lengths = hmm.pad_sequences([np.ones((3, 2)), np.ones((1, 2))])
+        >>> x.shape, lengths.tolist()
+        ((2, 3, 2), [3, 1])
+    """
+    seqs = [np.asarray(s) for s in sequences]
+    if not seqs:
+        raise ValueError("`sequences` is empty")
+    tail = seqs[0].shape[1:]
+    for i, s in enumerate(seqs):
+        if s.ndim < 1 or s.shape[1:] != tail or s.shape[0] < 1:
+            raise ValueError(f"`sequences[{i}]` has shape {s.shape}; every sequence needs at least one step and "
+                             f"the trailing shape {tail}")
+    lengths = np.array([s.shape[0] for s in seqs], np.int32)
+    dtype = np.result_type(*seqs)
+    x = np.full((len(seqs), int(lengths.max())) + tail, pad_value, dtype)
+    for i, s in enumerate(seqs):
+        x[i, : s.shape[0]] = s
+    return x, lengths
+
+
+def _flat(x, lengths):
+    """`(B, T, ...)` and `(B,)` -> `(B * T, ...)` rows with padded rows replaced by the sequence's first step
+    (a valid observation for every family), and the `(B * T,)` 0/1 weights."""
+    b, t = x.shape[0], x.shape[1]
+    mask = jnp.arange(t)[None, :] < lengths[:, None]
+    clean = jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, x[:, :1])
+    return clean.reshape((b * t,) + x.shape[2:]), mask.reshape(-1).astype(_float_dtype(x))
+
+
+def _float_dtype(x):
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+
+
+def prepare(x, family: Family, lengths=None, *, center=None) -> Sequences:
+    """Prepare sequences for Baum–Welch with `family` (traceable; no validation).
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        family: a [Family][jaxprob.em.Family].
+        lengths: `(B,)` lengths of a padded batch (0 marks a sequence that only pads the batch).
+        center: the reference of the family's statistics (default: the mean of the valid steps); give the same one
+            to every chunk whose statistics you add.
+
+    Returns:
+        [Sequences][jaxprob.hmm.Sequences].
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> data = hmm.prepare(jnp.zeros((2, 5, 3)), families.gaussian("diag"), jnp.array([5, 2]))
+        >>> data.prepared.weights.sum().tolist(), data.n_steps
+        (7.0, 5)
+    """
+    if lengths is None:
+        x = jnp.asarray(x)[None]
+        lengths = jnp.full((1,), x.shape[1], jnp.int32)
+    else:
+        x = jnp.asarray(x)
+        lengths = jnp.asarray(lengths, jnp.int32)
+    flat, w = _flat(x, lengths)
+    return Sequences(em.prepare(flat, family, w, center), lengths, x.shape[1])
+
+
+def emission_log_probs(data: Sequences, model: HMM) -> jax.Array:
+    """`(B, T, K)` emission log-likelihoods $\\log p(x_t \\mid z_t = k)$ of prepared sequences (traceable).
+
+    Args:
+        data: [Sequences][jaxprob.hmm.Sequences] prepared for `model.family`.
+        model: an [HMM][jaxprob.hmm.HMM].
+
+    Returns:
+        `(B, T, K)` array (padded steps hold the values of the sequence's first step).
+    """
+    lp = model.family.log_prob(data.prepared.data, model.components, data.prepared.center)
+    return lp.reshape((data.lengths.shape[0], data.n_steps, lp.shape[-1]))
+
+
+def _log(p):
+    return jnp.log(p)
+
+
+def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMStats:
+    """E-step of Baum–Welch: forward–backward on every sequence, reduced to additive statistics (traceable).
+
+    Args:
+        data: [Sequences][jaxprob.hmm.Sequences] prepared for `model.family`.
+        model: an [HMM][jaxprob.hmm.HMM].
+        method: `"sequential"` or `"parallel"` (static), as [forward_backward][jaxprob.hmm.forward_backward].
+
+    Returns:
+        [HMMStats][jaxprob.hmm.HMMStats] (`stats.emissions.log_likelihood` under the input model).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> fam = families.gaussian("diag")
+        >>> model = hmm.make_hmm(jnp.array([0.5, 0.5]), jnp.full((2, 2), 0.5),
+        ...                      make_params(jnp.array([[0.0], [3.0]]), jnp.ones((2, 1)), "diag"), fam)
+        >>> stats = hmm.e_step(hmm.prepare(jnp.array([[0.0], [3.0], [3.1]]), fam), model)
+        >>> float(stats.transitions.sum().round(5)), float(stats.emissions.total_weight)
+        (2.0, 3.0)
+    """
+    lb = emission_log_probs(data, model)
+    li, lA = _log(model.initial), _log(model.transition)
+    lengths = data.lengths
+    post = jax.vmap(lambda b, n: _posterior_one(b, li, lA, n, method, False))(lb, lengths)
+    k = lb.shape[-1]
+    w = data.prepared.weights
+    resp = post.marginals.reshape((-1, k))  # zero at padded steps
+    fam = model.family.statistics(data.prepared.data, resp, model.components, data.prepared.center)
+    nonempty = lengths > 0
+    ll = jnp.sum(jnp.where(nonempty, post.log_likelihood, jnp.zeros_like(post.log_likelihood)))
+    emissions = em.Stats(jnp.sum(resp, axis=0), fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(w.dtype)))
+    initial = jnp.sum(post.marginals[:, 0], axis=0)  # all-zero rows for empty sequences
+    return HMMStats(emissions, initial, jnp.sum(post.transition_counts, axis=0),
+                    jnp.sum(nonempty.astype(w.dtype)))
+
+
+def m_step(stats: HMMStats, center, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
+           learn_emissions: bool = True, use_previous=True):
+    """M-step of Baum–Welch: $\\pi$, $A$ and the emissions from summed statistics (traceable).
+
+    $\\pi_k = \\sum_b \\gamma^{(b)}_0(k) / B$ and $A_{ij} = \\sum_t \\xi_t(i, j) / \\sum_{t, j'} \\xi_t(i, j')$ (a
+    row with no expected transition keeps its previous values, and zeros stay zeros); the emissions come from the
+    family's M-step on the $\\gamma$-weighted statistics, with the engine's rule for collapsed components
+    ([jaxprob.em.m_step][]). Parts that are not learnt are copied from `previous`.
+
+    Args:
+        stats: summed [HMMStats][jaxprob.hmm.HMMStats].
+        center: the reference of the prepared data (`data.prepared.center`).
+        previous: the [HMM][jaxprob.hmm.HMM] of the E-step (supplies the family and the fixed parts).
+        learn_initial: update $\\pi$ (static).
+        learn_transition: update $A$ (static).
+        learn_emissions: update the emission parameters (static).
+        use_previous: traced bool; False ignores `previous` for collapsed components.
+
+    Returns:
+        `(model, collapsed, regularized)`: the new [HMM][jaxprob.hmm.HMM] and two `(K,)` bool flags.
+    """
+    family = previous.family
+    k = stats.initial.shape[0]
+    initial = stats.initial / jnp.maximum(stats.n_sequences, 1) if learn_initial else previous.initial
+    if learn_transition:
+        rows = jnp.sum(stats.transitions, axis=1, keepdims=True)
+        transition = jnp.where(rows > 0, stats.transitions / jnp.where(rows > 0, rows, 1), previous.transition)
+    else:
+        transition = previous.transition
+    if learn_emissions:
+        prev = em.Mixture(jnp.full((k,), 1.0 / k, stats.initial.dtype), previous.components, family)
+        mix, collapsed, regularized = em.m_step(family, stats.emissions, center, prev, use_previous)
+        components = mix.components
+    else:
+        components = previous.components
+        collapsed = regularized = jnp.zeros((k,), bool)
+    return HMM(initial, transition, components, family), collapsed, regularized
+
+
+def step(data: Sequences, model: HMM, *, method: str = "sequential"):
+    """One Baum–Welch iteration on prepared sequences (traceable; cheap inside the caller's `jit`).
+
+    Args:
+        data: [Sequences][jaxprob.hmm.Sequences].
+        model: the current [HMM][jaxprob.hmm.HMM].
+        method: `"sequential"` or `"parallel"` (static).
+
+    Returns:
+        `(new_model, mean_log_likelihood)`, the latter per valid step under the *input* model.
+    """
+    stats = e_step(data, model, method=method)
+    new, _, _ = m_step(stats, data.prepared.center, model)
+    return new, stats.emissions.log_likelihood / stats.emissions.total_weight
+
+
+_LEARN = ("learn_initial", "learn_transition", "learn_emissions")
+
+
+def initial_models(key, data: Sequences, x_flat, family: Family, n_states: int, *, init_method: str = "kmeans++",
+                   n_init: int = 1, initial=None, transition=None) -> HMM:
+    """Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
+
+    The emissions are those of the engine's mixture initialisation on the pooled valid steps
+    ([jaxprob.em.initial_models][]); $\\pi$ and $A$ are `initial` and `transition`, uniform by default.
+
+    Args:
+        key: a PRNG key.
+        data: the [Sequences][jaxprob.hmm.Sequences].
+        x_flat: `(B * T, ...)` the raw rows of `data` (padded rows weigh nothing).
+        family: a [Family][jaxprob.em.Family].
+        n_states: $K$ (static).
+        init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
+        n_init: number of restarts (static).
+        initial: optional `(K,)` starting $\\pi$.
+        transition: optional `(K, K)` starting $A$.
+
+    Returns:
+        An [HMM][jaxprob.hmm.HMM] whose leaves have a leading `(n_init,)` axis.
+    """
+    w = data.prepared.weights
+    mix = em.initial_models(key, x_flat, family, n_states, sample_weight=w, init_method=init_method, n_init=n_init)
+    k = n_states
+    if initial is None:
+        initial = jnp.full((k,), 1.0 / k, w.dtype)
+    if transition is None:
+        transition = jnp.full((k, k), 1.0 / k, w.dtype)
+    stack = lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a))  # noqa: E731
+    return HMM(stack(initial), stack(transition), mix.components, jax.tree.map(stack, family))
+
+
+def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol, learn_initial: bool = True,
+             learn_transition: bool = True, learn_emissions: bool = True, method: str = "sequential",
+             e_step_fn: Callable | None = None, callback: Callable | None = None):
+    """Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
+
+    Traceable; every restart is one `lax.while_loop` and the restarts are vmapped. `e_step_fn` replaces the
+    E-step (`model -> HMMStats`), e.g. to `psum` statistics over devices.
+
+    Args:
+        data: [Sequences][jaxprob.hmm.Sequences].
+        models: an [HMM][jaxprob.hmm.HMM] with a leading `(n_init,)` axis on every leaf.
+        max_iter: hard limit on iterations (static).
+        tol: threshold on the change of the mean log-likelihood per valid step.
+        learn_initial: update $\\pi$ (static).
+        learn_transition: update $A$ (static).
+        learn_emissions: update the emissions (static).
+        method: forward–backward method (static).
+        e_step_fn: optional replacement E-step.
+        callback: optional `callback(n_iter, mean_log_likelihood)` (see [jaxprob.em.run][]).
+
+    Returns:
+        `(model, info)`: an [HMM][jaxprob.hmm.HMM] and a [FitInfo][jaxprob.em.FitInfo].
+    """
+    center = data.prepared.center
+    learn = dict(learn_initial=learn_initial, learn_transition=learn_transition, learn_emissions=learn_emissions)
+
+    def e_fn(model):
+        return e_step(data, model, method=method)
+
+    if e_step_fn is not None:
+        e_fn = e_step_fn
+
+    def m_fn(stats, previous, use_previous):
+        return m_step(stats, center, previous, use_previous=use_previous, **learn)
+
+    def one(model):
+        return em.run(model, None, lambda m: _as_loop_stats(e_fn(m)), lambda st, p, u: m_fn(st.hmm, p, u),
+                      max_iter=max_iter, tol=tol, given=True, n_flags=model.initial.shape[-1], callback=callback)
+
+    if models.initial.shape[0] == 1:
+        states = jax.tree.map(lambda a: a[None], one(jax.tree.map(lambda a: a[0], models)))
+    else:
+        states = jax.vmap(one)(models)
+    model, info = em.best_restart(states)
+    return model, info
+
+
+class _LoopStats(NamedTuple):
+    """The loop reads `log_likelihood` and `total_weight` from the E-step's output."""
+
+    hmm: HMMStats
+    log_likelihood: jax.Array
+    total_weight: jax.Array
+
+
+def _as_loop_stats(stats: HMMStats) -> _LoopStats:
+    return _LoopStats(stats, stats.emissions.log_likelihood, stats.emissions.total_weight)
+
+
+# ---- the public fit ------------------------------------------------------------------------------------------
+def _check_sequences(x, lengths, family: Family, name="x"):
+    """Eager checks; returns `(x (B, T, ...), lengths (B,) int32, flat rows (B*T, ...) validated by the family)`."""
+    if x is None:
+        raise TypeError(f"`{name}` must be an array, got None")
+    if not is_tracer(x) and not isinstance(x, jax.Array):
+        x = np.asarray(x)
+    if lengths is None:
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ValueError(f"`{name}` must hold at least one step, got shape {tuple(x.shape)}")
+        x = x[None]
+    if x.ndim < 2:
+        raise ValueError(f"`{name}` must be a padded batch (B, T, ...) when `lengths` is given, got shape "
+                         f"{tuple(x.shape)}")
+    b, t = x.shape[0], x.shape[1]
+    if b < 1 or t < 1:
+        raise ValueError(f"`{name}` must hold at least one sequence of one step, got shape {tuple(x.shape)}")
+    if lengths is None:
+        lengths = np.full((b,), t, np.int32)
+    else:
+        lengths = check_lengths(lengths, jnp.zeros((b, t, 1)) if not is_tracer(x) else x)
+    if is_tracer(x) or is_tracer(lengths):
+        flat, _ = _flat(jnp.asarray(x), jnp.asarray(lengths))
+    else:
+        ln = np.asarray(lengths)
+        mask = np.arange(t)[None, :] < ln[:, None]
+        xa = np.asarray(x)
+        flat = np.where(mask.reshape(mask.shape + (1,) * (xa.ndim - 2)), xa, xa[:, :1]).reshape((b * t,) + xa.shape[2:])
+    flat = family.validate(flat, name)
+    x = jnp.asarray(flat).reshape((b, t) + tuple(jnp.shape(flat)[1:]))
+    return x, jnp.asarray(lengths, jnp.int32), flat
+
+
+def _family_of(family, covariance_type):
+    if family is None:
+        return gaussian(covariance_type)
+    if not isinstance(family, Family):
+        raise TypeError(f"`family` must be a jaxprob.em.Family (see jaxprob.families), got {type(family).__name__}")
+    return family
+
+
+@jax.jit(static_argnames=("n_states", "init_method", "n_init", "max_iter", "method", "callback") + _LEARN)
+def _fit_jit(key, x, lengths, family, initial, transition, tol, n_states, init_method, n_init, max_iter, method,
+             callback, learn_initial, learn_transition, learn_emissions):
+    data = prepare(x, family, lengths)
+    flat = _flat(x, lengths)[0]
+    models = initial_models(key, data, flat, family, n_states, init_method=init_method, n_init=n_init,
+                            initial=initial, transition=transition)
+    return fit_from(data, models, max_iter=max_iter, tol=tol, method=method, callback=callback,
+                    learn_initial=learn_initial, learn_transition=learn_transition, learn_emissions=learn_emissions)
+
+
+@jax.jit(static_argnames=("max_iter", "method", "callback") + _LEARN)
+def _fit_from_jit(models, x, lengths, tol, max_iter, method, callback, learn_initial, learn_transition,
+                  learn_emissions):
+    family = jax.tree.map(lambda a: a[0], models.family)
+    data = prepare(x, family, lengths)
+    return fit_from(data, models, max_iter=max_iter, tol=tol, method=method, callback=callback,
+                    learn_initial=learn_initial, learn_transition=learn_transition, learn_emissions=learn_emissions)
+
+
+def fit(x, n_states: int, *, key=None, lengths=None, family: Family | None = None, covariance_type: str = "full",
+        n_init: int = 1, init_method: str = "kmeans++", init_model: HMM | None = None, initial=None,
+        transition=None, learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True,
+        max_iter: int = 100, tol: float = 1e-4, method: str = "sequential",
+        callback: Callable | None = None) -> tuple[HMM, FitInfo]:
+    r"""Fit an HMM by Baum–Welch (EM) on the engine's loop, `n_init` restarts vmapped, the best one kept.
+
+    Each iteration runs forward–backward on every sequence (one `vmap` over the padded batch), adds the
+    statistics, and updates $\pi$, $A$ and the emissions (see [m_step][jaxprob.hmm.m_step]). Iterations stop
+    when the mean log-likelihood per valid step changes by less than `tol`, after `max_iter` iterations, or on a
+    non-finite log-likelihood (`info.nonfinite`, the last finite model returned). `info.trace` holds the mean
+    log-likelihood per valid step before each M-step; times the number of valid steps it is the total
+    log-likelihood of hmmlearn's `monitor_.history`.
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)` (see
+            [pad_sequences][jaxprob.hmm.pad_sequences]); its values as the family takes them (`(…, D)` floats for
+            a Gaussian).
+        n_states: $K \ge 1$.
+        key: a JAX PRNG key (required unless `init_model` is given).
+        lengths: `(B,)` lengths of a padded batch.
+        family: the emissions' [Family][jaxprob.em.Family] (default: Gaussian with `covariance_type`).
+        covariance_type: `"full"`, `"tied"`, `"diag"` or `"spherical"` (default family).
+        n_init: number of restarts.
+        init_method: how restarts start the emissions, one of [INIT_METHODS][jaxprob.em.INIT_METHODS].
+        init_model: optional starting [HMM][jaxprob.hmm.HMM] (every restart starts there; its family is used).
+        initial: optional `(K,)` starting $\pi$ when `init_model` is not given (default uniform).
+        transition: optional `(K, K)` starting $A$ when `init_model` is not given (default uniform).
+        learn_initial: update $\pi$ (else it stays at its starting value).
+        learn_transition: update $A$.
+        learn_emissions: update the emission parameters.
+        max_iter: hard limit on iterations.
+        tol: threshold on the change of the mean log-likelihood per valid step.
+        method: forward–backward method, `"sequential"` or `"parallel"`.
+        callback: optional `callback(n_iter, mean_log_likelihood)` called on the host after every iteration.
+
+    Returns:
+        `(model, info)`: the fitted [HMM][jaxprob.hmm.HMM] and a [FitInfo][jaxprob.em.FitInfo].
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import hmm
+        >>> x = jnp.concatenate([jnp.zeros(50), jnp.full(50, 5.0), jnp.zeros(50)])[:, None]
+        >>> x = x + 0.3 * jax.random.normal(jax.random.key(1), x.shape)
+        >>> model, info = hmm.fit(x, 2, key=jax.random.key(0), covariance_type="diag")
+        >>> sorted(model.means[:, 0].round(0).tolist()), model.transition.diagonal().round(2).tolist()
+        ([0.0, 5.0], [0.99, 0.98])
+    """
+    check_choice(method, "method", METHODS)
+    check_choice(init_method, "init_method", em.INIT_METHODS)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    if is_tracer(tol) or not np.isfinite(float(tol)) or float(tol) < 0:
+        if not is_tracer(tol):
+            raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+    learn = dict(learn_initial=bool(learn_initial), learn_transition=bool(learn_transition),
+                 learn_emissions=bool(learn_emissions))
+    if init_model is not None:
+        _check_model(init_model, "init_model")
+        if family is not None and family != init_model.family:
+            raise ValueError("`family` differs from the family of `init_model`; give one of them")
+        if initial is not None or transition is not None:
+            raise ValueError("give `initial` / `transition` through `init_model` when it is given")
+        family = init_model.family
+    family = _family_of(family, covariance_type)
+    x, lengths, flat = _check_sequences(x, lengths, family)
+    n_states = check_int(n_states, "n_states", minimum=1)
+    dtype = _float_dtype(jax.tree.leaves(flat)[0])
+    tol = tol if is_tracer(tol) else np.asarray(tol, dtype)
+    if init_model is not None:
+        if init_model.n_states != n_states:
+            raise ValueError(f"`init_model` has {init_model.n_states} states, not {n_states}")
+        family.check_params(init_model.components, _n_features(flat))
+        start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                             else a, init_model)
+        models = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
+        return _fit_from_jit(models, x, lengths, tol, max_iter, method, callback, **learn)
+    check_key(key)
+    n_valid = int(np.sum(np.asarray(lengths))) if not is_tracer(lengths) else None
+    if n_valid is not None and n_states > n_valid:
+        raise ValueError(f"`n_states` must be at most the number of observed steps ({n_valid}), got {n_states}")
+    initial = None if initial is None else _check_simplex(initial, "initial", (n_states,), dtype)
+    transition = None if transition is None else _check_simplex(transition, "transition", (n_states, n_states),
+                                                                dtype)
+    return _fit_jit(key, x, lengths, family, initial, transition, tol, n_states, init_method, n_init, max_iter,
+                    method, callback, **learn)
+
+
+def _n_features(flat):
+    leaf = jax.tree.leaves(flat)[0]
+    return leaf.shape[-1] if leaf.ndim == 2 else None
+
+
+def _check_simplex(p, name, shape, dtype):
+    p = as_float_array(p, name, len(shape), dtype=dtype)
+    if p.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(p.shape)}")
+    check_finite(p, name)
+    if not is_tracer(p):
+        a = np.asarray(p, np.float64)
+        if np.any(a < 0) or np.any(np.abs(a.sum(-1) - 1) > 1e-4):
+            raise ValueError(f"`{name}` must be non-negative and sum to one along its last axis")
+    return p
+
+
+# ---- evaluation ------------------------------------------------------------------------------------------------
+def _eval_inputs(x, model, lengths):
+    _check_model(model)
+    single = lengths is None
+    x, lengths, flat = _check_sequences(x, lengths, model.family)
+    model.family.check_params(model.components, _n_features(flat))
+    return x, lengths, single
+
+
+@jax.jit
+def _log_emissions_jit(x, lengths, model):
+    b, t = x.shape[0], x.shape[1]
+    flat, _ = _flat(x, lengths)
+    lp = model.family.component_log_prob(flat, model.components)
+    return lp.reshape((b, t, lp.shape[-1]))
+
+
+def _kernel_args(x, model, lengths):
+    x, lengths, single = _eval_inputs(x, model, lengths)
+    lb = _log_emissions_jit(x, lengths, model)
+    li, lA = jnp.log(model.initial).astype(lb.dtype), jnp.log(model.transition).astype(lb.dtype)
+    return lb, li, lA, lengths, single
+
+
+def _unbatch(tree, single):
+    return jax.tree.map(lambda a: a[0], tree) if single else tree
+
+
+def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
+    """Log-likelihood $\\log p(x_{0:L})$ of each sequence.
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        model: an [HMM][jaxprob.hmm.HMM].
+        lengths: `(B,)` lengths of a padded batch.
+        method: `"sequential"` or `"parallel"`.
+
+    Returns:
+        A scalar for one sequence, else `(B,)`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> model = hmm.make_hmm(jnp.array([1.0]), jnp.array([[1.0]]),
+        ...                      make_params(jnp.zeros((1, 1)), jnp.ones((1, 1)), "diag"), families.gaussian("diag"))
+        >>> round(float(hmm.score(jnp.zeros((2, 1)), model)), 4)  # two standard normal densities at 0
+        -1.8379
+    """
+    check_choice(method, "method", METHODS)
+    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
+    return _unbatch(_forward_jit(lb, li, lA, lengths, method).log_likelihood, single)
+
+
+def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
+    """Posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$.
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        model: an [HMM][jaxprob.hmm.HMM].
+        lengths: `(B,)` lengths of a padded batch.
+        method: `"sequential"` or `"parallel"`.
+
+    Returns:
+        `(T, K)` or `(B, T, K)`, zero at padded steps.
+    """
+    check_choice(method, "method", METHODS)
+    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
+    return _unbatch(_forward_backward_jit(lb, li, lA, lengths, method, False).marginals, single)
+
+
+def predict(x, model: HMM, lengths=None, *, algorithm: str = "viterbi", method: str = "sequential") -> jax.Array:
+    """Decoded states: the Viterbi path (default) or the posterior mode at each step.
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        model: an [HMM][jaxprob.hmm.HMM].
+        lengths: `(B,)` lengths of a padded batch.
+        algorithm: `"viterbi"` (most probable path) or `"posterior"` ($\\arg\\max_k \\gamma_t(k)$).
+        method: `"sequential"` or `"parallel"`.
+
+    Returns:
+        `(T,)` or `(B, T)` int32 states, `-1` at padded steps.
+    """
+    check_choice(algorithm, "algorithm", ("viterbi", "posterior"))
+    check_choice(method, "method", METHODS)
+    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
+    if algorithm == "viterbi":
+        return _unbatch(_viterbi_jit(lb, li, lA, lengths, method).path, single)
+    gamma = _forward_backward_jit(lb, li, lA, lengths, method, False).marginals
+    return _unbatch(_argmax_marginals(gamma), single)
+
+
+@jax.jit(static_argnames=("n_steps",))
+def _sample_jit(key, model, n_steps):
+    k_states, k_x = jax.random.split(key)
+    states = _sample_states_jit(k_states, jnp.log(model.initial), jnp.log(model.transition), n_steps)
+    return model.family.sample(k_x, model.components, states), states
+
+
+def sample(model: HMM, n_steps: int, *, key) -> tuple[jax.Array, jax.Array]:
+    """Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \\sim p(x \\mid z_t)$.
+
+    For several sequences, `jax.vmap` over keys.
+
+    Args:
+        model: an [HMM][jaxprob.hmm.HMM].
+        n_steps: length $T \\ge 1$.
+        key: a JAX PRNG key.
+
+    Returns:
+        `(x, states)`: `(T, ...)` observations and `(T,)` int32 states.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> model = hmm.make_hmm(jnp.array([1.0, 0.0]), jnp.array([[0.0, 1.0], [1.0, 0.0]]),
+        ...                      make_params(jnp.array([[-5.0], [5.0]]), jnp.ones((2, 1)) * 1e-4, "diag"),
+        ...                      families.gaussian("diag"))
+        >>> x, z = hmm.sample(model, 4, key=jax.random.key(0))
+        >>> z.tolist(), x[:, 0].round(0).tolist()
+        ([0, 1, 0, 1], [-5.0, 5.0, -5.0, 5.0])
+    """
+    _check_model(model)
+    check_key(key)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    return _sample_jit(key, model, n_steps)
+
+
+def n_parameters(model: HMM) -> int:
+    """Free parameters: $(K - 1)$ for $\\pi$, $K(K - 1)$ for $A$, and the family's emission parameters.
+
+    Args:
+        model: an [HMM][jaxprob.hmm.HMM].
+
+    Returns:
+        The count (a Python int).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> model = hmm.make_hmm(jnp.array([0.5, 0.5]), jnp.full((2, 2), 0.5),
+        ...                      make_params(jnp.zeros((2, 3)), jnp.ones((2, 3)), "diag"), families.gaussian("diag"))
+        >>> hmm.n_parameters(model)  # 1 + 2 + 2 * (3 means + 3 variances)
+        15
+    """
+    _check_model(model)
+    k = model.n_states
+    return (k - 1) + k * (k - 1) + int(model.family.n_parameters(model.components))
+
+
+def bic(x, model: HMM, lengths=None) -> jax.Array:
+    r"""Bayesian information criterion $-2 \log p(x) + p \log n$ ($n$ valid steps; lower is better).
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        model: an [HMM][jaxprob.hmm.HMM].
+        lengths: `(B,)` lengths of a padded batch.
+
+    Returns:
+        Scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import families, hmm
+        >>> from jaxprob.families.gaussian import make_params
+        >>> model = hmm.make_hmm(jnp.array([1.0]), jnp.array([[1.0]]),
+        ...                      make_params(jnp.zeros((1, 1)), jnp.ones((1, 1)), "diag"), families.gaussian("diag"))
+        >>> round(float(hmm.bic(jnp.zeros((4, 1)), model)), 4)  # 2 * 4 * 0.9189 + 2 * log 4
+        10.1246
+    """
+    ll = score(x, model, lengths)
+    n = x.shape[0] if lengths is None else int(np.sum(np.asarray(lengths)))
+    return -2.0 * jnp.sum(ll) + n_parameters(model) * np.log(n)
