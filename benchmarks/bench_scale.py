@@ -90,7 +90,7 @@ def worker_devices(n, m, repeats):
     from jaxprob import mixture, scale
 
     x = make_chunk(np.random.default_rng(0), n, centers_for())
-    init = mixture.init(jax.random.key(0), x[:20_000], K)
+    init = mixture.init(x[:20_000], K, key=jax.random.key(0))
     mesh = scale.sample_mesh()
     xs, ws = scale.shard_samples(x, mesh)
 
@@ -114,7 +114,7 @@ def worker_chunked(n, m, repeats, path):
     mm.flush()
     del mm
     mm = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
-    init = mixture.init(jax.random.key(0), x[:20_000], K)
+    init = mixture.init(x[:20_000], K, key=jax.random.key(0))
     # Lloyd converges in a few steps on well-separated clusters (then m and 2m iterations cost the same): time it on
     # one Gaussian blob, where it needs many more than 2m steps
     blob = np.random.default_rng(3).standard_normal((n, D)).astype(np.float32)

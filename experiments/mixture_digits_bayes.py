@@ -57,9 +57,7 @@ def run(out_dir, seed, n_pca, components, covariance_type, reg_covar, test_fract
     fig, axes = plt.subplots(10, 8, figsize=(6.4, 8))
     for c in range(10):
         gmm = jax.tree.map(lambda a, c=c: a[c], clf.mixtures)
-        gmm = mixture.GaussianMixture(gmm.weights, gmm.means, gmm.covariances, gmm.precisions_cholesky,
-                                      clf.mixtures.covariance_type)
-        zs, _ = mixture.sample(jax.random.fold_in(key, c), gmm, 8)
+        zs, _ = mixture.sample(gmm, 8, key=jax.random.fold_in(key, c))
         imgs = np.clip(np.asarray(decomposition.pca_inverse_transform(zs, pca)), 0, 1).reshape(-1, 8, 8)
         for j in range(8):
             axes[c, j].imshow(imgs[j], cmap="gray_r", vmin=0, vmax=1)

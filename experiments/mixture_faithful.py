@@ -20,7 +20,7 @@ def run(out_dir, seed, n_components, covariance_type, n_init, max_iter, tol, n_s
                                max_iter=max_iter, tol=tol)
     order = np.argsort(np.asarray(params.means[:, 0]))  # report components by eruption duration
     labels = np.asarray(mixture.predict(x, params))
-    trace = np.asarray(info.log_likelihood_trace)[: int(info.n_iter)]
+    trace = np.asarray(info.trace)[: int(info.n_iter)]
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=12, alpha=0.7)
@@ -36,9 +36,9 @@ def run(out_dir, seed, n_components, covariance_type, n_init, max_iter, tol, n_s
     ax.grid(alpha=0.3)
     save_figure(fig, out_dir, "faithful_em_curve")
 
-    xs, ls = mixture.sample(key_sample, params, n_samples)
+    xs, ls = mixture.sample(params, n_samples, key=key_sample)
     comp = int(order[-1])
-    xc = mixture.sample_component(key_comp, params, comp, n_samples // 2)
+    xc = mixture.sample_component(params, comp, n_samples // 2, key=key_comp)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
     axes[0].scatter(x[:, 0], x[:, 1], s=10, color="0.6", label="data")
     axes[0].scatter(np.asarray(xs)[:, 0], np.asarray(xs)[:, 1], s=8, c=np.asarray(ls), cmap="coolwarm",

@@ -1,9 +1,16 @@
 """Eager argument checks shared by the public entry points.
 
 Every public function validates its inputs *before* tracing: shapes, dtypes and finiteness are checked on
-concrete arrays and a ``ValueError`` / ``TypeError`` names the offending argument. When an argument is a JAX
-tracer (the function is being traced under ``jit``/``vmap``/``grad`` by the caller) only the static checks
+concrete arrays and a `ValueError` / `TypeError` names the offending argument. When an argument is a JAX
+tracer (the function is being traced under `jit`/`vmap`/`grad` by the caller) only the static checks
 (rank, shape, dtype) run: values are not available, and problems are then reported as data by the algorithms.
+
+**Floating dtypes (one policy for the library).** Computations run in float32 or float64: the dtype of the
+input when it is one of these. Half-precision inputs (float16, bfloat16, and any floating dtype narrower than
+32 bits) are converted to float32 at the edge by [as_float_array][jaxprob._validation.as_float_array], so the
+results come back in float32. Their 5 to 8 exponent bits overflow in squared distances and sums of squares
+(float16 stops at 65504), and LAPACK has no half-precision kernels; converting is exact, so nothing the input
+holds is lost. [compute_dtype][jaxprob._validation.compute_dtype] gives the dtype an input dtype is computed in.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 __all__ = [
     "is_tracer",
     "as_float_array",
+    "compute_dtype",
     "check_finite",
     "check_int",
     "check_key",
@@ -28,12 +36,52 @@ def is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def as_float_array(x, name: str, ndim: int | tuple[int, ...] | None = None, *, dtype=None):
-    """Convert ``x`` to a floating JAX array and check its rank.
+def compute_dtype(dtype) -> np.dtype:
+    """The floating dtype the library computes in for an input of floating `dtype`.
 
-    Integer and boolean inputs are refused with a ``TypeError`` (silently casting labels or counts to floats
-    hides bugs); lists of Python floats are accepted. ``dtype`` forces a floating dtype (e.g. the dtype of
-    another argument).
+    float32 and float64 stay as they are; half precision (float16, bfloat16 and any narrower float) becomes
+    float32 (see the module notes).
+
+    Args:
+        dtype: a floating dtype.
+
+    Returns:
+        The NumPy dtype of the computation.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob._validation import compute_dtype
+        >>> compute_dtype(jnp.float16), compute_dtype(jnp.bfloat16), compute_dtype(jnp.float32)
+        (dtype('float32'), dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def as_float_array(x, name: str, ndim: int | tuple[int, ...] | None = None, *, dtype=None):
+    """Convert `x` to a floating JAX array and check its rank.
+
+    Integer and boolean inputs are refused with a `TypeError` (silently casting labels or counts to floats
+    hides bugs); lists of Python floats are accepted. Half-precision inputs (float16, bfloat16) are converted
+    to float32, the library's policy (see the module notes and [compute_dtype][jaxprob._validation.compute_dtype]).
+
+    Args:
+        x: array-like.
+        name: the argument's name, for the error messages.
+        ndim: the allowed rank(s); `None` accepts any.
+        dtype: forces a floating dtype (e.g. the dtype of another argument); a half-precision `dtype` means
+            float32, as for the input.
+
+    Returns:
+        A JAX array of dtype float32 or float64 (or `dtype`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from jaxprob._validation import as_float_array
+        >>> as_float_array(np.ones((2, 3), np.float16), "x", 2).dtype
+        dtype('float32')
     """
     if x is None:
         raise TypeError(f"`{name}` must be an array, got None")
@@ -46,6 +94,10 @@ def as_float_array(x, name: str, ndim: int | tuple[int, ...] | None = None, *, d
             f"`{name}` must have a floating dtype (float32 or float64), got {x.dtype}; "
             f"convert it explicitly, e.g. `{name}.astype(float)`"
         )
+    if dtype is not None:
+        dtype = compute_dtype(dtype)
+    elif compute_dtype(x.dtype) != x.dtype:
+        dtype = compute_dtype(x.dtype)
     x = jnp.asarray(x, dtype=dtype)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim

@@ -80,8 +80,22 @@ class SoftmaxRegression(eqx.Module):
         dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
         return SoftmaxRegression(jnp.zeros((d, c), dtype), jnp.zeros((c,), dtype))
 
+    @property
+    def n_features(self) -> int:
+        """Number of input features `d`."""
+        return self.weight.shape[0]
+
     def __call__(self, x):
-        """Logits for ``x`` of shape ``(d,)`` or ``(n, d)``."""
+        """Logits for ``x`` of shape ``(d,)`` or ``(n, d)``.
+
+        Raises:
+            ValueError: when the last axis of `x` is not `n_features` (a shape, so checked under `jit` too).
+        """
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.n_features:
+            raise ValueError(
+                f"this SoftmaxRegression expects inputs of shape ({self.n_features},) or (n, {self.n_features}) "
+                f"({self.n_features} features), got shape {tuple(jnp.shape(x))}"
+            )
         return x @ self.weight + self.bias
 
 
@@ -185,7 +199,10 @@ def _n_outputs(model, x):
         raise TypeError(
             f"`model` must be a callable classifier (e.g. an eqx.Module), got {type(model).__name__}"
         )
-    out = eqx.filter_eval_shape(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    try:
+        out = eqx.filter_eval_shape(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    except (TypeError, ValueError) as e:  # e.g. a model built for another number of features
+        raise ValueError(f"`model` cannot be applied to `x` of shape {tuple(x.shape)}: {e}") from e
     if out.shape != (x.shape[0], out.shape[-1]) or out.shape[-1] < 2:
         raise ValueError(
             f"`model` must map `x` {tuple(x.shape)} to (n, C >= 2) logits, got {tuple(out.shape)}"

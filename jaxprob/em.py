@@ -648,7 +648,7 @@ def restart_draws(key, n_init: int, n_components: int, method: str, dtype):
     [jaxprob.kmeans.kmeans_plusplus][] with `key`); for the other methods, keys split from `key`.
     """
     if method == "kmeans++":
-        return kmeans._kpp_uniforms(key, n_init, n_components, kmeans._default_trials(n_components), dtype)
+        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, kmeans.default_local_trials(n_components), dtype)
     return jax.random.split(key, n_init)
 
 
@@ -666,12 +666,12 @@ def initial_responsibilities(draw, xm, w, n_components: int, method: str):
         r = jax.random.uniform(draw, (xm.shape[0], n_components), xm.dtype)
         return r / jnp.sum(r, axis=1, keepdims=True)
     if method == "kmeans++":
-        centers, _ = kmeans._kmeans_plusplus_u(draw, xm, w)
+        centers, _ = kmeans.kmeans_plusplus_from_uniforms(draw, xm, w)
     elif method == "kmeans":
-        centers = kmeans._kmeans_centroids(draw, xm, w, n_components)
+        centers = kmeans.kmeans_plusplus_refined(draw, xm, n_components, sample_weight=w)
     else:
-        centers, _ = kmeans._random_centroids(draw, xm, w, n_components)
-    labels = jnp.argmin(kmeans._sq_dist(xm, jnp.sum(jnp.square(xm), -1), centers), axis=1)
+        centers, _ = kmeans.random_centroids(draw, xm, n_components, sample_weight=w)
+    labels = jnp.argmin(kmeans.squared_distances(xm, centers), axis=1)
     return jax.nn.one_hot(labels, n_components, dtype=xm.dtype)
 
 
@@ -680,8 +680,10 @@ def _seeding(family, x, w):
     return xm - weighted_center(xm, w)
 
 
-def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int):
-    """Initial statistics of every restart, stacked on `(n_init,)`."""
+def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int,
+                  draws=None):
+    """Initial statistics of every restart, stacked on `(n_init,)` (`draws` overrides
+    [restart_draws][jaxprob.em.restart_draws])."""
     xm = _seeding(family, x, prepared.weights)
     w = prepared.weights
 
@@ -689,7 +691,7 @@ def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int,
         resp = initial_responsibilities(r, xm, w, n_components, method)
         return statistics_from_responsibilities(prepared, resp, family)
 
-    rs = restart_draws(key, n_init, n_components, method, xm.dtype)
+    rs = restart_draws(key, n_init, n_components, method, xm.dtype) if draws is None else draws
     if n_init == 1:  # same values as the vmapped program, compiles faster
         return jax.tree.map(lambda a: a[None], one(rs[0]))
     return jax.vmap(one)(rs)

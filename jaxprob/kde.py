@@ -13,7 +13,11 @@ with :math:`w_i = 1/n` without weights. Kernels (:data:`KERNELS`), for :math:`z 
 * ``"gaussian"``: :math:`K(z) = (2\pi)^{-D/2} \exp(-\lVert z\rVert^2/2)`;
 * ``"epanechnikov"``: :math:`K(z) = \frac{D+2}{2 V_D} (1 - \lVert z\rVert^2)_+` with :math:`V_D` the volume
   of the unit ball (compact support: the log-density is :math:`-\infty` far from every point);
-* ``"tophat"``: :math:`K(z) = \mathbb 1[\lVert z\rVert < 1] / V_D`.
+* ``"tophat"``: :math:`K(z) = \mathbb 1[\lVert z\rVert < 1] / V_D`. The ball is open, as in scikit-learn's
+  `KernelDensity` (whose kernel is 1 for a distance `< h`): a point exactly one bandwidth away from a query adds
+  nothing. The test is made on the differences of the coordinates, not on the expanded squared norms, so that
+  it is exact where the data allow it (integer data and an integer scalar bandwidth), and not decided by
+  rounding.
 
 A scalar bandwidth :math:`h` means :math:`H = h^2 I` (scikit-learn's ``KernelDensity(bandwidth=h)``).
 
@@ -168,13 +172,42 @@ def _rule(x, rule, sample_weight, bandwidth_type):
     if x.shape[0] < 2:
         raise ValueError(f"the {rule} rule needs at least two points in `x`, got {x.shape[0]}")
     w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
+    if not is_tracer(x) and not is_tracer(w):
+        _check_spread(np.asarray(x), np.asarray(w), rule)
     h = _rule_bandwidth(x, w, rule, bandwidth_type)
-    if not is_tracer(h) and not np.all(np.linalg.eigvalsh(np.asarray(h, np.float64)) > 0):
+    if not is_tracer(h) and not _well_conditioned(np.asarray(h, np.float64), x.dtype):
         raise ValueError(
-            f"the {rule} bandwidth is singular: `x` has a constant (or collinear) feature; pass an explicit "
-            "bandwidth or use bandwidth_type='diag'"
+            f"the {rule} bandwidth is singular: `x` has collinear features (up to rounding in {x.dtype}); pass "
+            "an explicit bandwidth or use bandwidth_type='diag'"
         )
     return h
+
+
+def _check_spread(x, w, rule):
+    """Refuse a feature that is constant over the points of positive weight, exactly or up to a few units in the
+    last place of its values (its variance is then rounding error: a constant column of 5.0 in float32 gets a
+    variance of about 1e-11 from the rounding of its mean, not 0, and the rule would return that as a
+    bandwidth)."""
+    xs = x[w > 0]
+    spread = xs.max(axis=0) - xs.min(axis=0)
+    magnitude = np.abs(xs).max(axis=0)
+    flat = spread <= 4 * np.finfo(x.dtype).eps * magnitude
+    if np.any(flat):
+        j = int(np.flatnonzero(flat)[0])
+        raise ValueError(
+            f"feature {j} of `x` is constant ({float(xs[0, j])!r} at every point of positive weight, up to "
+            f"rounding in {x.dtype}): the {rule} bandwidth along it would be 0; drop the feature or pass an "
+            "explicit bandwidth"
+        )
+
+
+def _well_conditioned(h, dtype) -> bool:
+    """Whether the correlation matrix of `h` is positive definite beyond the rounding of `dtype`."""
+    d = np.sqrt(np.diagonal(h))
+    if not np.all(d > 0):
+        return False
+    corr = h / np.outer(d, d)
+    return bool(np.linalg.eigvalsh(corr).min() > 16 * h.shape[0] * np.finfo(dtype).eps)
 
 
 def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
@@ -302,11 +335,22 @@ def _log_density(q, points, weights, chol, kernel, query_chunk, point_chunk):
     m, d = q.shape
     n = points.shape[0]
     dtype = q.dtype
-    centre = weights @ points
-    # whiten: z = L^{-1}(x - centre); the kernel needs ||z_q - z_p||^2
-    zp = jax.scipy.linalg.solve_triangular(chol, (points - centre).T, lower=True).T
-    zq = jax.scipy.linalg.solve_triangular(chol, (q - centre).T, lower=True).T
     log_norm = -jnp.sum(jnp.log(jnp.diagonal(chol)))  # -1/2 log|H|
+    if kernel == "tophat":
+        # The top-hat is discontinuous at its boundary: a pair exactly one bandwidth apart (integer data, an
+        # integer bandwidth) must land on the side the rule says, not on the side rounding says. With L = s M
+        # (s = L_00), ||L^{-1} u||^2 < 1  <=>  ||M^{-1} u||^2 < s^2, and the squared norm is taken of the
+        # differences u = q - p themselves: for a scalar bandwidth M = I and the test is exact whenever the
+        # squared distances and s^2 are representable.
+        scale = chol[0, 0]
+        m_inv = jax.scipy.linalg.solve_triangular(chol / scale, jnp.eye(d, dtype=dtype), lower=True)
+        zp, zq = points @ m_inv.T, q @ m_inv.T
+        threshold = jnp.square(scale)
+    else:
+        centre = weights @ points
+        # whiten: z = L^{-1}(x - centre); the kernel needs ||z_q - z_p||^2
+        zp = jax.scipy.linalg.solve_triangular(chol, (points - centre).T, lower=True).T
+        zq = jax.scipy.linalg.solve_triangular(chol, (q - centre).T, lower=True).T
     bq = min(query_chunk, m)
     bp = min(point_chunk, n)
     zp = _pad_rows(zp, bp)
@@ -322,8 +366,13 @@ def _log_density(q, points, weights, chol, kernel, query_chunk, point_chunk):
         def body(carry, blk):
             mx, s = carry
             zpb, pnb, lwb = blk
-            sq = jnp.maximum(qn[:, None] + pnb[None, :] - 2.0 * (zqb @ zpb.T), 0.0)
-            lk = _log_kernel(sq, kernel, d) + lwb[None, :]
+            if kernel == "tophat":
+                sq = jnp.sum(jnp.square(zqb[:, None, :] - zpb[None, :, :]), axis=-1)
+                lk = jnp.where(sq < threshold, -_log_unit_ball_volume(d), -jnp.inf)
+            else:
+                sq = jnp.maximum(qn[:, None] + pnb[None, :] - 2.0 * (zqb @ zpb.T), 0.0)
+                lk = _log_kernel(sq, kernel, d)
+            lk = lk + lwb[None, :]
             new_mx = jnp.maximum(mx, jnp.max(lk, axis=1))
             safe = jnp.where(jnp.isfinite(new_mx), new_mx, 0.0)
             s = s * jnp.exp(mx - safe) + jnp.sum(jnp.exp(lk - safe[:, None]), axis=1)

@@ -37,6 +37,15 @@ full precision on the returned centroids.
 in
 scikit-learn. This cannot increase :math:`J`, never produces a NaN centroid, and is counted in the info.
 
+**Scale.** Squared distances square the data: float32 values beyond about $2^{32}$ (or below $2^{-31}$)
+overflow to infinity (or lose their precision in subnormals) once squared and summed. The public functions
+therefore run on the data multiplied by a power of two $2^{-e}$ bringing the largest magnitude into $[1/2, 1)$
+whenever it lies outside that range ($2^{\pm 256}$ in float64), and multiply the results back. Multiplying by a
+power of two is exact and Lloyd's algorithm commutes with it, so the labels and centroids are those of the
+unscaled problem computed without overflow. An inertia that is not finite in the dtype after scaling back is
+reported, with `converged=False`, by `info.nonfinite`. The pure kernels ([assign][jaxprob.kmeans.assign],
+[squared_distances][jaxprob.kmeans.squared_distances], the seeding kernels) do not rescale.
+
 **Mini-batch k-means** (Sculley, 2010) updates each centroid towards the mean of the batch samples assigned
 to it
 with a per-centroid learning rate :math:`\eta_k = b_k / N_k` (batch weight over cumulated weight), see
@@ -68,9 +77,14 @@ __all__ = [
     "KMeansInfo",
     "MiniBatchState",
     "kmeans_plusplus",
+    "kmeans_plusplus_uniforms",
+    "kmeans_plusplus_from_uniforms",
+    "kmeans_plusplus_refined",
+    "default_local_trials",
     "random_centroids",
     "init",
     "squared_distances",
+    "assign",
     "lloyd_step",
     "fit",
     "predict",
@@ -126,6 +140,11 @@ class KMeansInfo(NamedTuple):
         restart_inertias: ``(n_init,)`` final inertia of every restart (different seeds reach different local
             minima).
         best_restart: index of the restart that was kept (lowest inertia).
+        nonfinite: bool, the returned inertia (or a centroid) is not finite in the dtype of `x`: the data is so
+            large that its squared distances overflow even though every value is finite. The iterations run on
+            the data rescaled by a power of two (see "Scale" in the module notes), so the centroids and labels
+            are right, but `converged` is then always False: a non-finite objective is never reported as
+            converged.
     """
 
     converged: jax.Array
@@ -135,6 +154,8 @@ class KMeansInfo(NamedTuple):
     empty_clusters: jax.Array
     restart_inertias: jax.Array
     best_restart: jax.Array
+    # a default so that drivers building a KMeansInfo of their own (jaxprob.scale) need not set it
+    nonfinite: jax.Array = np.False_
 
 
 class MiniBatchState(NamedTuple):
@@ -159,16 +180,19 @@ def _sq_dist(x, x_sq, c):
     return jnp.maximum(x_sq[:, None] - 2.0 * (x @ c.T) + c_sq[None, :], 0.0)
 
 
-def squared_distances(x, centroids):
-    r"""Squared Euclidean distances :math:`\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
-    + \lVert c_k\rVert^2`, computed with one matrix product.
+def squared_distances(x, centroids, *, x_sq=None):
+    r"""Squared Euclidean distances $\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
+    + \lVert c_k\rVert^2$, computed with one matrix product (clipped at 0).
+
+    Pure and usable inside `jit` / `vmap` (only the ranks and shapes are checked on traced arguments).
 
     Args:
-        x: ``(n, D)`` samples.
-        centroids: ``(K, D)``.
+        x: `(n, D)` samples.
+        centroids: `(K, D)`.
+        x_sq: optional `(n,)` squared norms of the rows of `x`, when the caller already has them.
 
     Returns:
-        ``(n, K)`` non-negative squared distances.
+        `(n, K)` non-negative squared distances, in the dtype of `x`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -180,7 +204,9 @@ def squared_distances(x, centroids):
     centroids = as_float_array(centroids, "centroids", 2)
     if centroids.shape[1] != x.shape[1]:
         raise ValueError(f"`centroids` has {centroids.shape[1]} features but `x` has {x.shape[1]}")
-    return _sq_dist(x, jnp.sum(jnp.square(x), axis=-1), centroids.astype(x.dtype))
+    if x_sq is None:
+        x_sq = jnp.sum(jnp.square(x), axis=-1)
+    return _sq_dist(x, x_sq, centroids.astype(x.dtype))
 
 
 def _inverse_cdf(cdf, u):
@@ -202,6 +228,85 @@ def _kpp_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dt
     ``c``. A 1-D draw reshaped: the generator compiles about twice as fast as for a 3-D shape."""
     u = jax.random.uniform(key, (n_restarts * n_clusters * n_local_trials,), dtype)
     return u.reshape(n_restarts, n_clusters, n_local_trials)
+
+
+def kmeans_plusplus_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32):
+    """All the uniform draws that greedy k-means++ needs for `n_restarts` restarts, in one draw.
+
+    Restart `r` of [kmeans_plusplus_from_uniforms][jaxprob.kmeans.kmeans_plusplus_from_uniforms] takes `u[r]`:
+    `u[r, 0, 0]` picks its first centre and `u[r, c]` the candidates of its centre `c`. Drawing them together lets
+    a caller run many restarts (or models) from one key without splitting it.
+
+    Args:
+        key: a JAX PRNG key.
+        n_restarts: number of restarts.
+        n_clusters: `K`.
+        n_local_trials: candidates per step, e.g. `default_local_trials(K)`.
+        dtype: floating dtype of the draws (that of the data).
+
+    Returns:
+        `(n_restarts, K, n_local_trials)` uniforms in $[0, 1)$.
+
+    Examples:
+        >>> import jax
+        >>> from jaxprob import kmeans
+        >>> kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 2, 3, 4).shape
+        (2, 3, 4)
+    """
+    check_key(key)
+    n_restarts = check_int(n_restarts, "n_restarts", minimum=1)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1)
+    n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
+    return _kpp_uniforms(key, n_restarts, n_clusters, n_local_trials, dtype)
+
+
+def kmeans_plusplus_from_uniforms(u, x, weights):
+    """Greedy weighted k-means++ driven by given uniform draws: a pure kernel with no random-number generator.
+
+    The same uniforms give the same centres; [kmeans_plusplus][jaxprob.kmeans.kmeans_plusplus] is this function on
+    `kmeans_plusplus_uniforms(key, 1, K, n_local_trials)[0]`. Usable inside `jit` / `vmap` (no value checks).
+
+    Args:
+        u: `(K, n_local_trials)` uniforms in $[0, 1)$, one restart's entry of
+            [kmeans_plusplus_uniforms][jaxprob.kmeans.kmeans_plusplus_uniforms].
+        x: `(n, D)` samples.
+        weights: `(n,)` non-negative sample weights, not all zero.
+
+    Returns:
+        `(centers, indices)`: `(K, D)` centres (rows of `x`) and their `(K,)` int32 row indices.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0], [0.1], [10.0], [10.1]])
+        >>> u = kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 1, 2, 3)[0]
+        >>> centers, idx = kmeans.kmeans_plusplus_from_uniforms(u, x, jnp.ones(4))
+        >>> sorted(float(c[0]) > 5 for c in centers)
+        [False, True]
+    """
+    x = as_float_array(x, "x", 2)
+    u = as_float_array(u, "u", 2, dtype=x.dtype)
+    weights = as_float_array(weights, "weights", 1, dtype=x.dtype)
+    if weights.shape[0] != x.shape[0]:
+        raise ValueError(f"`weights` must have shape ({x.shape[0]},) to match x, got {tuple(weights.shape)}")
+    return _kmeans_plusplus_u(u, x, weights)
+
+
+def default_local_trials(n_clusters: int) -> int:
+    r"""Greedy k-means++ candidates per step by default: $2 + \lfloor \ln K \rfloor$ (as scikit-learn).
+
+    Args:
+        n_clusters: `K`, at least 1.
+
+    Returns:
+        The number of candidates.
+
+    Examples:
+        >>> from jaxprob import kmeans
+        >>> kmeans.default_local_trials(1), kmeans.default_local_trials(64)
+        (2, 6)
+    """
+    return _default_trials(check_int(n_clusters, "n_clusters", minimum=1))
 
 
 def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
@@ -246,7 +351,50 @@ def _check_x(x, name="x"):
     check_finite(x, name)
     if x.shape[0] < 1:
         raise ValueError(f"`{name}` must hold at least one sample, got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"`{name}` must have at least one feature (D >= 1), got shape {tuple(x.shape)}")
     return x
+
+
+def _scale_for(x):
+    """The power of two $2^{-e}$ that brings max |x| into [1/2, 1) when it lies outside the range where squared
+    distances neither overflow nor underflow (`None`: no rescaling). On traced data, an array that is 1 inside
+    that range. `e` is clipped so that both $2^{-e}$ and $2^e$ are normal numbers (exact to multiply by)."""
+    fi = jnp.finfo(x.dtype)
+    lo, hi = fi.minexp // 4, fi.maxexp // 4
+    if is_tracer(x):
+        e = jnp.frexp(jnp.max(jnp.abs(x)))[1]
+        e = jnp.where((e > hi) | (e < lo), jnp.clip(e, fi.minexp, -fi.minexp), 0)
+        return jax.lax.stop_gradient(jnp.ldexp(jnp.ones((), x.dtype), -e))
+    m = float(np.max(np.abs(np.asarray(x))))
+    e = math.frexp(m)[1]
+    if m == 0.0 or lo <= e <= hi:
+        return None
+    return np.asarray(2.0 ** -min(max(e, fi.minexp), -fi.minexp), x.dtype)
+
+
+@jax.jit
+def _times(a, s):
+    return a * s
+
+
+@jax.jit
+def _times_sq(a, s):
+    """`a` times `s` squared, as two products: `s * s` may overflow where the result does not."""
+    return a * s * s
+
+
+def _scale_for_pair(x, c):
+    """:func:`_scale_for` of the samples and centroids together."""
+    if is_tracer(x) or is_tracer(c):
+        return _scale_for(jnp.concatenate([x, c]))
+    m = np.maximum(np.max(np.abs(np.asarray(x)), axis=0), np.max(np.abs(np.asarray(c)), axis=0))
+    return _scale_for(m[None])
+
+
+def _scaled(s, *arrays):
+    """The arrays times the power of two `s` (unchanged when `s` is None)."""
+    return tuple(a if s is None or a is None else _times(a, s) for a in arrays)
 
 
 def _check_seeding_args(key, x, n_clusters, sample_weight):
@@ -287,7 +435,9 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
     if n_local_trials is None:
         n_local_trials = _default_trials(n_clusters)
     n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
-    return _kmeans_plusplus_jit(key, x, w, n_clusters, n_local_trials)
+    scale = _scale_for(x)
+    centers, idx = _kmeans_plusplus_jit(key, *_scaled(scale, x), w, n_clusters, n_local_trials)
+    return (centers if scale is None else x[idx]), idx
 
 
 def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
@@ -355,7 +505,9 @@ def init(
     check_choice(method, "method", INIT_METHODS)
     x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
     trials = _check_trials(n_local_trials, n_clusters)
-    return _init_jit(key, x, w, n_clusters, method, trials)
+    scale = _scale_for(x) if method == "kmeans++" else None  # random draws use no distance
+    c = _init_jit(key, *_scaled(scale, x), w, n_clusters, method, trials)
+    return c if scale is None else _times(c, 1 / scale)
 
 
 def _check_trials(n_local_trials, n_clusters):
@@ -458,6 +610,41 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     else:
         d = jnp.maximum(best + x_sq, 0.0)
     return labels, d
+
+
+def assign(x, centroids, *, exact: bool = True, x_sq=None):
+    """Labels and squared distances of a block of samples: the assignment step of Lloyd's algorithm.
+
+    A pure kernel, usable inside `jit`, `vmap` and `shard_map` (only ranks and shapes are checked); the drivers in
+    [jaxprob.scale][] assign their shards with it, so that every k-means in the library labels a sample alike.
+
+    Args:
+        x: `(n, D)` samples.
+        centroids: `(K, D)`.
+        exact: `True` (default): distances summed from the differences $x_i - c_{z_i}$ (no cancellation), as
+            the labels and inertia that [fit][jaxprob.kmeans.fit] returns. `False`: as inside the Lloyd
+            iterations, distances from the expanded form with distances compared to fewer mantissa bits (see
+            "Precision of the assignments" in the module notes); faster.
+        x_sq: `(n,)` squared norms of the rows of `x`, used when not `exact` (computed when not given).
+
+    Returns:
+        `(labels, distances)`: `(n,)` int32 index of the closest centroid (the lowest index among ties) and the
+        `(n,)` squared distance to it.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> labels, d = kmeans.assign(jnp.array([[0.0], [4.0]]), jnp.array([[1.0], [5.0]]))
+        >>> labels.tolist(), d.tolist()
+        ([0, 1], [1.0, 1.0])
+    """
+    x = as_float_array(x, "x", 2)
+    c = as_float_array(centroids, "centroids", 2, dtype=x.dtype)
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(f"`centroids` has {c.shape[1]} features but `x` has {x.shape[1]}")
+    if not exact and x_sq is None:
+        x_sq = jnp.sum(jnp.square(x), axis=-1)
+    return _assign_block(x, c, jnp.sum(jnp.square(c), axis=-1), bool(exact), x_sq)
 
 
 def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
@@ -639,7 +826,21 @@ def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, ch
         restart_inertias=inert,
         best_restart=best.astype(jnp.int32),
     )
-    return result, info
+    return _flag_nonfinite(result, info)
+
+
+def _flag_nonfinite(result: KMeansResult, info: KMeansInfo):
+    nonfinite = ~jnp.isfinite(result.inertia) | ~jnp.all(jnp.isfinite(result.centroids))
+    return result, info._replace(converged=info.converged & ~nonfinite, nonfinite=nonfinite)
+
+
+@jax.jit
+def _unscale_fit(result: KMeansResult, info: KMeansInfo, inv):
+    """A fit on data times $2^{-e}$ back to the scale of the data (`inv` = $2^e$): exact but for overflow."""
+    result = KMeansResult(result.centroids * inv, result.labels, _times_sq(result.inertia, inv))
+    info = info._replace(inertia_trace=_times_sq(info.inertia_trace, inv),
+                         restart_inertias=_times_sq(info.restart_inertias, inv))
+    return _flag_nonfinite(result, info)
 
 
 def _check_centroids(centroids, d, dtype, name="centroids"):
@@ -674,7 +875,14 @@ def _step_jit(x, w, c, chunk):
     n = x.shape[0]
     xr, wr = _pad_chunks(x, w, chunk)
     new, labels, _, inert, _ = _lloyd_core(xr, wr, c)
-    return new, labels[:n], inert
+    labels = labels[:n]
+    # The packed assignment is bit manipulation: no derivative flows through its distances. The inertia keeps the
+    # value the iteration computed and takes its derivative from the same objective at the same labels,
+    # sum_i w_i ||x_i - c_{z_i}||^2: the labels are piecewise constant, so this is the derivative of the inertia
+    # wherever it has one (no sample equidistant from two centroids).
+    smooth = jnp.sum(w * jnp.sum(jnp.square(x - c[labels]), axis=1))
+    inert = jax.lax.stop_gradient(inert) + (smooth - jax.lax.stop_gradient(smooth))
+    return new, labels, inert
 
 
 def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
@@ -692,6 +900,11 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
         inertia of the *input* centroids, as the iterations of :func:`fit` compute them (see "Precision of the
         assignments" in the module notes). The inertia of ``new_centroids`` is never larger.
 
+        Derivatives: `jax.grad` of the returned inertia with respect to `x` or `centroids` is that of
+        $\sum_i w_i \lVert x_i - c_{z_i} \rVert^2$ at the returned labels, the derivative of the inertia
+        wherever it has one (no sample equidistant from two centroids), as for [inertia][jaxprob.kmeans.inertia].
+        The labels are integers and pass no derivative.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob import kmeans
@@ -700,11 +913,11 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
         >>> c.ravel().tolist(), labels.tolist(), float(j)
         ([0.0, 7.0], [0, 1, 1, 1], 164.0)
     """
-    x = _check_x(x)
-    c = _check_centroids(centroids, x.shape[1], x.dtype)
-    _check_chunk(chunk_size)
-    w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    return _step_jit(x, w, c, _chunk_rows(x.shape[0], c.shape[0], chunk_size))
+    x, c, w, chunk, scale = _eval_args(x, centroids, sample_weight, chunk_size)
+    new, labels, inert = _step_jit(x, w, c, chunk)
+    if scale is None:
+        return new, labels, inert
+    return _times(new, 1 / scale), labels, _times_sq(inert, 1 / scale)
 
 
 def fit(
@@ -788,7 +1001,9 @@ def fit(
     check_key(key)
     chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
     restart_batch = _default_restart_batch(n_init, restart_batch)
-    return _fit_jit(
+    scale = _scale_for(x)
+    x, init_centroids = _scaled(scale, x, init_centroids)
+    out = _fit_jit(
         key,
         x,
         w,
@@ -803,6 +1018,7 @@ def fit(
         restart_batch,
         not is_tracer(tol) and float(tol) == 0.0,
     )
+    return out if scale is None else _unscale_fit(*out, 1 / scale)
 
 
 @jax.jit(static_argnums=(3,))
@@ -814,11 +1030,15 @@ def _labels_inertia_jit(x, w, c, chunk):
 
 
 def _eval_args(x, centroids, sample_weight, chunk_size):
+    """Checked arguments, with `x` and the centroids rescaled together (see "Scale" in the module notes); the
+    last entry is the power of two applied (None: none)."""
     x = _check_x(x)
     c = _check_centroids(centroids, x.shape[1], x.dtype)
     _check_chunk(chunk_size)
     w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size)
+    scale = _scale_for_pair(x, c)
+    x, c = _scaled(scale, x, c)
+    return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size), scale
 
 
 def predict(x, centroids, *, chunk_size: int | None = None):
@@ -838,7 +1058,7 @@ def predict(x, centroids, *, chunk_size: int | None = None):
         >>> kmeans.predict(jnp.array([[0.2], [8.0]]), jnp.array([[0.0], [10.0]])).tolist()
         [0, 1]
     """
-    x, c, w, chunk = _eval_args(x, centroids, None, chunk_size)
+    x, c, w, chunk, _ = _eval_args(x, centroids, None, chunk_size)
     return _labels_inertia_jit(x, w, c, chunk)[0]
 
 
@@ -860,8 +1080,9 @@ def inertia(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
         >>> float(kmeans.inertia(jnp.array([[1.0], [4.0]]), jnp.array([[0.0], [5.0]])))
         2.0
     """
-    x, c, w, chunk = _eval_args(x, centroids, sample_weight, chunk_size)
-    return _labels_inertia_jit(x, w, c, chunk)[1]
+    x, c, w, chunk, scale = _eval_args(x, centroids, sample_weight, chunk_size)
+    inert = _labels_inertia_jit(x, w, c, chunk)[1]
+    return inert if scale is None else _times_sq(inert, 1 / scale)
 
 
 @jax.jit
@@ -885,8 +1106,9 @@ def transform(x, centroids):
         >>> kmeans.transform(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0], [0.0, 1.0]])).tolist()
         [[5.0, 1.0]]
     """
-    x, c, _, _ = _eval_args(x, centroids, None, None)
-    return _transform_jit(x, c)
+    x, c, _, _, scale = _eval_args(x, centroids, None, None)
+    d = _transform_jit(x, c)
+    return d if scale is None else _times(d, 1 / scale)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -968,7 +1190,12 @@ def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
     xb = _check_x(x_batch, "x_batch")
     c = _check_centroids(state.centroids, xb.shape[1], xb.dtype, "state.centroids")
     wb = check_sample_weight(sample_weight, xb.shape[0], xb.dtype)
-    return _minibatch_step_jit(MiniBatchState(c, jnp.asarray(state.counts, xb.dtype)), xb, wb)
+    scale = _scale_for_pair(xb, c)
+    xb, c = _scaled(scale, xb, c)
+    state, j = _minibatch_step_jit(MiniBatchState(c, jnp.asarray(state.counts, xb.dtype)), xb, wb)
+    if scale is None:
+        return state, j
+    return MiniBatchState(_times(state.centroids, 1 / scale), state.counts), _times_sq(j, 1 / scale)
 
 
 class _MBState(NamedTuple):
@@ -1031,7 +1258,7 @@ def _fit_minibatch_jit(
         restart_inertias=inert,
         best_restart=best.astype(jnp.int32),
     )
-    return result, info
+    return _flag_nonfinite(result, info)
 
 
 def fit_minibatch(
@@ -1104,7 +1331,9 @@ def fit_minibatch(
                 f"`init_centroids` has {init_centroids.shape[0]} rows but n_clusters={n_clusters}"
             )
     chunk = _chunk_rows(x.shape[0], n_clusters, chunk_size)
-    return _fit_minibatch_jit(
+    scale = _scale_for(x)
+    x, init_centroids = _scaled(scale, x, init_centroids)
+    out = _fit_minibatch_jit(
         key,
         x,
         w,
@@ -1118,10 +1347,11 @@ def fit_minibatch(
         jnp.asarray(tol, x.dtype),
         init_centroids,
     )
+    return out if scale is None else _unscale_fit(*out, 1 / scale)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# helper for other modules (Gaussian mixture initialisation)
+# seeds refined by a few Lloyd steps (Gaussian mixture initialisation)
 # ----------------------------------------------------------------------------------------------------------
 def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     """k-means++ seeds refined by at most ``max_iter`` Lloyd steps (tol 0); pure, jittable, vmappable."""
@@ -1129,3 +1359,34 @@ def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     xr, wr = _pad_chunks(x, w, _chunk_rows(x.shape[0], n_clusters, None))
     s, _, _, _ = _lloyd_run(xr, wr, c0, max_iter, jnp.zeros((), x.dtype))
     return s.centroids
+
+
+def kmeans_plusplus_refined(key, x, n_clusters: int, *, sample_weight=None, max_iter: int = 10):
+    """Greedy k-means++ seeds refined by at most `max_iter` Lloyd steps: a cheap, good start for EM.
+
+    One restart, tolerance 0 (stops earlier only when the assignments are stable). Usable inside `jit` / `vmap`
+    (on traced arguments only shapes are checked).
+
+    Args:
+        key: a JAX PRNG key.
+        x: `(n, D)` samples.
+        n_clusters: `K`, between 1 and `n`.
+        sample_weight: optional `(n,)` non-negative weights.
+        max_iter: Lloyd steps at most.
+
+    Returns:
+        `(K, D)` centroids.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import kmeans
+        >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> sorted(kmeans.kmeans_plusplus_refined(jax.random.key(0), x, 2).ravel().tolist())
+        [0.5, 10.5]
+    """
+    x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    return _kmeans_centroids_jit(key, x, w, n_clusters, max_iter)
+
+
+_kmeans_centroids_jit = jax.jit(_kmeans_centroids, static_argnums=(3, 4))

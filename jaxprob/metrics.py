@@ -192,9 +192,10 @@ def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: i
     Args:
         y_true: ``(n,)`` integer labels.
         y_pred: ``(n,)`` integer predictions.
-        average: ``"binary"`` (the class ``pos_label`` only), ``"macro"`` (unweighted mean of the per-class
-            scores), ``"micro"`` (from the counts summed over classes; equal to the accuracy) or ``"none"``
-            (per-class arrays).
+        average: ``"binary"`` (the class ``pos_label`` only; the labels must be 0/1, a third class raises a
+            ``ValueError`` as in scikit-learn), ``"macro"`` (unweighted mean of the per-class scores),
+            ``"micro"`` (from the counts summed over classes; equal to the accuracy) or ``"none"`` (per-class
+            arrays).
         n_classes: number of classes (static); inferred from the labels when ``None``.
         pos_label: the positive class for ``average="binary"``.
 
@@ -209,9 +210,16 @@ def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: i
         (0.6667, 0.6667, 0.6667)
     """
     check_choice(average, "average", AVERAGES)
+    given = n_classes
     t, p, n_classes = _check_pair(y_true, y_pred, n_classes)
     if average == "binary":
-        n_classes = max(n_classes, 2)
+        if n_classes > 2:  # as scikit-learn: scoring one class of a multiclass problem must be asked for
+            held = f"n_classes={given}" if given is not None else f"labels up to {n_classes - 1} ({n_classes} classes)"
+            raise ValueError(
+                f"average='binary' needs binary labels 0/1, but `y_true` / `y_pred` have {held}; "
+                "use average='macro', 'micro' or 'none' (per class)"
+            )
+        n_classes = 2
         pos_label = check_int(pos_label, "pos_label", minimum=0, maximum=n_classes - 1)
     else:
         pos_label = 0
@@ -290,14 +298,16 @@ def roc_curve(y_true, y_score):
 
 
 def auc(x, y):
-    """Area under a piecewise-linear curve by the trapezoidal rule (``x`` monotone).
+    """Area under a piecewise-linear curve by the trapezoidal rule (`x` monotone).
 
     Args:
-        x: ``(m,)`` abscissae, non-decreasing or non-increasing.
-        y: ``(m,)`` ordinates.
+        x: `(m,)` abscissae, non-decreasing or non-increasing; otherwise the area of the curve is not defined
+            and a `ValueError` is raised, as in scikit-learn (under `jit`, where the values are not known, the
+            result is NaN).
+        y: `(m,)` ordinates.
 
     Returns:
-        Scalar area (positive for increasing ``x``).
+        Scalar area (positive for increasing `x`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -309,7 +319,23 @@ def auc(x, y):
     y = as_float_array(y, "y", 1)
     if x.shape != y.shape:
         raise ValueError(f"`x` and `y` have different lengths: {x.shape[0]} and {y.shape[0]}")
-    return jnp.trapezoid(y, x)
+    if not is_tracer(x):
+        dx = np.diff(np.asarray(x))
+        if np.any(dx < 0) and np.any(dx > 0):
+            first_direction = np.sign(dx[dx != 0][0])
+            i = int(np.flatnonzero(np.sign(dx) == -first_direction)[0])  # the first step going back
+            raise ValueError(
+                f"`x` is neither non-decreasing nor non-increasing (x[{i}] = {float(x[i])}, "
+                f"x[{i + 1}] = {float(x[i + 1])}): the area under the curve is not defined"
+            )
+    return _auc(x, y)
+
+
+@jax.jit
+def _auc(x, y):
+    dx = jnp.diff(x)
+    monotone = jnp.all(dx >= 0) | jnp.all(dx <= 0)
+    return jnp.where(monotone, jnp.trapezoid(y, x), jnp.nan)
 
 
 @jax.jit

@@ -49,6 +49,7 @@ __all__ = [
     "make_gmm",
     "make_mixture",
     "check_model",
+    "family_for",
     "validate_data",
     "init",
     "e_step",
@@ -186,6 +187,40 @@ def _check_features(x, model, name):
     d = model.n_features
     if leaf.ndim == 2 and leaf.shape[1] != d:
         raise ValueError(f"`{name}` has {leaf.shape[1]} features but the model has {d}")
+
+
+def family_for(family: Family | None = None, covariance_type: str = "full", reg_covar: float = 1e-6,
+               init_params: Mixture | None = None) -> Family:
+    """The family a fit uses, from the arguments of the fitting functions (checked eagerly).
+
+    `family` wins; else the family of `init_params`, which must then match `covariance_type` when it is a
+    Gaussian family; else the Gaussian family of `covariance_type` and `reg_covar`.
+
+    Args:
+        family: an explicit [Family][jaxprob.em.Family], or None.
+        covariance_type: the Gaussian covariance type asked for.
+        reg_covar: the Gaussian ridge asked for.
+        init_params: an optional starting [Mixture][jaxprob.em.Mixture].
+
+    Returns:
+        The [Family][jaxprob.em.Family].
+
+    Examples:
+        >>> from jaxprob import mixture
+        >>> mixture.family_for(None, "diag").covariance_type
+        'diag'
+    """
+    if init_params is not None:
+        _check_model(init_params, "init_params")
+        if family is not None and family != init_params.family:
+            raise ValueError("`family` differs from the family of `init_params`; give one of them")
+        ct = getattr(init_params.family, "covariance_type", None)
+        if family is None and ct is not None and ct != covariance_type:
+            raise ValueError(
+                f"`init_params` has covariance_type={ct!r} but covariance_type={covariance_type!r} was asked for"
+            )
+        return init_params.family
+    return _family_of(family, covariance_type, reg_covar)
 
 
 def _family_of(family, covariance_type, reg_covar):
@@ -344,7 +379,9 @@ def em_step(x, model: Mixture, *, sample_weight=None):
 @jax.jit(static_argnums=(3, 4))
 def _init_jit(key, x, w, n_components, init_method, family):
     prepared = em.prepare(x, family, w)
-    stats = em.initial_stats(key, x, prepared, family, n_components, init_method, 1)
+    # the key itself is the draw of a random start, so that init(key=split(k, n)[i]) is restart i of fit
+    draws = None if init_method == "kmeans++" else key[None]
+    stats = em.initial_stats(key, x, prepared, family, n_components, init_method, 1, draws=draws)
     return em.m_step(family, jax.tree.map(lambda a: a[0], stats), prepared.center)[0]
 
 
@@ -398,7 +435,9 @@ def _final(x, w, model, info):
     `info.log_likelihood` and `score` agree to the last bit (the loop scores through prepared features)."""
     lp = jax.nn.logsumexp(_weighted_log_probs(x, model), axis=1)
     ll = jnp.sum(jnp.where(w > 0, w * lp, 0.0)) / jnp.sum(w)
-    return model, info._replace(log_likelihood=ll)
+    ll = jnp.where(jnp.isfinite(info.log_likelihood), ll, info.log_likelihood)
+    restarts = info.restart_log_likelihoods.at[info.best_restart].set(ll)
+    return model, info._replace(log_likelihood=ll, restart_log_likelihoods=restarts)
 
 
 @jax.jit(static_argnums=(4, 5, 6, 7, 9))
@@ -464,15 +503,7 @@ def fit(x, n_components: int, *, key=None, family: Family | None = None, covaria
         (True, [-4.0, 4.0])
     """
     if init_params is not None:
-        _check_model(init_params, "init_params")
-        if family is not None and family != init_params.family:
-            raise ValueError("`family` differs from the family of `init_params`; give one of them")
-        ct = getattr(init_params.family, "covariance_type", None)
-        if family is None and ct is not None and ct != covariance_type:
-            raise ValueError(
-                f"`init_params` has covariance_type={ct!r} but covariance_type={covariance_type!r} was asked for"
-            )
-        family = init_params.family
+        family = family_for(family, covariance_type, reg_covar, init_params)
     family, x, n_components, w = _fit_args(x, n_components, family, covariance_type, reg_covar, init_method,
                                            sample_weight)
     n_init = check_int(n_init, "n_init", minimum=1)

@@ -10,7 +10,8 @@ r"""Neural building blocks: an Equinox MLP, one minibatch Optax training loop, a
   and prints progress.
 * :func:`minimize` — full-batch optimisation of a smooth loss (L-BFGS by default) in one ``lax.while_loop``,
   for convex problems solved to tolerance (linear-Gaussian likelihood, softmax regression).
-* :func:`save_model` / :func:`load_model` — checkpoints with ``eqx.tree_serialise_leaves``.
+* :func:`save_model` / :func:`load_model` — checkpoints: the leaves serialised by ``eqx.tree_serialise_leaves``
+  behind a small header (format version, payload length, SHA-256), written atomically.
 
 The optional L2 penalty is :math:`\lambda \sum_W \lVert W \rVert_F^2` over the floating leaves of rank
 :math:`\ge 2` (weight matrices; biases are not penalised).
@@ -23,7 +24,12 @@ cached default, so repeated calls with defaults do not recompile either.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import math
+import os
+import secrets
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -46,6 +52,8 @@ __all__ = [
     "train",
     "evaluate",
     "minimize",
+    "CheckpointError",
+    "CHECKPOINT_VERSION",
     "save_model",
     "load_model",
 ]
@@ -116,8 +124,27 @@ class MLP(eqx.Module):
         self.activation = activation
         self.final_activation = final_activation
 
+    @property
+    def in_size(self) -> int:
+        """Number of input features `d` (the last axis of `x`)."""
+        return self.weights[0].shape[0]
+
+    @property
+    def out_size(self) -> int:
+        """Number of outputs."""
+        return self.weights[-1].shape[1]
+
     def __call__(self, x):
-        """Outputs for ``x`` of shape ``(d,)`` or ``(n, d)`` (same leading shape, last axis ``out_size``)."""
+        """Outputs for ``x`` of shape ``(d,)`` or ``(n, d)`` (same leading shape, last axis ``out_size``).
+
+        Raises:
+            ValueError: when the last axis of `x` is not `in_size` (a shape, so checked under `jit` too).
+        """
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.in_size:
+            raise ValueError(
+                f"this MLP expects inputs of shape ({self.in_size},) or (n, {self.in_size}) "
+                f"({self.in_size} features), got shape {tuple(jnp.shape(x))}"
+            )
         act = ACTIVATIONS[self.activation]
         h = x
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
@@ -547,26 +574,124 @@ def minimize(fun: Callable, params, *args, optimizer=None, max_iter: int = 500, 
 # ----------------------------------------------------------------------------------------------------------
 # checkpoints
 # ----------------------------------------------------------------------------------------------------------
+# A checkpoint is a fixed header followed by the payload (the leaves as `eqx.tree_serialise_leaves` writes them):
+#   magic (8 bytes) | format version (uint32, little-endian) | payload length (uint64) | SHA-256 of the payload
+# The length tells a truncated file from one with trailing data, the digest a corrupted payload, the magic a
+# foreign file; the version lets a later format be told apart from this one.
+_MAGIC = b"JXPCKPT\x00"
+CHECKPOINT_VERSION = 1
+_HEADER = struct.Struct("<8sIQ32s")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded: empty, truncated, corrupted, foreign, of an unknown format version,
+    or not matching the structure it is loaded into. The message names the file and the reason."""
+
+
 def save_model(path, model) -> None:
-    """Save the array leaves of a model (or any pytree, e.g. an optimizer state) with
-    ``eqx.tree_serialise_leaves``.
+    """Save the array leaves of a model (or any pytree, e.g. an optimizer state) as a checkpoint, atomically.
+
+    The file holds a header (format version [CHECKPOINT_VERSION][jaxprob.nn.CHECKPOINT_VERSION], payload length,
+    SHA-256 of the payload) and the leaves serialised by `eqx.tree_serialise_leaves`. It is written to a
+    temporary file in the same folder, flushed to disk (`fsync`) and renamed over `path` (`os.replace`, atomic on
+    POSIX and Windows): an exception or a kill during the save leaves the previous checkpoint at `path` intact.
 
     Args:
-        path: file path (``.eqx`` by convention).
+        path: file path (`.eqx` by convention).
         model: the pytree to save.
+
+    Examples:
+        >>> import tempfile, os, jax.numpy as jnp
+        >>> from jaxprob import nn
+        >>> path = os.path.join(tempfile.mkdtemp(), "params.eqx")
+        >>> nn.save_model(path, {"w": jnp.ones((2, 2))})
+        >>> nn.load_model(path, {"w": jnp.zeros((2, 2))})["w"].tolist()
+        [[1.0, 1.0], [1.0, 1.0]]
     """
-    eqx.tree_serialise_leaves(path, model)
+    path = os.fspath(path)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, model)  # before touching the disk: a failure here writes nothing
+    payload = buffer.getvalue()
+    header = _HEADER.pack(_MAGIC, CHECKPOINT_VERSION, len(payload), hashlib.sha256(payload).digest())
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable: on POSIX a rename is on disk once its folder is synced (not possible on Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_checkpoint(path: str) -> bytes:
+    """The verified payload of a checkpoint file, or a CheckpointError saying what is wrong with it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise CheckpointError(f"checkpoint {path!r} is empty (0 bytes)")
+    if not data.startswith(_MAGIC[: len(data)]):
+        raise CheckpointError(
+            f"{path!r} is not a jaxprob checkpoint (no jaxprob header; a file written by "
+            "`eqx.tree_serialise_leaves` itself loads with `eqx.tree_deserialise_leaves`)"
+        )
+    if len(data) < _HEADER.size:
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated: {len(data)} bytes, shorter than its {_HEADER.size}-byte header"
+        )
+    _, version, length, digest = _HEADER.unpack_from(data)
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path!r} has format version {version}; this jaxprob reads version {CHECKPOINT_VERSION}"
+        )
+    payload = data[_HEADER.size :]
+    if len(payload) < length:
+        raise CheckpointError(f"checkpoint {path!r} is truncated: {len(payload)} of {length} payload bytes")
+    if len(payload) > length:
+        raise CheckpointError(
+            f"checkpoint {path!r} has {len(payload) - length} bytes of trailing data after its {length}-byte payload"
+        )
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(f"checkpoint {path!r} is corrupted: the SHA-256 of its payload does not match its header")
+    return payload
 
 
 def load_model(path, like):
-    """Load leaves saved by :func:`save_model` into a pytree of the same structure.
+    """Load a checkpoint written by [save_model][jaxprob.nn.save_model] into a pytree of the same structure.
+
+    The file is verified before anything is deserialised: its header, length and SHA-256.
 
     Args:
-        path: file written by :func:`save_model`.
+        path: file written by [save_model][jaxprob.nn.save_model].
         like: a pytree with the same structure, shapes and dtypes (e.g. a freshly initialised model).
 
     Returns:
-        ``like`` with its leaves replaced by the saved ones.
+        `like` with its leaves replaced by the saved ones.
+
+    Raises:
+        CheckpointError: (a `ValueError`) naming the file, when it is empty, truncated, corrupted, followed by
+            trailing data, not a jaxprob checkpoint, of another format version, or when its leaves do not match
+            `like` (number, shapes or dtypes).
+        FileNotFoundError: when there is no file at `path`.
 
     Examples:
         >>> import tempfile, os, jax, jax.numpy as jnp
@@ -578,4 +703,16 @@ def load_model(path, like):
         >>> bool(jnp.all(back.weights[0] == mlp.weights[0]))
         True
     """
-    return eqx.tree_deserialise_leaves(path, like)
+    path = os.fspath(path)
+    payload = _read_checkpoint(path)
+    f = io.BytesIO(payload)
+    try:
+        out = eqx.tree_deserialise_leaves(f, like)
+    except Exception as e:  # a leaf of another shape or dtype, or fewer leaves saved than `like` holds
+        raise CheckpointError(f"checkpoint {path!r} does not match the structure of `like`: {e}") from e
+    if f.tell() != len(payload):
+        raise CheckpointError(
+            f"checkpoint {path!r} does not match the structure of `like`: it holds more leaves "
+            f"({len(payload) - f.tell()} bytes left unread)"
+        )
+    return out

@@ -373,9 +373,8 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
     _check_tol(tol)
     w = _check_weights(sample_weight, x)
     if init_params is not None:
+        mixture.family_for(family, covariance_type, reg_covar, init_params)
         start = _check_init_params(init_params, x.shape[1], n_components, x.dtype)
-        if family is not None and family != start.family:
-            raise ValueError("`family` differs from the family of `init_params`; give one of them")
         starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
     else:
         family = _family(family, covariance_type, reg_covar)
@@ -411,7 +410,7 @@ def _lloyd_sums(x, w, c, x_sq=None):
     """Per-cluster weighted sums and weights, inertia and labels of one pass, by the assignment of
     :mod:`jaxprob.kmeans`: as in its Lloyd iterations when the rows' squared norms ``x_sq`` are given, else at
     full precision (exact distances)."""
-    labels, d = kmeans._assign_block(x, c, jnp.sum(jnp.square(c), axis=-1), x_sq is None, x_sq)
+    labels, d = kmeans.assign(x, c, exact=x_sq is None, x_sq=x_sq)
     k = c.shape[0]
     return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
 
@@ -1180,7 +1179,7 @@ def em_steps(x, params: Mixture, n_steps: int, *, sample_weight=None):
         sample_weight: optional `(n,)` non-negative weights.
 
     Returns:
-        `(params, log_likelihood_trace)`: the model after `n_steps` iterations and the `(n_steps,)` mean
+        `(params, trace)`: the model after `n_steps` iterations and the `(n_steps,)` mean
         log-likelihood at each E-step.
 
     Examples:

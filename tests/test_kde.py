@@ -184,8 +184,10 @@ def test_bad_input():
         kde.fit(x, bandwidth=np.ones(3))
     with pytest.raises(ValueError, match="kernel"):
         kde.fit(x, kernel="cosine")
-    with pytest.raises(ValueError, match="singular"):
+    with pytest.raises(ValueError, match="feature 1 of `x` is constant"):
         kde.fit(np.c_[np.arange(5.0), np.ones(5)])
+    with pytest.raises(ValueError, match="singular"):
+        kde.fit(np.c_[np.arange(5.0), 2.0 * np.arange(5.0)])
     with pytest.raises(ValueError, match="two points"):
         kde.fit(np.ones((1, 2)))
     with pytest.raises(ValueError, match="features"):

@@ -123,9 +123,7 @@ def test_inertia_never_increases(x, seed):
 
 def _assign(x, c):
     """The Lloyd-pass assignment of one block (labels, distances), as the library computes it."""
-    x, c = jnp.asarray(x), jnp.asarray(c)
-    c_sq = jnp.sum(c * c, axis=1)
-    return jax.jit(lambda x, c: kmeans._assign_block(x, c, c_sq, False, jnp.sum(x * x, axis=1)))(x, c)
+    return jax.jit(lambda x, c: kmeans.assign(x, c, exact=False))(jnp.asarray(x), jnp.asarray(c))
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 64, 256])
@@ -380,3 +378,134 @@ def test_bad_input_other_entry_points():
         kmeans.minibatch_step((np.zeros((2, 2)), np.zeros(2)), x)
     with pytest.raises(ValueError, match="`x_batch` contains"):
         kmeans.minibatch_step(kmeans.minibatch_init(np.zeros((2, 2))), np.full((2, 2), np.nan))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scale, half precision, derivatives, permutations (issue 18)
+# ----------------------------------------------------------------------------------------------------------
+def _blobs32(rng):
+    return make_blobs(rng, 30, FOUR_MEANS, scale=1.0, dtype=np.float32)[0]
+
+
+def test_huge_values_keep_the_clusters_and_flag_the_overflowing_inertia(rng):
+    # float32 data times 1e19: squared distances overflow float32. The clusters are still found (the iterations
+    # run on the data rescaled by a power of two), and the inertia, which is beyond float32's range, is reported
+    # as non-finite, never as converged.
+    x = _blobs32(rng)
+    ref, info_ref = _fit32(x, 0)
+    res, info = _fit32(x * np.float32(1e19), 0)
+    np.testing.assert_array_equal(np.asarray(res.labels), np.asarray(ref.labels))
+    assert np.bincount(np.asarray(res.labels), minlength=4).min() > 0
+    true_inertia = float(np.sum((x.astype(np.float64) * 1e19 - np.asarray(res.centroids, np.float64)[
+        np.asarray(res.labels)]) ** 2))
+    assert true_inertia > float(np.finfo(np.float32).max)  # so no float32 answer can be finite
+    assert bool(info.nonfinite) and not bool(info.converged) and np.isinf(float(res.inertia))
+    np.testing.assert_allclose(np.asarray(res.centroids) / 1e19, np.asarray(ref.centroids), rtol=1e-5, atol=1e-5)
+    assert not bool(info_ref.nonfinite) and bool(info_ref.converged)
+
+
+@pytest.mark.parametrize("power", [-70, 70])
+def test_evaluation_functions_on_rescaled_data_against_float64(rng, power):
+    # far outside the range where float32 squared distances are representable without rescaling
+    f = 2.0**power
+    x = (rng.standard_normal((40, 3)) * f).astype(np.float32)
+    c = (rng.standard_normal((5, 3)) * f).astype(np.float32)
+    x64, c64 = x.astype(np.float64), c.astype(np.float64)
+    d2 = ((x64[:, None] - c64[None]) ** 2).sum(-1)
+
+    def close(value, expected, rtol):
+        if expected < np.finfo(np.float32).tiny:  # only a subnormal could hold it, and XLA flushes those to 0
+            assert 0.0 <= float(value) < np.finfo(np.float32).tiny
+        elif expected > np.finfo(np.float32).max:  # beyond float32
+            assert np.isposinf(float(value))
+        else:
+            np.testing.assert_allclose(float(value) / f**2, expected / f**2, rtol=rtol)
+
+    np.testing.assert_array_equal(np.asarray(kmeans.predict(x, c)), d2.argmin(1))
+    close(kmeans.inertia(x, c), d2.min(1).sum(), 1e-5)
+    np.testing.assert_allclose(np.asarray(kmeans.transform(x, c)) / f, np.sqrt(d2) / f, rtol=1e-5)
+    new, labels, j = kmeans.lloyd_step(x, c)
+    np.testing.assert_array_equal(np.asarray(labels), d2.argmin(1))
+    close(j, d2.min(1).sum(), 1e-4)
+    nk = np.bincount(labels, minlength=5)
+    np.testing.assert_allclose(np.asarray(new)[nk > 0] / f, (np.stack([x64[labels == k].mean(0) for k in range(5)
+                                                                       if nk[k] > 0]) / f), rtol=1e-5, atol=1e-6)
+    state, jb = kmeans.minibatch_step(kmeans.minibatch_init(c), x)
+    close(jb, d2.min(1).mean(), 1e-4)
+    np.testing.assert_array_equal(np.asarray(state.centroids), np.asarray(new))
+    centers, idx = kmeans.kmeans_plusplus(jax.random.key(0), x, 4)
+    np.testing.assert_array_equal(np.asarray(centers), x[np.asarray(idx)])
+    assert len(set(np.asarray(idx).tolist())) == 4
+
+
+def test_half_precision_input_is_computed_in_float32(rng):
+    # the library's policy (jaxprob._validation): float16 and bfloat16 inputs are converted to float32
+    x16 = _blobs32(rng).astype(np.float16)
+    res, info = _fit32(x16, 0)
+    ref, _ = _fit32(x16.astype(np.float32), 0)
+    assert res.centroids.dtype == jnp.float32 and res.inertia.dtype == jnp.float32
+    for a, b in zip(jax.tree.leaves(res), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert bool(info.converged) and np.isfinite(float(res.inertia))
+    xb = jnp.asarray(x16.astype(np.float32), jnp.bfloat16)
+    assert kmeans.predict(xb, ref.centroids).shape == (120,)
+    assert kmeans.inertia(xb, ref.centroids).dtype == jnp.float32
+
+
+def _np_inertia(x, c):
+    return ((x[:, None] - c[None]) ** 2).sum(-1).min(1).sum()
+
+
+def test_gradient_of_the_lloyd_step_inertia_against_finite_differences(rng):
+    # the inertia returned by lloyd_step differentiates as the objective it reports (it used to give exactly 0)
+    with jax.enable_x64(True):
+        x, c = rng.standard_normal((30, 2)), rng.standard_normal((3, 2))
+        g_step = np.asarray(jax.grad(lambda c: kmeans.lloyd_step(x, c)[2])(c))
+        g_inertia = np.asarray(jax.grad(lambda c: kmeans.inertia(x, c))(c))
+        gx_step = np.asarray(jax.grad(lambda x: kmeans.lloyd_step(x, c)[2])(x))
+        eps = 1e-6
+        fd = np.zeros_like(c)
+        for i in np.ndindex(c.shape):
+            e = np.zeros_like(c)
+            e[i] = eps
+            fd[i] = (_np_inertia(x, c + e) - _np_inertia(x, c - e)) / (2 * eps)
+        np.testing.assert_allclose(g_step, fd, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(g_inertia, fd, rtol=1e-6, atol=1e-6)
+        fdx = np.zeros(3)
+        for j, i in enumerate([(0, 0), (7, 1), (19, 0)]):
+            e = np.zeros_like(x)
+            e[i] = eps
+            fdx[j] = (_np_inertia(x + e, c) - _np_inertia(x - e, c)) / (2 * eps)
+        np.testing.assert_allclose(gx_step[[0, 7, 19], [0, 1, 0]], fdx, rtol=1e-6, atol=1e-6)
+        assert np.abs(g_step).max() > 1.0  # not the zero gradient of the bit-packed distances
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(power=st.integers(-90, 90), seed=st.integers(0, 2**16))
+def test_scaling_the_data_by_a_power_of_two_scales_the_centroids_exactly(power, seed):
+    # Lloyd's algorithm (and the k-means++ seeding) commute with multiplying by 2**power: same labels, centroids
+    # times 2**power exactly, inside and far outside the range where the library rescales internally
+    x = _blobs32(np.random.default_rng(seed))
+    f = np.float32(2.0**power)
+    ref, _ = _fit32(x, seed)
+    res, _ = _fit32(x * f, seed)
+    np.testing.assert_array_equal(np.asarray(res.labels), np.asarray(ref.labels))
+    np.testing.assert_array_equal(np.asarray(res.centroids), np.asarray(ref.centroids) * f)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16))
+def test_permuting_rows_gives_the_same_model_up_to_label_order(seed):
+    # from the same starting centroids (given in another order), Lloyd on permuted rows reaches the same
+    # centroids (rounding of the sums aside) with the labels permuted alike
+    r = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        x = r.standard_normal((60, 2)) + r.integers(0, 3, (60, 1)) * 4.0
+        perm, cperm = r.permutation(60), r.permutation(3)
+        c0 = x[r.choice(60, 3, replace=False)]
+        a, _ = kmeans.fit(x, 3, init_centroids=c0, tol=0.0)
+        b, _ = kmeans.fit(x[perm], 3, init_centroids=c0[cperm], tol=0.0)
+        np.testing.assert_allclose(np.asarray(b.centroids), np.asarray(a.centroids)[cperm], rtol=1e-12, atol=1e-12)
+        # label l of the permuted run is label cperm[l] of the first
+        np.testing.assert_array_equal(cperm[np.asarray(b.labels)], np.asarray(a.labels)[perm])
+        np.testing.assert_allclose(float(b.inertia), float(a.inertia), rtol=1e-12)

@@ -136,34 +136,28 @@ def _spherical_natural(u, mu):
 
 
 def _retry_cholesky(cov, prec, reg):
-    """Refactorise covariances that are not positive definite with a larger ridge, up to `_RETRIES` times.
+    """Refactorise covariances that are not positive definite with a larger ridge: $10^j$ times the first one,
+    $j = 1, \\dots,$ `_RETRIES`; the first candidate that factorises is kept.
 
+    All candidates are factorised at once (one batched Cholesky, differentiable, no data-dependent loop).
     Returns the covariances actually factorised, their factors and a flag of those that needed a retry."""
     d = cov.shape[-1]
+    ct = "full" if cov.ndim == 3 else "tied"
     eye = jnp.eye(d, dtype=cov.dtype)
     # the ridge starts at reg_covar, or at a tiny multiple of the scale when reg_covar is 0
     scale = jnp.maximum(jnp.mean(diagonal_entries(cov), axis=-1), jnp.finfo(cov.dtype).tiny)
     base = jnp.maximum(reg, 1e-6 * scale)[..., None, None]
-
-    def bad_of(p):
-        return jnp.any(~jnp.isfinite(p), axis=(-2, -1))
-
-    bad0 = bad_of(prec)
-
-    def cond(carry):
-        i, _, p = carry
-        return (i < _RETRIES) & jnp.any(bad_of(p))
-
-    def body(carry):
-        i, c, p = carry
-        bad = bad_of(p)
-        c_try = cov + base * (10.0 ** (i + 1).astype(cov.dtype)) * eye
-        p_try = precisions_cholesky(c_try, "full" if cov.ndim == 3 else "tied", symmetrize=False)
-        sel = bad[..., None, None]
-        return i + 1, jnp.where(sel, c_try, c), jnp.where(sel, p_try, p)
-
-    _, cov, prec = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), cov, prec))
-    return cov, prec, bad0
+    steps = jnp.asarray(10.0 ** np.arange(1, _RETRIES + 1), cov.dtype).reshape((-1,) + (1,) * cov.ndim)
+    tries = cov[None] + steps * base * eye
+    p_tries = precisions_cholesky(tries.reshape((-1, d, d)), "full", symmetrize=False).reshape(tries.shape)
+    ok = jnp.all(jnp.isfinite(p_tries), axis=(-2, -1))  # (R, ...)
+    bad = jnp.any(~jnp.isfinite(prec), axis=(-2, -1))
+    first = jnp.argmax(ok, axis=0)  # the smallest ridge that works (0 if none does)
+    pick_c = jnp.take_along_axis(tries, first[None, ..., None, None], axis=0)[0]
+    pick_p = jnp.take_along_axis(p_tries, first[None, ..., None, None], axis=0)[0]
+    sel = bad[..., None, None]
+    del ct
+    return jnp.where(sel, pick_c, cov), jnp.where(sel, pick_p, prec), bad
 
 
 def _full_noise(z, cov, labels):
