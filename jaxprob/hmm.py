@@ -130,6 +130,9 @@ class ViterbiPath(NamedTuple):
 
 
 # ---- small numerical helpers --------------------------------------------------------------------------------
+_HIGHEST = lax.Precision.HIGHEST
+
+
 def _safe(c):
     """`c` where finite, else 0: subtracting it from all -inf leaves -inf instead of NaN."""
     return jnp.where(jnp.isfinite(c), c, jnp.zeros_like(c))
@@ -208,10 +211,11 @@ def _suffix(lb, lA, length, product):
 # ---- forward and backward messages, one sequence ---------------------------------------------------------------
 def _forward_sequential(lb, li, lA, length):
     a0, c0 = _lognorm(li + lb[0])
+    lAT = lA.T  # reductions along the contiguous axis are the fast ones on CPUs
 
     def step(a, inputs):
         lbt, t = inputs
-        a_new, c = _lognorm(jax.nn.logsumexp(a[:, None] + lA, axis=0) + lbt)
+        a_new, c = _lognorm(jax.nn.logsumexp(a[None, :] + lAT, axis=1) + lbt)
         valid = t < length
         a_new = jnp.where(valid, a_new, a)
         return a_new, (a_new, jnp.where(valid, c, jnp.zeros_like(c)))
@@ -245,6 +249,51 @@ def _backward_parallel(lb, lA, length):
     return cols  # any per-step scale will do: the marginals are normalised per step
 
 
+def _exact_pairwise(la_t, lA, lg_next):
+    r"""$\xi_t(i, j) = \exp(\log\hat\alpha_t(i) + \log A_{ij} - \log \hat p_{t+1}(j) + \log\gamma_{t+1}(j))$,
+    every term in log space, with the predictive $\hat p_{t+1}(j) = \sum_i \hat\alpha_t(i) A_{ij}$."""
+    joint = la_t[:, None] + lA
+    lpred = jax.nn.logsumexp(joint, axis=0)
+    return jnp.exp(joint - _safe(lpred)[None, :] + lg_next[None, :])
+
+
+def _pair_counts(la, lg, lA, valid_next, pairwise):
+    r"""Expected transition counts $\sum_t \xi_t(i, j)$ from the filter and the marginals.
+
+    $\xi_t(i, j) = \hat\alpha_t(i) A_{ij} \gamma_{t+1}(j) / \hat p_{t+1}(j)$, with the one-step predictive
+    $\hat p_{t+1} = \hat\alpha_t A$: its sum over $t$ is $A \odot (U^\top V)$ with $U_t = \hat\alpha_t$ and
+    $V_t = \gamma_{t+1} / \hat p_{t+1}$, two matrix products instead of $T K^2$ exponentials. The products drop
+    terms below the float's smallest normal number; the steps where that could change a count by more than the
+    float's resolution (a state entered almost only from states of negligible filtered probability) are
+    recomputed term by term in log space, in a loop over those steps only.
+    """
+    k = lA.shape[0]
+    dtype = la.dtype
+    a = jnp.exp(lA)
+    u = jnp.exp(la[:-1])
+    g1 = jnp.where(valid_next[:, None], jnp.exp(lg[1:]), jnp.zeros_like(lg[1:]))
+    pred = jnp.matmul(u, a, precision=_HIGHEST)
+    ok = pred > 0
+    v = jnp.where(ok, g1 / jnp.where(ok, pred, jnp.ones_like(pred)), jnp.zeros_like(pred))
+    counts = a * jnp.matmul(u.T, v, precision=_HIGHEST)
+    fi = jnp.finfo(dtype)
+    # the dropped terms of column j add at most K * tiny * gamma / pred to that column's counts
+    risky = jnp.any((g1 > 0) & (pred * fi.eps < k * fi.tiny * g1), axis=1)
+    lg1 = jnp.where(valid_next[:, None], lg[1:], jnp.full_like(lg[1:], -jnp.inf))
+    if pairwise:
+        fast = u[:, :, None] * a[None] * v[:, None, :]
+        exact = jax.vmap(_exact_pairwise, in_axes=(0, None, 0))(la[:-1], lA, lg1)
+        xi = jnp.where(risky[:, None, None], exact, fast)
+        return jnp.sum(xi, axis=0), xi
+    steps = jnp.nonzero(risky, size=risky.shape[0], fill_value=0)[0]
+
+    def fix(i, c):
+        t = steps[i]
+        return c + _exact_pairwise(la[t], lA, lg1[t]) - a * (u[t][:, None] * v[t][None, :])
+
+    return lax.fori_loop(0, jnp.sum(risky.astype(jnp.int32)), fix, counts), None
+
+
 def _posterior_one(lb, li, lA, length, method, pairwise):
     if method == "parallel":
         la, ll = _forward_parallel(lb, li, lA, length)
@@ -255,14 +304,8 @@ def _posterior_one(lb, li, lA, length, method, pairwise):
     t = jnp.arange(lb.shape[0])
     lg, _ = _lognorm(la + lbeta)
     gamma = jnp.where((t < length)[:, None], jnp.exp(lg), jnp.zeros_like(lg))
-    # xi_t(i, j) normalised per step t; XLA fuses the exp and the sum over t, so the (T - 1, K, K) array is
-    # only materialised when the per-step marginals are asked for.
-    lxi = la[:-1, :, None] + lA[None] + (lb[1:] + lbeta[1:])[:, None, :]
-    z = _safe(jax.nn.logsumexp(lxi, axis=(1, 2)))
-    valid = (t[1:] < length)[:, None, None]
-    xi = jnp.where(valid, jnp.exp(lxi - z[:, None, None]), jnp.zeros_like(lxi))
-    counts = jnp.sum(xi, axis=0)
-    return Posterior(ll, gamma, counts, xi if pairwise else None)
+    counts, xi = _pair_counts(la, lg, lA, t[1:] < length, pairwise)
+    return Posterior(ll, gamma, counts, xi)
 
 
 # ---- Viterbi, one sequence -------------------------------------------------------------------------------------

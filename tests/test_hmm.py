@@ -145,6 +145,25 @@ def test_impossible_sequence_gives_minus_inf_and_no_nan():
         assert np.all(np.isfinite(np.asarray(post.marginals))) and np.all(np.isfinite(post.transition_counts))
 
 
+def test_transition_counts_stay_exact_where_float32_products_underflow():
+    """State 2 is entered only from state 1, whose filtered probability (e^-150) is below float32's smallest number,
+    and the next emission makes state 2 certain: the matrix-product shortcut loses that transition, and the steps
+    where it can are recomputed in log space."""
+    with np.errstate(divide="ignore"):
+        li = np.log([0.5, 0.5, 0.0])
+        lA = np.log([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    lb = np.array([[0.0, -150.0, -np.inf], [-300.0, -300.0, 0.0], [-1.0, -2.0, 0.0]])
+    ll, gamma, xi = brute_force(lb, li, lA)[:3]
+    assert xi[0, 1, 2] > 0.99
+    for method in METHODS:
+        for pairwise in (False, True):
+            post = hmm.forward_backward(lb.astype(np.float32), li.astype(np.float32), lA.astype(np.float32),
+                                        method=method, pairwise=pairwise)
+            np.testing.assert_allclose(post.transition_counts, xi.sum(0), atol=1e-5)
+            np.testing.assert_allclose(post.marginals, gamma, atol=1e-5)
+            np.testing.assert_allclose(post.log_likelihood, ll, rtol=1e-6)
+
+
 def test_sample_states_follow_the_chain_and_the_key():
     li = np.log([0.2, 0.8])
     a = np.array([[0.9, 0.1], [0.3, 0.7]])
