@@ -7,6 +7,7 @@ functions and the parameter types are also re-exported here. Importing jaxprob c
 
 from jaxprob import (
     autoencoder,
+    autoregressive,
     bayes,
     classifiers,
     datasets,
@@ -74,6 +75,7 @@ __all__ = [
     "hmm",
     "text",
     "autoencoder",
+    "autoregressive",
     "scale",
     "selection",
     # types

@@ -153,7 +153,7 @@ def _check_clf(x, clf):
 @jax.jit
 def _class_ll(x, clf):
     def one(m):
-        lp = m.family.component_log_prob(x, m.components) + jnp.log(m.weights)
+        lp = em.weight_log_probs(m.family.component_log_prob(x, m.components), m.weights)
         return jax.nn.logsumexp(lp, axis=1)
 
     return jax.vmap(one, out_axes=1)(clf.mixtures)

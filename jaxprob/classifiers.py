@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxprob import nn
 from jaxprob._validation import as_float_array, check_finite, check_int, check_key
-from jaxprob.metrics import _as_labels, _check_labels
+from jaxprob.metrics import as_labels, check_labels
 
 __all__ = [
     "SoftmaxRegression",
@@ -149,9 +149,9 @@ def softmax_cross_entropy(logits, labels):
             f"got {tuple(labels.shape)}"
         )
     if labels.ndim == 0:
-        _check_labels(labels[None], "labels", c)
+        check_labels(labels[None], "labels", c)
     else:
-        _check_labels(labels, "labels", c)
+        check_labels(labels, "labels", c)
     return _xent(logits, labels)
 
 
@@ -213,10 +213,10 @@ def _n_outputs(model, x):
 def _check_xy(x, y, n_classes=None, name_x="x", name_y="y"):
     x = as_float_array(x, name_x, 2)
     check_finite(x, name_x)
-    y = _as_labels(y, name_y)
+    y = as_labels(y, name_y)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"`{name_y}` has {y.shape[0]} labels but `{name_x}` has {x.shape[0]} samples")
-    y, n_classes = _check_labels(y, name_y, n_classes)
+    y, n_classes = check_labels(y, name_y, n_classes)
     return x, y, n_classes
 
 

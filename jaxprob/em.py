@@ -61,6 +61,7 @@ __all__ = [
     "fit",
     "fit_from",
     "component_log_probs",
+    "weight_log_probs",
     "keep_rows",
     "take_components",
     "mixture_steps",
@@ -136,6 +137,8 @@ class Family(eqx.Module):
         from jaxprob._validation import as_float_array, check_finite
 
         x = as_float_array(x, name, 2)
+        if x.shape[1] < 1:
+            raise ValueError(f"`{name}` must have at least one feature (D >= 1), got shape {tuple(x.shape)}")
         check_finite(x, name)
         return x
 
@@ -385,7 +388,22 @@ def component_log_probs(prepared: Prepared, model: Mixture):
     Returns:
         `(n, K)` weighted component log-likelihoods.
     """
-    return model.family.log_prob(prepared.data, model.components, prepared.center) + jnp.log(model.weights)
+    lp = model.family.log_prob(prepared.data, model.components, prepared.center)
+    return weight_log_probs(lp, model.weights)
+
+
+def weight_log_probs(lp, weights):
+    """$\\log\\alpha_k + \\ell_{ik}$, exactly $-\\infty$ for a component of weight 0 whatever its parameters
+    (a masked or emptied component may hold non-finite parameters that must not turn into NaN).
+
+    Args:
+        lp: `(n, K)` component log-likelihoods.
+        weights: `(K,)` mixing weights.
+
+    Returns:
+        `(n, K)`.
+    """
+    return jnp.where(weights > 0, lp + jnp.log(jnp.where(weights > 0, weights, 1.0)), -jnp.inf)
 
 
 def _normalise(lp, w):
@@ -808,11 +826,12 @@ def fit(key, x, family: Family, n_components: int, *, sample_weight=None, init_m
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import em, families
-        >>> x = jnp.concatenate([jnp.zeros((50, 3)), jnp.ones((50, 3))]).at[::7].set(0.5)
-        >>> x = (x > 0.6).astype(jnp.float32)
-        >>> model, info = jax.jit(em.fit, static_argnums=3)(jax.random.key(0), x, families.bernoulli(), 2)
-        >>> bool(info.converged), sorted(model.components.probs[:, 0].round(1).tolist())
-        (True, [0.0, 1.0])
+        >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
+        ...                      jax.random.normal(jax.random.key(2), (100, 2)) + 3])
+        >>> fit = jax.jit(em.fit, static_argnums=3)
+        >>> model, info = fit(jax.random.key(0), x, families.gaussian("diag"), 2)
+        >>> bool(info.converged), sorted(model.means[:, 0].round(0).tolist())
+        (True, [-3.0, 3.0])
     """
     n = jax.tree.leaves(x)[0].shape[0]
     w = jnp.ones((n,), jax.tree.leaves(x)[0].dtype) if sample_weight is None else sample_weight

@@ -1,39 +1,63 @@
-r"""Markov chains on integer-coded sequences: counting, order-k models with back-off, generation.
+r"""Markov chains on integer-coded sequences: counting, order-k models with smoothing, generation.
 
-Sequences are integer arrays padded into a batch ``(B, T)`` with their ``lengths`` ``(B,)``: positions at or
-after a sequence's length are ignored, so variable-length sequences share one compiled program
-(:func:`pad_sequences` builds the batch from a list).
+Sequences are integer arrays padded into a batch `(B, T)` with their `lengths` `(B,)`: positions at or after
+a sequence's length are ignored, so variable-length sequences share one compiled program
+([pad_sequences][jaxprob.markov.pad_sequences] builds the batch from a list).
 
-**Order-1 counts** (:func:`count_transitions`) are one ``jax.ops.segment_sum`` of the pair indices
-:math:`s_{t-1} S + s_t` over the valid positions; the maximum-likelihood transition matrix is
-:math:`P_{ij} = N_{ij} / \sum_j N_{ij}`.
+**Order-1 counts** ([count_transitions][jaxprob.markov.count_transitions]) are one `jax.ops.segment_sum` of
+the pair indices $s_{t-1} S + s_t$ over the valid positions; the maximum-likelihood transition matrix is
+$P_{ij} = N_{ij} / \sum_j N_{ij}$. A state outside $[0, S)$ raises an error on concrete input; under `jit` the
+transitions that touch it are not counted and their number is returned as data (`return_info=True`) and
+reported by `jax.experimental.checkify` when the call is checkified.
 
-**Order-k chains** (:func:`fit`): the context of position :math:`t` is the last :math:`k` states encoded as
-one index :math:`c_t = \sum_{j=1}^{k} s_{t-j} S^{j-1}` (base :math:`S`). Only contexts that occur are stored:
-the sorted unique context ids and, per context, the sorted successors with their counts (a CSR table). Unique
-ids are found eagerly with NumPy (their number depends on the data); the counts are a jitted ``segment_sum``
-whose shapes depend only on ``(B, T)``. A vocabulary of 10,000 words at order 2 thus stores at most one row
-per distinct word pair seen, never :math:`S^3` numbers. The one-index encoding needs :math:`S^k` below the
-integer range (:math:`2^{31}` without x64, :math:`2^{63}` with it).
+**Order-k chains** ([fit][jaxprob.markov.fit]) keep, for every order $\ell = 0, \dots, k$, the contexts of
+length $\ell$ that occur in the data and, per context, its successors with their counts (a CSR table). The
+contexts form a suffix tree: a context of length $\ell$ is stored as the row of its suffix of length
+$\ell - 1$ (its *parent*) and its oldest state, and the children of a row are sorted by state. A context is
+found by $k$ binary searches, with int32 indices only: no context is ever encoded as one base-$S$ number, so
+no order overflows, with or without x64. A vocabulary of 10,000 words at order 3 stores one row per distinct
+word triple seen, never $S^3$ numbers. The tables are built eagerly with NumPy (their size depends on the
+data); every lookup runs under `jit`.
 
-**Smoothing.** With additive (Laplace) smoothing :math:`\alpha` and context counts :math:`N_c`,
+**Smoothing.** Every method writes the probability of $s$ after a context $c$ of length $\ell$ as a
+discounted part plus a weight times a lower-order distribution,
 
-.. math::
+$$
+p(s \mid c) = \frac{\tilde N_{c,s}}{Z_c} + \lambda_c \, q(s \mid c).
+$$
 
-    p(s \mid c) = \frac{N_{c,s} + \alpha}{N_c + \alpha S}.
+* *Additive* (`smoothing=α`, a number): $\tilde N_{c,s} = N_{c,s}$, $Z_c = N_c + \alpha S$,
+  $\lambda_c = \alpha S / Z_c$ and $q = 1/S$, that is $p(s \mid c) = (N_{c,s} + \alpha)/(N_c + \alpha S)$.
+  At a context never seen in training the model *backs off* to the longest suffix that was seen (down to the
+  unigram table of order 0, always defined).
+* *Interpolated Kneser–Ney* (`smoothing="kneser-ney"`; Kneser and Ney, 1995; Chen and Goodman, 1998):
+  $\tilde N_{c,s} = \max(N_{c,s} - D_\ell, 0)$, $Z_c = \sum_s N_{c,s}$,
+  $\lambda_c = D_\ell \, N_{1+}(c\,\cdot) / Z_c$ with $N_{1+}(c\,\cdot)$ the number of distinct successors
+  of $c$, and $q(s \mid c) = p(s \mid c')$ the same formula one order lower at the suffix $c'$ of $c$ (the
+  context without its oldest state), down to order 0, whose $q$ is uniform, $1/S$. At the model's own order
+  $N$ are the counts; at every lower order they are *continuation counts*: $N_{c',s}$ is the number of
+  distinct states $v$ seen just before $c'\,s$ (a sequence start counts as one more such $v$, so that an
+  n-gram seen only at the start of sequences keeps its mass). The discount of each order is
+  $D_\ell = n_1 / (n_1 + 2 n_2)$, with $n_j$ the number of (context, successor) pairs of that order whose
+  count is $j$ (0.5 when $n_1 = 0$), unless `discount` is given. At a context seen only up to order $L$ the
+  recursion starts at order $L$ (the weight of the unseen orders is one).
+* *Modified Kneser–Ney* (`smoothing="modified-kneser-ney"`; Chen and Goodman, 1998): the same with three
+  discounts, $D_1$ for pairs counted once, $D_2$ twice and $D_{3+}$ three times or more,
+  $Y = n_1/(n_1 + 2n_2)$, $D_1 = 1 - 2Y n_2/n_1$, $D_2 = 2 - 3Y n_3/n_2$, $D_{3+} = 3 - 4Y n_4/n_3$
+  (the Kneser–Ney discount for all three when some $n_j$, $j \le 4$, is zero or some $D_j$ falls outside
+  $(0, j]$, as happens on small data),
+  and $\lambda_c = (D_1 N_1(c\,\cdot) + D_2 N_2(c\,\cdot) + D_{3+} N_{3+}(c\,\cdot))/Z_c$.
 
-**Unseen contexts: back-off.** The model keeps the tables of every order :math:`0, 1, \dots, k`; at a context
-never seen in training it uses the longest suffix of the context that was seen (down to the unigram
-distribution of order 0, always defined). Every conditional distribution is normalised, so probabilities are
-never NaN; with ``smoothing=0`` an unseen successor of a seen context has probability 0
-(log-probability ``-inf``).
+Every conditional distribution sums to one over the $S$ states. Kneser–Ney gives every state a positive
+probability; additive smoothing with `smoothing=0` gives an unseen successor of a seen context probability 0
+(log-probability `-inf`), never NaN.
 
-**Likelihood.** :func:`log_likelihood` sums :math:`\log p(s_t \mid s_{t-k:t})` over :math:`t = k, \dots, L-1`
-(conditioned on the first :math:`k` states); :func:`perplexity` is
-:math:`\exp(-\sum \log p / \#\text{transitions})`.
+**Likelihood.** [log_likelihood][jaxprob.markov.log_likelihood] sums $\log p(s_t \mid s_{t-k:t})$ over
+$t = k, \dots, L-1$ (conditioned on the first $k$ states); [perplexity][jaxprob.markov.perplexity] is
+$\exp(-\sum \log p / \#\text{transitions})$.
 
-**Generation** (:func:`generate`) is a ``lax.scan``: greedy (argmax, deterministic; ties go to the smallest
-state) or sampled from :math:`p(s\mid c)^{1/\tau}` at temperature :math:`\tau`.
+**Generation** ([generate][jaxprob.markov.generate]) is a `lax.scan`: greedy (argmax, deterministic; ties go
+to the smallest state) or sampled from $p(s\mid c)^{1/\tau}$ at temperature $\tau$.
 """
 
 from __future__ import annotations
@@ -45,12 +69,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
-from jaxprob._validation import check_int, check_key, is_tracer
+from jaxprob._validation import as_float_array, check_finite, check_int, check_key, is_tracer
 
 __all__ = [
     "MarkovChain",
     "Generation",
+    "CountInfo",
+    "METHODS",
     "pad_sequences",
     "count_transitions",
     "count_initial",
@@ -64,39 +91,57 @@ __all__ = [
     "generate",
 ]
 
+#: Smoothing methods: `"additive"` (a number passed as `smoothing`), `"kneser-ney"`, `"modified-kneser-ney"`.
+METHODS = ("additive", "kneser-ney", "modified-kneser-ney")
+
 
 class MarkovChain(eqx.Module):
-    """A fitted order-k Markov chain with the tables of every lower order for back-off (a pytree).
+    r"""A fitted order-k Markov chain with the tables of every lower order (a pytree).
 
-    Level :math:`\\ell \\in \\{0,\\dots,k\\}` (context length :math:`\\ell`) owns the rows
-    ``level_offsets[l]:level_offsets[l+1]`` of the context table. Row ``r`` owns the successors
-    ``row_ptr[r]:row_ptr[r+1]``.
+    Order $\ell \in \{0,\dots,k\}$ (context length $\ell$) owns the rows `level_offsets[l]:level_offsets[l+1]`
+    of the context table; row 0 is the empty context. Row `r` owns the successors `row_ptr[r]:row_ptr[r+1]`
+    and its children (contexts one state longer, sorted by their oldest state) are the rows
+    `child_ptr[r]:child_ptr[r+1]`. The probability of successor `next_states[j]` of row `r` is
+    `pair_probs[j] + backoff[r] * q`, with `q` the lower-order (Kneser–Ney) or uniform (additive) probability.
 
     Attributes:
-        context_ids: ``(C,)`` sorted context ids within each level (base-``n_states`` encoding).
-        context_counts: ``(C,)`` number of transitions out of each context.
-        row_ptr: ``(C + 1,)`` offsets of each context's successors.
-        next_states: ``(P,)`` successors, sorted within each row.
-        pair_counts: ``(P,)`` counts of (context, successor) pairs.
-        initial_counts: ``(S,)`` counts of the first state of each sequence.
-        smoothing: scalar additive smoothing :math:`\\alpha`.
-        n_states: static, :math:`S`.
-        order: static, :math:`k`.
-        level_offsets: static tuple of ``k + 2`` row offsets.
-        max_row: static, the largest number of distinct successors of a context.
+        child_ptr: `(C + 1,)` int32 offsets of each row's children.
+        context_state: `(C,)` int32 oldest state of each row's context (0 for the empty context).
+        context_counts: `(C,)` number of transitions out of each context in the data.
+        row_ptr: `(C + 1,)` int32 offsets of each row's successors.
+        next_states: `(P,)` int32 successors, sorted within each row.
+        pair_counts: `(P,)` counts of (context, successor) pairs in the data.
+        pair_probs: `(P,)` discounted part $\tilde N_{c,s} / Z_c$ of each pair's probability.
+        backoff: `(C,)` weight $\lambda_c$ of the lower-order distribution.
+        initial_counts: `(S,)` counts of the first state of each sequence.
+        smoothing: scalar additive smoothing $\alpha$ (0 for Kneser–Ney).
+        discounts: `(k + 1, 3)` discounts $(D_1, D_2, D_{3+})$ of each order (all equal for Kneser–Ney,
+            zero for additive smoothing).
+        n_states: static, $S$.
+        order: static, $k$.
+        method: static, one of `METHODS`: "additive", "kneser-ney", "modified-kneser-ney".
+        level_offsets: static tuple of `k + 2` row offsets.
+        max_row: static tuple, per order, of the largest number of successors of a context.
+        max_children: static tuple, per order `0..k-1`, of the largest number of children of a context.
     """
 
-    context_ids: jax.Array
+    child_ptr: jax.Array
+    context_state: jax.Array
     context_counts: jax.Array
     row_ptr: jax.Array
     next_states: jax.Array
     pair_counts: jax.Array
+    pair_probs: jax.Array
+    backoff: jax.Array
     initial_counts: jax.Array
     smoothing: jax.Array
+    discounts: jax.Array
     n_states: int = eqx.field(static=True)
     order: int = eqx.field(static=True)
+    method: str = eqx.field(static=True)
     level_offsets: tuple = eqx.field(static=True)
-    max_row: int = eqx.field(static=True)
+    max_row: tuple = eqx.field(static=True)
+    max_children: tuple = eqx.field(static=True)
 
     @property
     def n_contexts(self) -> int:
@@ -105,13 +150,13 @@ class MarkovChain(eqx.Module):
 
 
 class Generation(NamedTuple):
-    """Output of :func:`generate`.
+    """Output of [generate][jaxprob.markov.generate].
 
     Attributes:
-        states: ``(n_steps,)`` generated states (after ``stop_state`` is emitted, the rest repeat it).
-        length: number of states generated up to and including the first ``stop_state`` (``n_steps`` if none).
-        orders: ``(n_steps,)`` the context length actually used at each step (below the model's order where
-            the context was unseen and the model backed off).
+        states: `(n_steps,)` generated states (after `stop_state` is emitted, the rest repeat it).
+        length: number of states generated up to and including the first `stop_state` (`n_steps` if none).
+        orders: `(n_steps,)` the longest context length found in the tables at each step (below the model's
+            order where the full context was never seen in training).
     """
 
     states: jax.Array
@@ -119,13 +164,22 @@ class Generation(NamedTuple):
     orders: jax.Array
 
 
+class CountInfo(NamedTuple):
+    """Diagnostics of [count_transitions][jaxprob.markov.count_transitions] (`return_info=True`).
+
+    Attributes:
+        n_counted: int32 scalar, transitions counted.
+        n_rejected: int32 scalar, transitions within the lengths that were not counted because one of their
+            two states lies outside `[0, n_states)` (possible only under `jit`: concrete input raises).
+    """
+
+    n_counted: jax.Array
+    n_rejected: jax.Array
+
+
 # ----------------------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------------------
-def _id_dtype():
-    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
-
-
 def pad_sequences(sequences, *, pad_value: int = 0):
     """Pad a list of 1-D integer sequences into a batch.
 
@@ -134,7 +188,7 @@ def pad_sequences(sequences, *, pad_value: int = 0):
         pad_value: value written after each sequence's end (ignored by every function here).
 
     Returns:
-        ``(batch, lengths)``: ``(B, T)`` int32 with ``T`` the longest length (at least 1), and ``(B,)`` int32.
+        `(batch, lengths)`: `(B, T)` int32 with `T` the longest length (at least 1), and `(B,)` int32.
 
     Examples:
         >>> from jaxprob import markov
@@ -221,58 +275,83 @@ def _check_sequences(sequences, lengths, n_states):
 def _count_transitions_jit(seq, lengths, n_states):
     t = seq.shape[1]
     pos = jnp.arange(1, t)
-    mask = pos[None, :] < lengths[:, None]
-    pair = seq[:, :-1] * n_states + seq[:, 1:]
-    pair = jnp.where(mask, pair, 0)
-    return jax.ops.segment_sum(mask.astype(jnp.int32).ravel(), pair.ravel(), num_segments=n_states * n_states,
-                               indices_are_sorted=False).reshape(n_states, n_states)
+    within = pos[None, :] < lengths[:, None]
+    in_range = (seq >= 0) & (seq < n_states)
+    ok = within & in_range[:, :-1] & in_range[:, 1:]
+    # an out-of-range state would alias another pair's index s * S + s': such pairs are masked, not counted
+    pair = jnp.where(ok, seq[:, :-1] * n_states + seq[:, 1:], 0)
+    counts = jax.ops.segment_sum(ok.astype(jnp.int32).ravel(), pair.ravel(), num_segments=n_states * n_states,
+                                 indices_are_sorted=False).reshape(n_states, n_states)
+    n_rejected = jnp.sum(within & ~ok, dtype=jnp.int32)
+    checkify.debug_check(n_rejected == 0, "markov.count_transitions: {n} transition(s) with a state outside "
+                         "[0, n_states) were not counted", n=n_rejected)
+    return counts, CountInfo(jnp.sum(ok, dtype=jnp.int32), n_rejected)
 
 
-def count_transitions(sequences, lengths, n_states: int):
-    r"""Order-1 transition counts :math:`N_{ij} = \#\{t : s_{t-1} = i, s_t = j\}` of a padded batch.
+def count_transitions(sequences, lengths, n_states: int, *, return_info: bool = False):
+    r"""Order-1 transition counts $N_{ij} = \#\{t : s_{t-1} = i, s_t = j\}$ of a padded batch.
 
-    One ``segment_sum`` of the pair indices :math:`iS + j` over the valid positions; the compiled program
-    depends only on ``(B, T)`` and ``n_states``.
+    One `segment_sum` of the pair indices $iS + j$ over the valid positions; the compiled program depends only
+    on `(B, T)` and `n_states`.
+
+    **Invalid states.** On concrete input a state outside `[0, n_states)` within the lengths raises a
+    `ValueError` naming `sequences`. Under `jit` (values unknown when checked) a transition with such a state
+    is never counted; `return_info=True` returns how many were rejected, and under
+    `jax.experimental.checkify.checkify` the call reports them as a failed check.
 
     Args:
-        sequences: ``(B, T)`` (or ``(T,)``) integer states in ``[0, n_states)`` (checked on valid positions).
-        lengths: ``(B,)`` valid lengths in ``[0, T]``, or ``None`` for full rows.
-        n_states: :math:`S` (dense output; at most 46,340 so that :math:`S^2` fits int32 -- use :func:`fit`
-            for large vocabularies).
+        sequences: `(B, T)` (or `(T,)`) integer states in `[0, n_states)` (checked on valid positions).
+        lengths: `(B,)` valid lengths in `[0, T]`, or `None` for full rows.
+        n_states: $S$ (dense output; at most 46,340 so that $S^2$ fits int32 -- use
+            [fit][jaxprob.markov.fit] for large vocabularies).
+        return_info: also return a [CountInfo][jaxprob.markov.CountInfo].
 
     Returns:
-        ``(S, S)`` int32 counts.
+        `(S, S)` int32 counts (and the [CountInfo][jaxprob.markov.CountInfo] when `return_info`).
 
     Examples:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> from jaxprob import markov
         >>> markov.count_transitions(jnp.array([[0, 1, 1, 0], [1, 0, 9, 9]]), jnp.array([4, 2]), 2).tolist()
         [[0, 1], [2, 1]]
+        >>> counts, info = jax.jit(lambda s: markov.count_transitions(s, None, 2, return_info=True))(
+        ...     jnp.array([0, 1, 5, 1]))
+        >>> counts.tolist(), int(info.n_rejected)
+        ([[0, 1], [0, 0]], 2)
     """
     n_states = _check_n_states(n_states)
     if n_states > 46340:
         raise ValueError(f"`n_states`={n_states} is too large for a dense count matrix; use markov.fit")
+    if not isinstance(return_info, bool):
+        raise TypeError(f"`return_info` must be a bool, got {type(return_info).__name__}")
     seq, lens = _check_sequences(sequences, lengths, n_states)
     if seq.shape[1] < 2:
-        return jnp.zeros((n_states, n_states), jnp.int32)
-    return _count_transitions_jit(seq, lens, n_states)
+        zero = jnp.zeros((), jnp.int32)
+        counts, info = jnp.zeros((n_states, n_states), jnp.int32), CountInfo(zero, zero)
+    else:
+        counts, info = _count_transitions_jit(seq, lens, n_states)
+    return (counts, info) if return_info else counts
 
 
 @jax.jit(static_argnames=("n_states",))
 def _count_initial_jit(seq, lengths, n_states):
-    return jax.ops.segment_sum((lengths > 0).astype(jnp.int32), seq[:, 0], num_segments=n_states)
+    first = seq[:, 0]
+    ok = (lengths > 0) & (first >= 0) & (first < n_states)
+    return jax.ops.segment_sum(ok.astype(jnp.int32), jnp.where(ok, first, 0), num_segments=n_states)
 
 
 def count_initial(sequences, lengths, n_states: int):
     """Counts of the first state of each non-empty sequence.
 
+    Under `jit` a first state outside `[0, n_states)` is not counted (concrete input raises).
+
     Args:
-        sequences: ``(B, T)`` integer states.
-        lengths: ``(B,)`` valid lengths, or ``None``.
-        n_states: :math:`S`.
+        sequences: `(B, T)` integer states.
+        lengths: `(B,)` valid lengths, or `None`.
+        n_states: $S$.
 
     Returns:
-        ``(S,)`` int32 counts.
+        `(S,)` int32 counts.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -286,66 +365,79 @@ def count_initial(sequences, lengths, n_states: int):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# order-k fitting (sparse)
+# order-k fitting (sparse, eager NumPy: the table sizes depend on the data)
 # ----------------------------------------------------------------------------------------------------------
-def _encode(windows, n_states, dtype):
-    """Context id of the last axis (oldest state most significant)."""
-    ids = jnp.zeros(windows.shape[:-1], dtype)
-    for j in range(windows.shape[-1]):
-        ids = ids * n_states + windows[..., j].astype(dtype)
-    return ids
-
-
-def _windows(seq, level):
-    """(B, T, level) the `level` states before each position (zeros where t < level)."""
-    b, t = seq.shape
-    if level == 0:
-        return jnp.zeros((b, t, 0), seq.dtype)
-    padded = jnp.concatenate([jnp.zeros((b, level), seq.dtype), seq], axis=1)
-    return jnp.stack([padded[:, j : j + t] for j in range(level)], axis=-1)
-
-
-@jax.jit(static_argnames=("level", "n_states"))
-def _context_ids_jit(seq, lengths, level, n_states):
-    t = seq.shape[1]
-    pos = jnp.arange(t)
-    valid = (pos[None, :] >= level) & (pos[None, :] < lengths[:, None])
-    ids = _encode(_windows(seq, level), n_states, _id_dtype())
-    return jnp.where(valid, ids, 0), valid
-
-
-@jax.jit(static_argnames=("num_segments",))
-def _segment_counts_jit(pair_index, valid, num_segments):
-    return jax.ops.segment_sum(valid.astype(jnp.int32).ravel(), pair_index.ravel(), num_segments=num_segments)
-
-
 def _check_smoothing(smoothing):
+    """Return (method, alpha)."""
+    if isinstance(smoothing, str):
+        if smoothing not in METHODS[1:]:
+            raise ValueError(f"`smoothing` must be a number >= 0 (additive) or one of {list(METHODS[1:])}, "
+                             f"got {smoothing!r}")
+        return smoothing, 0.0
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`smoothing` must be a number, got {type(smoothing).__name__}")
+        raise TypeError(f"`smoothing` must be a number or a method name, got {type(smoothing).__name__}")
     if not (math.isfinite(smoothing) and smoothing >= 0):
         raise ValueError(f"`smoothing` must be finite and >= 0, got {smoothing}")
-    return float(smoothing)
+    return "additive", float(smoothing)
 
 
-def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float = 1.0) -> MarkovChain:
-    r"""Estimate an order-k chain (with its lower orders for back-off) by counting.
+def _check_discount(discount, method):
+    if discount is None:
+        return None
+    if method == "additive":
+        raise ValueError("`discount` applies to Kneser-Ney smoothing only; pass smoothing='kneser-ney'")
+    if method == "kneser-ney":
+        if isinstance(discount, bool) or not isinstance(discount, (int, float, np.integer, np.floating)):
+            raise TypeError(f"`discount` must be a number in (0, 1], got {type(discount).__name__}")
+        if not (0 < discount <= 1):
+            raise ValueError(f"`discount` must lie in (0, 1], got {discount}")
+        return (float(discount),) * 3
+    try:
+        d = tuple(float(v) for v in discount)
+    except TypeError as err:
+        raise TypeError("`discount` must be a triple (D1, D2, D3+) for modified Kneser-Ney") from err
+    if len(d) != 3 or not (0 < d[0] <= 1 and 0 < d[1] <= 2 and 0 < d[2] <= 3):
+        raise ValueError(f"`discount` must be (D1, D2, D3+) with 0 < D1 <= 1, 0 < D2 <= 2, 0 < D3+ <= 3, "
+                         f"got {discount}")
+    return d
 
-    Sequences of length at most ``order`` contribute no order-k transition (they still count for the lower
-    orders and the initial distribution); empty sequences (length 0) contribute nothing.
+
+def _estimate_discounts(counts, method):
+    """(D1, D2, D3+) from the count-of-counts of one order (Chen and Goodman, 1998)."""
+    n = [int(np.sum(counts == j)) for j in (1, 2, 3, 4)]
+    d = n[0] / (n[0] + 2 * n[1]) if n[0] > 0 else 0.5
+    if method == "kneser-ney" or min(n) == 0:
+        return (d, d, d)
+    est = (1 - 2 * d * n[1] / n[0], 2 - 3 * d * n[2] / n[1], 3 - 4 * d * n[3] / n[2])
+    if not all(0 < e <= j for j, e in enumerate(est, start=1)):
+        return (d, d, d)  # small data: an estimate out of range would zero or overdraw some mass
+    return tuple(float(e) for e in est)
+
+
+def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float | str = 1.0,
+        discount=None) -> MarkovChain:
+    r"""Estimate an order-k chain (with its lower orders) by counting.
+
+    Sequences of length at most `order` contribute no order-k transition (they still count for the lower
+    orders and the initial distribution); empty sequences (length 0) contribute nothing. For text,
+    `smoothing="kneser-ney"` (or `"modified-kneser-ney"`) gives much lower held-out perplexity than additive
+    smoothing at orders 2 and above (see the module docstring for the formulas).
 
     Args:
-        sequences: ``(B, T)`` (or ``(T,)``) integer states in ``[0, n_states)``.
-        lengths: ``(B,)`` valid lengths in ``[0, T]``, or ``None`` for full rows.
-        n_states: :math:`S`.
-        order: :math:`k \ge 0` (0 is the unigram model).
-        smoothing: additive smoothing :math:`\alpha \ge 0` (1 is Laplace smoothing).
+        sequences: `(B, T)` (or `(T,)`) integer states in `[0, n_states)`.
+        lengths: `(B,)` valid lengths in `[0, T]`, or `None` for full rows.
+        n_states: $S$.
+        order: $k \ge 0$ (0 is the unigram model).
+        smoothing: additive smoothing $\alpha \ge 0$ (1 is Laplace smoothing), or `"kneser-ney"` or
+            `"modified-kneser-ney"`.
+        discount: Kneser–Ney discount in $(0, 1]$ for every order, or $(D_1, D_2, D_{3+})$ for modified
+            Kneser–Ney; `None` estimates them per order from the counts.
 
     Returns:
-        A :class:`MarkovChain`.
+        A [MarkovChain][jaxprob.markov.MarkovChain].
 
     Raises:
-        ValueError: bad states or lengths, no sequence longer than ``order``, or :math:`S^k` beyond the
-            integer range.
+        ValueError: bad states or lengths, no sequence longer than `order`, or a bad smoothing or discount.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -353,133 +445,218 @@ def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float =
         >>> m = markov.fit(jnp.array([[0, 1, 0, 1, 1]]), None, 2, smoothing=0.0)
         >>> markov.transition_matrix(m).tolist()
         [[0.0, 1.0], [0.5, 0.5]]
+        >>> kn = markov.fit(jnp.array([[0, 1, 2, 0, 1, 1, 2]]), None, 3, order=2, smoothing="kneser-ney")
+        >>> round(float(markov.next_state_probs(kn, jnp.array([0, 1])).sum()), 6)
+        1.0
     """
     n_states = _check_n_states(n_states)
     order = check_int(order, "order", minimum=0)
-    smoothing = _check_smoothing(smoothing)
+    method, alpha = _check_smoothing(smoothing)
+    discounts_given = _check_discount(discount, method)
     seq, lens = _check_sequences(sequences, lengths, n_states)
     if is_tracer(seq) or is_tracer(lens):
         raise TypeError("markov.fit needs concrete `sequences` and `lengths` "
                         "(the table sizes depend on the data)")
-    id_dtype = _id_dtype()
-    if n_states**order > np.iinfo(np.dtype(id_dtype)).max:
-        raise ValueError(
-            f"contexts of order {order} over {n_states} states need ids up to {n_states}**{order}, beyond "
-            f"{np.dtype(id_dtype).name}; enable x64 (`with jax.enable_x64(True):`) or use a smaller order"
-        )
-    lens_np = np.asarray(lens)
+    lens_np = np.asarray(lens).astype(np.int64)
     if not np.any(lens_np > order):
         raise ValueError(
             f"no sequence is longer than order={order} (longest has length {int(lens_np.max())}): "
             "there is no transition to count"
         )
-    b, t = seq.shape
-    seq_np = np.asarray(seq)
-    ctx_ids, ctx_counts, row_ptr, next_states, pair_counts = [], [], [0], [], []
-    offsets = [0]
-    max_row = 1
+    s_np = np.asarray(seq).astype(np.int64)
+    b, t = s_np.shape
+    pos = np.arange(t)[None, :]
+    within = pos < lens_np[:, None]
+    big = np.int64(n_states)
+
+    row_of = np.zeros((b, t), np.int64)  # global row of the context of each position at the current order
+    offsets = [0, 1]
+    ctx_parent, ctx_state = [np.array([-1], np.int64)], [np.array([0], np.int64)]
+    next_states, pair_counts, used_counts, pair_rows = [], [], [], []
+    max_row, discounts = [], []
     for level in range(order + 1):
-        ids, valid = _context_ids_jit(seq, lens, level, n_states)
-        ids_np, valid_np = np.asarray(ids), np.asarray(valid)
-        uniq_ctx, ctx_inv = np.unique(ids_np[valid_np], return_inverse=True)
-        pair_key = ctx_inv.astype(np.int64) * n_states + seq_np[valid_np]
-        uniq_pair, pair_inv = np.unique(pair_key, return_inverse=True)
-        index = np.full((b, t), b * t, np.int32)  # out of range: dropped by segment_sum
-        index[valid_np] = pair_inv
-        counts = np.asarray(_segment_counts_jit(jnp.asarray(index), valid, b * t))[: uniq_pair.shape[0]]
-        rows = uniq_pair // n_states
-        per_row = np.bincount(rows, minlength=uniq_ctx.shape[0])
-        max_row = max(max_row, int(per_row.max()))
-        ctx_ids.append(uniq_ctx)
-        ctx_counts.append(np.bincount(rows, weights=counts, minlength=uniq_ctx.shape[0]))
-        row_ptr.extend((row_ptr[-1] + np.cumsum(per_row)).tolist())
-        next_states.append(uniq_pair % n_states)
+        valid = within & (pos >= level)
+        if level > 0:
+            oldest = np.zeros((b, t), np.int64)
+            oldest[:, level:] = s_np[:, :-level]
+            # a context of length `level` = (its suffix's row at order level-1, its oldest state)
+            key = row_of[valid] * big + oldest[valid]
+            uniq, inv = np.unique(key, return_inverse=True)
+            row_of = np.zeros((b, t), np.int64)
+            row_of[valid] = offsets[-1] + inv
+            ctx_parent.append(uniq // big)
+            ctx_state.append(uniq % big)
+            offsets.append(offsets[-1] + uniq.shape[0])
+        first_row = offsets[level]
+        local = row_of[valid] - first_row
+        uniq_pair, pair_inv, counts = np.unique(local * big + s_np[valid], return_inverse=True,
+                                                return_counts=True)
+        rows = uniq_pair // big
+        if method != "additive" and level < order:
+            # continuation count: distinct states just before the (context, successor) pair, a sequence
+            # start counting as one more (id S)
+            left = np.full((b, t), big, np.int64)
+            if level + 1 < t:
+                left[:, level + 1 :] = s_np[:, : t - level - 1]
+            ext = np.unique(pair_inv.astype(np.int64) * (big + 1) + left[valid])
+            used = np.bincount(ext // (big + 1), minlength=uniq_pair.shape[0]).astype(np.int64)
+        else:
+            used = counts.astype(np.int64)
+        next_states.append(uniq_pair % big)
         pair_counts.append(counts)
-        offsets.append(offsets[-1] + uniq_ctx.shape[0])
+        used_counts.append(used)
+        pair_rows.append(first_row + rows)
+        n_rows = offsets[level + 1] - offsets[level]
+        max_row.append(int(np.bincount(rows, minlength=n_rows).max()))
+        if method == "additive":
+            discounts.append((0.0, 0.0, 0.0))
+        else:
+            discounts.append(discounts_given or _estimate_discounts(used, method))
+
+    n_ctx = offsets[-1]
+    rows_all = np.concatenate(pair_rows)
+    nxt_all = np.concatenate(next_states)
+    cnt_all = np.concatenate(pair_counts).astype(np.float64)
+    used_all = np.concatenate(used_counts).astype(np.float64)
+    per_row = np.bincount(rows_all, minlength=n_ctx)
+    row_ptr = np.concatenate([[0], np.cumsum(per_row)])
+    ctx_counts = np.bincount(rows_all, weights=cnt_all, minlength=n_ctx)
+    if method == "additive":
+        denom = ctx_counts + alpha * n_states
+        pair_probs = cnt_all / denom[rows_all]
+        backoff = alpha * n_states / denom
+    else:
+        d = np.asarray(discounts)  # (k + 1, 3)
+        level_of_pair = np.concatenate([np.full(p.shape[0], lv) for lv, p in enumerate(pair_rows)])
+        which = np.minimum(used_all, 3).astype(np.int64) - 1
+        dpair = d[level_of_pair, which]
+        denom = np.bincount(rows_all, weights=used_all, minlength=n_ctx)
+        pair_probs = np.maximum(used_all - dpair, 0.0) / denom[rows_all]
+        backoff = np.bincount(rows_all, weights=np.minimum(dpair, used_all), minlength=n_ctx) / denom
+
+    parents = np.concatenate(ctx_parent)
+    child_ptr = np.full(n_ctx + 1, n_ctx, np.int64)
+    max_children = []
+    for level in range(order):
+        lo, hi = offsets[level], offsets[level + 1]
+        kids = parents[offsets[level + 1] : offsets[level + 2]]
+        child_ptr[lo:hi] = offsets[level + 1] + np.searchsorted(kids, np.arange(lo, hi), side="left")
+        max_children.append(int(np.bincount(kids - lo, minlength=hi - lo).max()))
+    if order > 0:
+        child_ptr[offsets[order] :] = n_ctx  # the model's own order has no children
     fdtype = jnp.zeros(()).dtype
+    if max(row_ptr[-1], n_ctx) >= 2**31:
+        raise ValueError("the count tables exceed 2**31 entries; use fewer or shorter sequences")
     return MarkovChain(
-        context_ids=jnp.asarray(np.concatenate(ctx_ids), id_dtype),
-        context_counts=jnp.asarray(np.concatenate(ctx_counts), fdtype),
-        row_ptr=jnp.asarray(np.asarray(row_ptr), jnp.int32),
-        next_states=jnp.asarray(np.concatenate(next_states), jnp.int32),
-        pair_counts=jnp.asarray(np.concatenate(pair_counts), fdtype),
+        child_ptr=jnp.asarray(child_ptr, jnp.int32),
+        context_state=jnp.asarray(np.concatenate(ctx_state), jnp.int32),
+        context_counts=jnp.asarray(ctx_counts, fdtype),
+        row_ptr=jnp.asarray(row_ptr, jnp.int32),
+        next_states=jnp.asarray(nxt_all, jnp.int32),
+        pair_counts=jnp.asarray(cnt_all, fdtype),
+        pair_probs=jnp.asarray(pair_probs, fdtype),
+        backoff=jnp.asarray(backoff, fdtype),
         initial_counts=count_initial(seq, lens, n_states).astype(fdtype),
-        smoothing=jnp.asarray(smoothing, fdtype),
+        smoothing=jnp.asarray(alpha, fdtype),
+        discounts=jnp.asarray(np.asarray(discounts, np.float64), fdtype),
         n_states=n_states,
         order=order,
+        method=method,
         level_offsets=tuple(int(o) for o in offsets),
-        max_row=max_row,
+        max_row=tuple(max_row),
+        max_children=tuple(max_children),
     )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # lookups (inside jit)
 # ----------------------------------------------------------------------------------------------------------
-def _find_row(model: MarkovChain, context):
-    """Global row and level of the longest seen suffix of ``context`` ((order,) ints)."""
-    k = model.order
-    row = jnp.asarray(model.level_offsets[0], jnp.int32)  # level 0: always present
-    level_used = jnp.asarray(0, jnp.int32)
-    for level in range(1, k + 1):
-        lo, hi = model.level_offsets[level], model.level_offsets[level + 1]
-        table = model.context_ids[lo:hi]
-        cid = _encode(context[k - level :], model.n_states, model.context_ids.dtype)
-        pos = jnp.searchsorted(table, cid)
-        posc = jnp.minimum(pos, hi - lo - 1)
-        found = (pos < hi - lo) & (table[posc] == cid)
-        row = jnp.where(found, lo + posc, row).astype(jnp.int32)
-        level_used = jnp.where(found, level, level_used)
-    return row, level_used
+def _n_iter(width: int) -> int:
+    return max(1, int(width).bit_length() + 1)
 
 
-def _pair_count(model: MarkovChain, row, state):
-    """Count of (row, state), 0 if unseen, by binary search within the row."""
-    lo0, hi0 = model.row_ptr[row], model.row_ptr[row + 1]
-    last = model.next_states.shape[0] - 1
+def _search(values, lo, hi, target, n_iter: int):
+    """Position of `target` in the sorted slice `values[lo:hi]` and whether it is there (binary search)."""
+    last = values.shape[0] - 1
 
     def body(_, lh):
         lo, hi = lh
         mid = (lo + hi) // 2
-        less = model.next_states[jnp.minimum(mid, last)] < state
+        less = values[jnp.clip(mid, 0, last)] < target
         active = lo < hi
         return jnp.where(active & less, mid + 1, lo), jnp.where(active & ~less, mid, hi)
 
-    lo, _ = jax.lax.fori_loop(0, max(1, model.max_row.bit_length() + 1), body, (lo0, hi0))
-    loc = jnp.minimum(lo, last)
-    found = (lo < hi0) & (model.next_states[loc] == state)
-    return jnp.where(found, model.pair_counts[loc], 0.0)
+    lo, _ = jax.lax.fori_loop(0, n_iter, body, (lo, hi))
+    loc = jnp.clip(lo, 0, last)
+    return loc, (lo < hi) & (values[loc] == target)
 
 
-def _row_slice(model: MarkovChain, row):
-    """(max_row,) successors, counts and validity mask of a row."""
-    pad = model.max_row
-    nxt = jnp.concatenate([model.next_states, jnp.zeros((pad,), jnp.int32)])
-    cnt = jnp.concatenate([model.pair_counts, jnp.zeros((pad,), model.pair_counts.dtype)])
-    start = model.row_ptr[row]
-    size = model.row_ptr[row + 1] - start
-    nxt = jax.lax.dynamic_slice(nxt, (start,), (pad,))
-    cnt = jax.lax.dynamic_slice(cnt, (start,), (pad,))
-    valid = jnp.arange(pad) < size
-    return nxt, jnp.where(valid, cnt, 0.0), valid
+def _find_rows(model: MarkovChain, context):
+    """`(k + 1,)` rows of the suffixes of `context` of length 0..k and the longest length found."""
+    k = model.order
+    rows = [jnp.asarray(0, jnp.int32)]
+    used = jnp.asarray(0, jnp.int32)
+    found = jnp.asarray(True)
+    for level in range(1, k + 1):
+        parent = rows[-1]
+        loc, ok = _search(model.context_state, model.child_ptr[parent], model.child_ptr[parent + 1],
+                          context[k - level], _n_iter(model.max_children[level - 1]))
+        found = found & ok
+        rows.append(jnp.where(found, loc, parent).astype(jnp.int32))
+        used = jnp.where(found, level, used)
+    return jnp.stack(rows), used
 
 
-def _probs_at(model: MarkovChain, context):
-    row, _ = _find_row(model, context)
-    nxt, cnt, _ = _row_slice(model, row)
-    alpha = model.smoothing
-    denom = model.context_counts[row] + alpha * model.n_states
-    base = jnp.full((model.n_states,), alpha / denom, cnt.dtype)
-    return base.at[nxt].add(cnt / denom)
+def _active(model, level, used):
+    # Kneser-Ney interpolates every order up to the longest context found; additive smoothing uses that
+    # order alone
+    return level <= used if model.method != "additive" else level == used
+
+
+def _dense_probs(model: MarkovChain, rows, used):
+    """`(S,)` distribution of the next state given the rows of `_find_rows`."""
+    dtype = model.pair_probs.dtype
+    uniform = jnp.full((model.n_states,), 1.0 / model.n_states, dtype)
+    p = uniform
+    for level in range(model.order + 1):
+        row = rows[level]
+        idx = model.row_ptr[row] + jnp.arange(model.max_row[level], dtype=jnp.int32)
+        valid = idx < model.row_ptr[row + 1]
+        nxt = model.next_states.at[idx].get(mode="fill", fill_value=0)
+        pp = jnp.where(valid, model.pair_probs.at[idx].get(mode="fill", fill_value=0), 0.0)
+        lower = p if model.method != "additive" else uniform
+        new = (model.backoff[row] * lower).at[nxt].add(pp)
+        p = jnp.where(_active(model, level, used), new, p)
+    return p
+
+
+def _log_prob(model: MarkovChain, context, state):
+    """log p(state | context); -inf when a state lies outside [0, S) (possible only under jit)."""
+    rows, used = _find_rows(model, context)
+    dtype = model.pair_probs.dtype
+    uniform = jnp.asarray(1.0 / model.n_states, dtype)
+    p = uniform
+    for level in range(model.order + 1):
+        row = rows[level]
+        loc, found = _search(model.next_states, model.row_ptr[row], model.row_ptr[row + 1], state,
+                             _n_iter(model.max_row[level]))
+        pp = jnp.where(found, model.pair_probs[loc], 0.0)
+        lower = p if model.method != "additive" else uniform
+        p = jnp.where(_active(model, level, used), pp + model.backoff[row] * lower, p)
+    ok = (state >= 0) & (state < model.n_states) & jnp.all((context >= 0) & (context < model.n_states))
+    return jnp.where(ok, jnp.log(p), -jnp.inf)
 
 
 @jax.jit
 def _probs_jit(model, context):
-    return _probs_at(model, context)
+    rows, used = _find_rows(model, context)
+    return _dense_probs(model, rows, used)
 
 
 @jax.jit
 def _transition_matrix_jit(model):
-    return jax.vmap(lambda s: _probs_at(model, s[None]))(jnp.arange(model.n_states, dtype=jnp.int32))
+    return jax.vmap(lambda s: _dense_probs(model, *_find_rows(model, s[None])))(
+        jnp.arange(model.n_states, dtype=jnp.int32))
 
 
 def _check_model(model, name="model"):
@@ -509,14 +686,14 @@ def _check_context(context, model):
 
 
 def next_state_probs(model: MarkovChain, context):
-    """Distribution of the next state after ``context`` (backing off at unseen contexts).
+    """Distribution of the next state after `context` (backing off or interpolating as the method says).
 
     Args:
-        model: a :class:`MarkovChain`.
-        context: ``(order,)`` the last states, oldest first (a scalar for order 1).
+        model: a [MarkovChain][jaxprob.markov.MarkovChain].
+        context: `(order,)` the last states, oldest first (a scalar for order 1).
 
     Returns:
-        ``(S,)`` probabilities summing to one.
+        `(S,)` probabilities summing to one.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -532,13 +709,13 @@ def next_state_probs(model: MarkovChain, context):
 
 
 def transition_matrix(model: MarkovChain):
-    """Dense ``(S, S)`` transition matrix of an order-1 chain (rows of unseen states back off to order 0).
+    """Dense `(S, S)` transition matrix of an order-1 chain (rows of unseen states back off to order 0).
 
     Args:
-        model: an order-1 :class:`MarkovChain`.
+        model: an order-1 [MarkovChain][jaxprob.markov.MarkovChain].
 
     Returns:
-        ``(S, S)`` row-stochastic matrix.
+        `(S, S)` row-stochastic matrix.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -555,13 +732,15 @@ def transition_matrix(model: MarkovChain):
 
 
 def initial_distribution(model: MarkovChain):
-    r"""Smoothed distribution of the first state, :math:`(N^{(0)}_s + \alpha) / (\sum N^{(0)} + \alpha S)`.
+    r"""Smoothed distribution of the first state, $(N^{(0)}_s + \alpha) / (\sum N^{(0)} + \alpha S)$.
+
+    Kneser–Ney models have $\alpha = 0$ here (the maximum-likelihood distribution).
 
     Args:
-        model: a :class:`MarkovChain`.
+        model: a [MarkovChain][jaxprob.markov.MarkovChain].
 
     Returns:
-        ``(S,)`` probabilities (uniform if there is no count and no smoothing).
+        `(S,)` probabilities (uniform if there is no count and no smoothing).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -579,6 +758,15 @@ def initial_distribution(model: MarkovChain):
 # ----------------------------------------------------------------------------------------------------------
 # likelihood
 # ----------------------------------------------------------------------------------------------------------
+def _windows(seq, level):
+    """(B, T, level) the `level` states before each position (zeros where t < level)."""
+    b, t = seq.shape
+    if level == 0:
+        return jnp.zeros((b, t, 0), seq.dtype)
+    padded = jnp.concatenate([jnp.zeros((b, level), seq.dtype), seq], axis=1)
+    return jnp.stack([padded[:, j : j + t] for j in range(level)], axis=-1)
+
+
 @jax.jit
 def _log_likelihood_jit(model, seq, lengths):
     b, t = seq.shape
@@ -586,29 +774,23 @@ def _log_likelihood_jit(model, seq, lengths):
     win = _windows(seq, k)
     pos = jnp.arange(t)
     valid = (pos[None, :] >= k) & (pos[None, :] < lengths[:, None])
-
-    def one(ctx, s):
-        row, _ = _find_row(model, ctx)
-        c = _pair_count(model, row, s)
-        alpha = model.smoothing
-        return jnp.log(c + alpha) - jnp.log(model.context_counts[row] + alpha * model.n_states)
-
-    lp = jax.vmap(one)(win.reshape(b * t, k), seq.reshape(b * t)).reshape(b, t)
-    lp = jnp.where(valid, lp, 0.0)
+    lp = jax.vmap(lambda c, s: _log_prob(model, c, s))(win.reshape(b * t, k), seq.reshape(b * t))
+    lp = jnp.where(valid, lp.reshape(b, t), 0.0)
     return jnp.sum(lp, axis=1), jnp.sum(valid, axis=1)
 
 
 def log_likelihood(model: MarkovChain, sequences, lengths):
-    r"""Per-sequence log-likelihood :math:`\sum_{t=k}^{L-1} \log p(s_t \mid s_{t-k:t})`.
+    r"""Per-sequence log-likelihood $\sum_{t=k}^{L-1} \log p(s_t \mid s_{t-k:t})$.
 
     Args:
-        model: a :class:`MarkovChain`.
-        sequences: ``(B, T)`` (or ``(T,)``) integer states in ``[0, n_states)``.
-        lengths: ``(B,)`` valid lengths, or ``None``.
+        model: a [MarkovChain][jaxprob.markov.MarkovChain].
+        sequences: `(B, T)` (or `(T,)`) integer states in `[0, n_states)` (concrete input is checked; under
+            `jit` a transition touching a state outside the range gets log-probability `-inf`).
+        lengths: `(B,)` valid lengths, or `None`.
 
     Returns:
-        ``(B,)`` log-likelihoods (0 for sequences of length at most ``order``; ``-inf`` for an unseen
-        transition when ``smoothing=0``).
+        `(B,)` log-likelihoods (0 for sequences of length at most `order`; `-inf` for an unseen transition
+        when additive `smoothing=0`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -624,15 +806,15 @@ def log_likelihood(model: MarkovChain, sequences, lengths):
 
 
 def perplexity(model: MarkovChain, sequences, lengths):
-    r"""Perplexity :math:`\exp(-\sum \log p / \#\text{transitions})` of held-out sequences.
+    r"""Perplexity $\exp(-\sum \log p / \#\text{transitions})$ of held-out sequences.
 
     Args:
-        model: a :class:`MarkovChain`.
-        sequences: ``(B, T)`` integer states.
-        lengths: ``(B,)`` valid lengths, or ``None``.
+        model: a [MarkovChain][jaxprob.markov.MarkovChain].
+        sequences: `(B, T)` integer states.
+        lengths: `(B,)` valid lengths, or `None`.
 
     Returns:
-        Scalar perplexity (``inf`` if some transition has probability 0).
+        Scalar perplexity (`inf` if some transition has probability 0).
 
     Raises:
         ValueError: no sequence is longer than the model's order.
@@ -667,16 +849,16 @@ def _stationary_jit(p):
 
 
 def stationary_distribution(transition):
-    r"""Stationary distribution :math:`\pi = \pi P`, :math:`\sum_i \pi_i = 1`, of an order-1 chain.
+    r"""Stationary distribution $\pi = \pi P$, $\sum_i \pi_i = 1$, of an order-1 chain.
 
-    Solved as the least-squares solution of :math:`[P^\top - I;\ \mathbf 1^\top]\,\pi = [0; 1]` (unique when
-    the chain is irreducible, e.g. with smoothing > 0).
+    Solved as the least-squares solution of $[P^\top - I;\ \mathbf 1^\top]\,\pi = [0; 1]$ (unique when the
+    chain is irreducible, e.g. with smoothing > 0).
 
     Args:
-        transition: ``(S, S)`` row-stochastic matrix (e.g. :func:`transition_matrix`).
+        transition: `(S, S)` row-stochastic matrix (e.g. [transition_matrix][jaxprob.markov.transition_matrix]).
 
     Returns:
-        ``(S,)`` probabilities.
+        `(S,)` probabilities.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -685,8 +867,6 @@ def stationary_distribution(transition):
         >>> tuple(round(float(v), 4) for v in pi)
         (0.8333, 0.1667)
     """
-    from jaxprob._validation import as_float_array, check_finite
-
     p = as_float_array(transition, "transition", 2)
     if p.shape[0] != p.shape[1] or p.shape[0] < 1:
         raise ValueError(f"`transition` must be a square (S, S) matrix, got {tuple(p.shape)}")
@@ -702,32 +882,23 @@ def stationary_distribution(transition):
 # generation
 # ----------------------------------------------------------------------------------------------------------
 @jax.jit(static_argnames=("n_steps", "greedy"))
-def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state):
-    alpha = model.smoothing
-    s_total = model.n_states
+def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state, excluded):
     inv_t = 1.0 / temperature
 
     def step(carry, key_t):
         ctx, done = carry
-        row, level = _find_row(model, ctx)
-        nxt, cnt, valid = _row_slice(model, row)
+        rows, used = _find_rows(model, ctx)
+        p = jnp.where(excluded, 0.0, _dense_probs(model, rows, used))
+        # every state of positive probability excluded: uniform over the states left
+        p = jnp.where(jnp.sum(p) > 0, p, jnp.where(excluded, 0.0, 1.0))
         if greedy:
-            choice = nxt[jnp.argmax(jnp.where(valid, cnt, -1.0))]
+            choice = jnp.argmax(p)
         else:
-            k_mix, k_seen, k_unif = jax.random.split(key_t, 3)
-            # p(s)^(1/T) prop. to (c_s + a)^(1/T) = [(c_s + a)^(1/T) - a^(1/T)] (seen part)
-            #                                       + a^(1/T) (uniform part)
-            log_ca = jnp.log(cnt + alpha)
-            log_seen = inv_t * log_ca + jnp.log1p(-jnp.exp(inv_t * (jnp.log(alpha) - log_ca)))
-            log_seen = jnp.where(valid, log_seen, -jnp.inf)
-            log_unif = jnp.log(jnp.asarray(s_total, cnt.dtype)) + inv_t * jnp.log(alpha)
-            comp = jax.random.categorical(k_mix, jnp.stack([jax.nn.logsumexp(log_seen), log_unif]))
-            seen_choice = nxt[jax.random.categorical(k_seen, log_seen)]
-            unif_choice = jax.random.randint(k_unif, (), 0, s_total, jnp.int32)
-            choice = jnp.where(comp == 0, seen_choice, unif_choice)
+            logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)) * inv_t, -jnp.inf)
+            choice = jax.random.categorical(key_t, logits)
         choice = jnp.where(done, stop_state, choice).astype(jnp.int32)
         new_ctx = jnp.concatenate([ctx[1:], choice[None]]) if model.order > 0 else ctx
-        return (new_ctx, done | (choice == stop_state)), (choice, level, done)
+        return (new_ctx, done | (choice == stop_state)), (choice, used, done)
 
     keys = jax.random.split(key, n_steps)
     _, (states, levels, was_done) = jax.lax.scan(step, (context, jnp.asarray(False)), keys)
@@ -736,25 +907,27 @@ def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state)
 
 
 def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: bool = False,
-             temperature: float = 1.0, stop_state: int | None = None) -> Generation:
-    r"""Generate ``n_steps`` states after ``context`` with ``lax.scan``.
+             temperature: float = 1.0, stop_state: int | None = None, exclude=None) -> Generation:
+    r"""Generate `n_steps` states after `context` with `lax.scan`.
 
-    Greedy generation takes the most frequent successor (deterministic; ties to the smallest state). Sampling
-    draws from :math:`p(s \mid c)^{1/\tau}` renormalised (``temperature`` :math:`\tau`; lower is more
-    conservative). At a context never seen in training the model backs off to the longest seen suffix
-    (reported in ``orders``). After ``stop_state`` is produced the remaining outputs repeat it.
+    Greedy generation takes the most probable successor (deterministic; ties to the smallest state).
+    Sampling draws from $p(s \mid c)^{1/\tau}$ renormalised (`temperature` $\tau$; lower is more
+    conservative). The longest context found in the tables at each step is reported in `orders`. After
+    `stop_state` is produced the remaining outputs repeat it. States in `exclude` (e.g. the unknown-word id of
+    a text vocabulary) are never generated: their probability is set to zero and the rest renormalised.
 
     Args:
-        model: a :class:`MarkovChain`.
-        context: ``(order,)`` starting states, oldest first (a scalar start state for order 1).
+        model: a [MarkovChain][jaxprob.markov.MarkovChain].
+        context: `(order,)` starting states, oldest first (a scalar start state for order 1).
         n_steps: number of states to generate.
-        key: a JAX PRNG key, required unless ``greedy``.
+        key: a JAX PRNG key, required unless `greedy`.
         greedy: argmax instead of sampling.
-        temperature: :math:`\tau > 0` for sampling.
+        temperature: $\tau > 0$ for sampling.
         stop_state: optional state that ends the generation (e.g. an end-of-sentence token).
+        exclude: optional sequence of states never to generate (at least one state must remain).
 
     Returns:
-        A :class:`Generation`.
+        A [Generation][jaxprob.markov.Generation].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -765,6 +938,9 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
         >>> g = markov.generate(m, 0, 5, key=jax.random.key(0), stop_state=0)
         >>> g.states.tolist(), int(g.length)
         ([1, 2, 0, 0, 0], 3)
+        >>> # only 2 ever followed 1: with 2 excluded, the step after 1 is uniform over {0, 1} (argmax: 0)
+        >>> markov.generate(m, 0, 4, greedy=True, exclude=[2]).states.tolist()
+        [1, 0, 1, 0]
     """
     _check_model(model)
     ctx = _check_context(context, model)
@@ -784,6 +960,16 @@ def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: boo
         stop = -1
     else:
         stop = check_int(stop_state, "stop_state", minimum=0, maximum=model.n_states - 1)
-    dtype = model.pair_counts.dtype
+    excluded = np.zeros(model.n_states, bool)
+    if exclude is not None:
+        ids = np.asarray(exclude).reshape(-1)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"`exclude` must hold integer states, got {ids.dtype}")
+        if np.any((ids < 0) | (ids >= model.n_states)):
+            raise ValueError(f"`exclude` states must lie in [0, n_states={model.n_states}), got {ids.tolist()}")
+        excluded[ids] = True
+        if excluded.all():
+            raise ValueError("`exclude` leaves no state to generate")
+    dtype = model.pair_probs.dtype
     return _generate_jit(key, model, ctx, n_steps, greedy, jnp.asarray(temperature, dtype),
-                         jnp.asarray(stop, jnp.int32))
+                         jnp.asarray(stop, jnp.int32), jnp.asarray(excluded))

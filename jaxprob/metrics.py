@@ -46,7 +46,8 @@ THRESHOLD_CRITERIA = ("f1", "youden", "accuracy")
 # ----------------------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------------------
-def _as_labels(y, name):
+def as_labels(y, name: str):
+    """Integer labels as a JAX array (refusing None, floats and booleans); a helper of the classifiers too."""
     if y is None:
         raise TypeError(f"`{name}` must be an array of integer labels, got None")
     y = y if isinstance(y, jax.Array) or is_tracer(y) else jnp.asarray(np.asarray(y))
@@ -61,9 +62,9 @@ def _as_labels(y, name):
     return y
 
 
-def _check_labels(y, name, n_classes=None):
+def check_labels(y, name, n_classes=None):
     """Integer labels ``(n,)`` in ``[0, n_classes)``; returns ``(y, n_classes)`` (inferred when ``None``)."""
-    y = _as_labels(y, name)
+    y = as_labels(y, name)
     if is_tracer(y):
         if n_classes is None:
             raise ValueError(f"`n_classes` must be given when `{name}` is traced")
@@ -79,19 +80,19 @@ def _check_labels(y, name, n_classes=None):
 
 
 def _check_pair(y_true, y_pred, n_classes):
-    t = _as_labels(y_true, "y_true")
-    p = _as_labels(y_pred, "y_pred")
+    t = as_labels(y_true, "y_true")
+    p = as_labels(y_pred, "y_pred")
     if t.shape != p.shape:
         raise ValueError(f"`y_true` and `y_pred` have different lengths: {t.shape[0]} and {p.shape[0]}")
     if n_classes is None and not (is_tracer(t) or is_tracer(p)):
         n_classes = int(max(np.asarray(t).max(), np.asarray(p).max())) + 1
-    t, n_classes = _check_labels(t, "y_true", n_classes)
-    p, n_classes = _check_labels(p, "y_pred", n_classes)
+    t, n_classes = check_labels(t, "y_true", n_classes)
+    p, n_classes = check_labels(p, "y_pred", n_classes)
     return t, p, n_classes
 
 
 def _check_binary(y_true, y_score):
-    y = _as_labels(y_true, "y_true")
+    y = as_labels(y_true, "y_true")
     s = as_float_array(y_score, "y_score", 1)
     if s.shape != y.shape:
         raise ValueError(f"`y_true` and `y_score` have different lengths: {y.shape[0]} and {s.shape[0]}")
@@ -153,8 +154,8 @@ def accuracy(y_true, y_pred):
         >>> float(metrics.accuracy(jnp.array([0, 1, 2, 2]), jnp.array([0, 1, 1, 2])))
         0.75
     """
-    t = _as_labels(y_true, "y_true")
-    p = _as_labels(y_pred, "y_pred")
+    t = as_labels(y_true, "y_true")
+    p = as_labels(y_pred, "y_pred")
     if t.shape != p.shape:
         raise ValueError(f"`y_true` and `y_pred` have different lengths: {t.shape[0]} and {p.shape[0]}")
     return jnp.mean((t == p).astype(jnp.float32))

@@ -189,12 +189,12 @@ def _check_features(x, model, name):
         raise ValueError(f"`{name}` has {leaf.shape[1]} features but the model has {d}")
 
 
-def family_for(family: Family | None = None, covariance_type: str = "full", reg_covar: float = 1e-6,
+def family_for(family: Family | None = None, covariance_type: str | None = None, reg_covar: float = 1e-6,
                init_params: Mixture | None = None) -> Family:
     """The family a fit uses, from the arguments of the fitting functions (checked eagerly).
 
-    `family` wins; else the family of `init_params`, which must then match `covariance_type` when it is a
-    Gaussian family; else the Gaussian family of `covariance_type` and `reg_covar`.
+    `family` wins; else the family of `init_params`, which must then match `covariance_type` when one is given;
+    else the Gaussian family of `covariance_type` (default `"full"`) and `reg_covar`.
 
     Args:
         family: an explicit [Family][jaxprob.em.Family], or None.
@@ -215,7 +215,7 @@ def family_for(family: Family | None = None, covariance_type: str = "full", reg_
         if family is not None and family != init_params.family:
             raise ValueError("`family` differs from the family of `init_params`; give one of them")
         ct = getattr(init_params.family, "covariance_type", None)
-        if family is None and ct is not None and ct != covariance_type:
+        if family is None and ct is not None and covariance_type is not None and ct != covariance_type:
             raise ValueError(
                 f"`init_params` has covariance_type={ct!r} but covariance_type={covariance_type!r} was asked for"
             )
@@ -225,6 +225,7 @@ def family_for(family: Family | None = None, covariance_type: str = "full", reg_
 
 def _family_of(family, covariance_type, reg_covar):
     if family is None:
+        covariance_type = "full" if covariance_type is None else covariance_type
         check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_reg_covar(reg_covar)
         return gaussian(covariance_type, reg_covar)
@@ -455,7 +456,7 @@ def _fit_from_jit(models, x, w, max_iter, tol, callback):
     return _final(x, w, model, info)
 
 
-def fit(x, n_components: int, *, key=None, family: Family | None = None, covariance_type: str = "full",
+def fit(x, n_components: int, *, key=None, family: Family | None = None, covariance_type: str | None = None,
         n_init: int = 1, init_method: str = "kmeans++", init_params: Mixture | None = None, max_iter: int = 100,
         tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None,
         callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
@@ -473,7 +474,8 @@ def fit(x, n_components: int, *, key=None, family: Family | None = None, covaria
         key: a JAX PRNG key (required unless `init_params` is given).
         family: a [Family][jaxprob.em.Family] of [jaxprob.families][] (default: Gaussian with `covariance_type`
             and `reg_covar`).
-        covariance_type: `"full"`, `"tied"`, `"diag"` or `"spherical"` (Gaussian family).
+        covariance_type: `"full"` (the default), `"tied"`, `"diag"` or `"spherical"` (Gaussian family; with
+            `init_params`, its type unless given).
         n_init: number of restarts.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (ignored when `init_params` is given).
         init_params: optional starting [Mixture][jaxprob.em.Mixture] (every restart starts from it; its family
@@ -530,7 +532,7 @@ def fit(x, n_components: int, *, key=None, family: Family | None = None, covaria
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
 def _weighted_log_probs(x, model):
-    return model.family.component_log_prob(x, model.components) + jnp.log(model.weights)
+    return em.weight_log_probs(model.family.component_log_prob(x, model.components), model.weights)
 
 
 _weighted_log_probs_jit = jax.jit(_weighted_log_probs)

@@ -317,7 +317,7 @@ def _as_dtype(tree, dtype):
 
 
 def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | None = None,
-                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+                covariance_type: str | None = None, n_init: int = 1, init_method: str = "kmeans++",
                 init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
                 sample_weight=None, callback=None):
     r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
@@ -400,7 +400,7 @@ def _family(family, covariance_type, reg_covar):
         if not isinstance(family, Family):
             raise TypeError(f"`family` must be a jaxprob.em.Family, got {type(family).__name__}")
         return family
-    return families.gaussian(covariance_type, reg_covar)
+    return families.gaussian("full" if covariance_type is None else covariance_type, reg_covar)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ STUDIES = available()
 
 # reduced parameters per study (merged into the study's DEFAULTS by the runner)
 FAST = {
+    "ar_faithful": {"max_order": 3, "horizon": 5, "n_acf": 5},
     "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
@@ -28,6 +29,7 @@ FAST = {
     "mixture_anomaly_shuttle": {"n_init": 1},
     "mixture_digits_bayes": {"components": [2]},
     "mixture_faithful": {"n_init": 2},
+    "mixture_families": {"n_init": 2, "outlier_counts": [0, 20], "max_iter": 100},
     "mixture_model_selection": {"max_components": 3, "n_init": 1},
     "regression_mixture": {},
     "regression_noise": {},
@@ -47,6 +49,13 @@ def check_mixture_faithful(m):
     means = np.array(m["means"])  # sorted by eruption duration; references: the classic two-cluster solution
     np.testing.assert_allclose(means, [[2.04, 54.5], [4.29, 80.0]], atol=0.1)
     assert m["converged"] and m["ll_monotone"]
+
+
+def check_mixture_families(m):
+    digits = m["digits"]
+    assert digits["purity"] > 0.6 and digits["digits_represented"] >= 8
+    err = m["faithful"]["mean_error"]  # standardised error of the means with the most outliers
+    assert err["student_t"][-1] < 0.15 and err["gaussian"][-1] > 5 * err["student_t"][-1]
 
 
 def check_mixture_model_selection(m):
@@ -98,6 +107,15 @@ def check_kde_faithful(m):
         held = m[dim]["held-out"]["valid_mean_log_lik"]
         for rule in ("scott", "silverman"):
             assert held >= m[dim][rule]["valid_mean_log_lik"] - 0.02
+
+
+def check_ar_faithful(m):
+    orders = m["orders"]
+    assert m["lag1_autocorrelation"] < -0.4  # long and short waits alternate
+    assert orders["1"]["bic"] < orders["0"]["bic"]
+    assert orders["1"]["heldout_mean_log_lik"] > orders["0"]["heldout_mean_log_lik"]
+    assert -0.7 < orders["1"]["coef"][0] < -0.4 and orders["1"]["stationary"]
+    assert m["acf"]["max_abs_difference"] < 0.2
 
 
 def check_markov_text(m):

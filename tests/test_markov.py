@@ -1,11 +1,14 @@
 """Markov chains and the word tokenizer: hand counts, padded batches, sampling frequencies, stationarity."""
 
-from collections import Counter
+import itertools
+from collections import Counter, defaultdict
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 from jaxprob import datasets, markov, text
 
@@ -86,7 +89,7 @@ def test_padded_batch_counts_equal_per_sequence_counts(rng):
     dense = np.zeros((s, s))
     lo, hi = model.level_offsets[1], model.level_offsets[2]
     ptr = np.asarray(model.row_ptr)
-    for r, ctx in zip(range(lo, hi), np.asarray(model.context_ids[lo:hi]), strict=True):
+    for r, ctx in zip(range(lo, hi), np.asarray(model.context_state[lo:hi]), strict=True):
         dense[ctx, np.asarray(model.next_states[ptr[r]:ptr[r + 1]])] = model.pair_counts[ptr[r]:ptr[r + 1]]
     np.testing.assert_array_equal(dense, ref)
 
@@ -209,7 +212,8 @@ def test_large_vocabulary_order2_is_sparse(rng):
     x = rng.integers(0, v, 30_000)
     model = markov.fit(jnp.asarray(x, jnp.int32), None, v, order=2, smoothing=1.0)
     n_leaves = sum(np.size(a) for a in jax.tree.leaves(model))
-    assert n_leaves < 10 * x.shape[0] + 2 * v  # nowhere near V**2, let alone V**3
+    # a few arrays per context and per (context, successor) pair: nowhere near V**2, let alone V**3
+    assert n_leaves < 15 * x.shape[0] + 2 * v
     ctx = jnp.asarray(x[5:7], jnp.int32)
     p = markov.next_state_probs(model, ctx)
     assert float(p[x[7]]) == pytest.approx(2 / (1 + v), rel=1e-4)
@@ -299,3 +303,248 @@ def test_alice_text_bigram_model():
     assert 5 < ppl < 200
     g = markov.generate(model, vocab.bos_id, 40, greedy=True, stop_state=vocab.eos_id)
     assert text.decode(g.states[: int(g.length)], vocab).startswith("I")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kneser-Ney against the textbook recursion (float64 NumPy, dictionaries)
+# ----------------------------------------------------------------------------------------------------------
+def _kn_reference(seqs, s, k, method, discount=None):
+    """p(w | ctx) of interpolated (modified) Kneser-Ney written from Chen and Goodman's recursion.
+
+    Raw counts at order k; below it, continuation counts N1+(. ctx w): the number of distinct states seen just
+    before (ctx, w), a sequence start counting as one more. Discounts from the count-of-counts of each order.
+    """
+    counts = [Counter() for _ in range(k + 1)]
+    left = [defaultdict(set) for _ in range(k + 1)]
+    for q in seqs:
+        q = [int(v) for v in q]
+        for t in range(len(q)):
+            for lv in range(min(t, k) + 1):
+                key = (tuple(q[t - lv : t]), q[t])
+                if lv == k:
+                    counts[lv][key] += 1
+                else:
+                    left[lv][key].add(q[t - lv - 1] if t - lv - 1 >= 0 else "start")
+    for lv in range(k):
+        counts[lv] = Counter({key: len(v) for key, v in left[lv].items()})
+    disc = []
+    for lv in range(k + 1):
+        c = np.array(list(counts[lv].values()))
+        n1, n2, n3, n4 = (int(np.sum(c == j)) for j in (1, 2, 3, 4))
+        y = n1 / (n1 + 2 * n2) if n1 else 0.5
+        if discount is not None:
+            disc.append(tuple(discount) if method == "modified-kneser-ney" else (discount,) * 3)
+        elif method == "kneser-ney" or 0 in (n1, n2, n3, n4):
+            disc.append((y, y, y))
+        else:
+            d1, d2, d3 = 1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3
+            disc.append((d1, d2, d3) if 0 < d1 <= 1 and 0 < d2 <= 2 and 0 < d3 <= 3 else (y, y, y))
+    rows = [defaultdict(dict) for _ in range(k + 1)]
+    for lv in range(k + 1):
+        for (ctx, w), c in counts[lv].items():
+            rows[lv][ctx][w] = c
+
+    def prob(ctx, w):
+        lv = len(ctx)
+        lower = prob(ctx[1:], w) if lv > 0 else 1.0 / s
+        if ctx not in rows[lv]:
+            return lower  # context never seen: all the weight goes to the lower order
+        row = rows[lv][ctx]
+        z = sum(row.values())
+
+        def d(c):
+            return disc[lv][min(c, 3) - 1]
+
+        c = row.get(w, 0)
+        num = max(c - d(c), 0.0) if c else 0.0
+        return num / z + sum(d(v) for v in row.values()) / z * lower
+
+    return prob
+
+
+@pytest.mark.parametrize(("method", "order", "discount"), [("kneser-ney", 2, None), ("kneser-ney", 3, 0.6),
+                                                           ("modified-kneser-ney", 2, None),
+                                                           ("modified-kneser-ney", 1, (0.5, 1.0, 1.4))])
+def test_kneser_ney_matches_the_textbook_recursion_in_float64(method, order, discount):
+    rng = np.random.default_rng(2)
+    s = 6
+    # a skewed chain so that counts of 1, 2, 3 and 4+ all occur (the three modified discounts of order 1 then
+    # differ: about (0.29, 0.97, 1.29))
+    p = rng.dirichlet(np.ones(s) * 0.5, size=s)
+    seqs = []
+    for n in (400, 250, 0, 1, 2, 30, 170):
+        q = [int(rng.integers(s))] if n else []
+        while len(q) < n:
+            q.append(int(rng.choice(s, p=p[q[-1]])))
+        seqs.append(np.array(q, np.int64))
+    ref = _kn_reference(seqs, s, order, method, discount)
+    with jax.enable_x64(True):
+        batch, lengths = markov.pad_sequences(seqs)
+        model = markov.fit(batch, lengths, s, order=order, smoothing=method, discount=discount)
+        assert model.pair_probs.dtype == jnp.float64
+        contexts = np.array(list(itertools.product(range(s), repeat=order)), np.int32).reshape(-1, order)
+        probs = np.asarray(jax.vmap(lambda c: markov.next_state_probs(model, c))(jnp.asarray(contexts)))
+        expected = np.array([[ref(tuple(int(v) for v in c), w) for w in range(s)] for c in contexts])
+        np.testing.assert_allclose(probs, expected, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(expected.sum(axis=1), 1.0, rtol=1e-12)  # the reference is a distribution
+        assert np.all(probs > 0)
+        # held-out log-likelihood: the sum of the reference's log-probabilities
+        held = rng.integers(0, s, 12)
+        expect = sum(np.log(ref(tuple(int(v) for v in held[t - order : t]), int(held[t])))
+                     for t in range(order, held.shape[0]))
+        got = markov.log_likelihood(model, jnp.asarray(held[None], jnp.int32), None)
+        assert float(got[0]) == pytest.approx(expect, rel=1e-12)
+        # greedy generation follows the argmax of the same distribution
+        g = markov.generate(model, jnp.asarray(held[:order], jnp.int32), 3, greedy=True)
+        ctx = tuple(int(v) for v in held[:order])
+        for state in np.asarray(g.states):
+            dist = [ref(ctx, w) for w in range(s)]
+            assert state == int(np.argmax(dist))
+            ctx = (ctx + (int(state),))[1:] if order else ()
+
+
+def test_kneser_ney_samples_follow_its_probabilities():
+    seq = jnp.array([[0, 1, 2, 0, 1, 1, 3, 0, 1, 2, 2, 0]])
+    model = markov.fit(seq, None, 5, order=2, smoothing="kneser-ney")
+    p = np.asarray(markov.next_state_probs(model, jnp.array([0, 1])))
+    draws = jax.vmap(lambda k: markov.generate(model, jnp.array([0, 1]), 1, key=k).states[0])(
+        jax.random.split(jax.random.key(7), 20_000))
+    freq = np.bincount(np.asarray(draws), minlength=5) / 20_000
+    np.testing.assert_allclose(freq, p, atol=5 * np.sqrt(p * (1 - p) / 20_000).max())
+
+
+def test_alice_kneser_ney_improves_with_order_without_x64():
+    assert not jax.config.jax_enable_x64
+    sents = text.tokenize(datasets.load_alice())
+    perm = np.random.default_rng(0).permutation(len(sents))
+    valid, train = [sents[i] for i in perm[:170]], [sents[i] for i in perm[170:]]
+    vocab = text.build_vocabulary(train, min_count=2)
+    assert len(vocab) ** 3 > 2**31  # a base-V context id of order 3 would overflow int32
+    tr, tr_len = text.encode(train, vocab, order=3)
+    va, va_len = text.encode(valid, vocab, order=3)
+    ppl = {}
+    for k in (1, 2, 3):
+        cut = 3 - k
+        model = markov.fit(tr[:, cut:], tr_len - cut, len(vocab), order=k, smoothing="kneser-ney")
+        assert model.child_ptr.dtype == model.next_states.dtype == jnp.int32
+        ppl[k] = float(markov.perplexity(model, va[:, cut:], va_len - cut))
+    assert ppl[2] < 0.95 * ppl[1] and ppl[3] < ppl[1]
+    # the order-3 tables hold the trigram counts of plain Python
+    tri, ctx = Counter(), Counter()
+    for r, n in zip(tr, tr_len, strict=True):
+        for t in range(3, int(n)):
+            tri[tuple(r[t - 3 : t + 1])] += 1
+            ctx[tuple(r[t - 3 : t])] += 1
+    model = markov.fit(tr, tr_len, len(vocab), order=3, smoothing=0.0)
+    assert model.n_contexts == len(ctx)
+    for c, n in ctx.most_common(3):
+        probs = np.asarray(markov.next_state_probs(model, jnp.asarray(c, jnp.int32)))
+        expected = np.zeros(len(vocab))
+        for (a, b, d, w), m in tri.items():
+            if (a, b, d) == c:
+                expected[w] = m / n
+        np.testing.assert_allclose(probs, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_invalid_states_under_jit_are_never_counted():
+    s = 3
+    # 3, -1 and 5 lie outside [0, 3); the pair index 0 * 3 + 3 would alias the pair (1, 0)
+    seq = jnp.array([[0, 3, 0, 1, -1, 2, 2], [1, 2, 5, 0, 0, 0, 0], [1, 0, 0, 7, 7, 7, 7]])
+    lengths = jnp.array([7, 3, 3])
+    counts, info = jax.jit(lambda q, n: markov.count_transitions(q, n, s, return_info=True))(seq, lengths)
+    ref, rejected = np.zeros((s, s), int), 0
+    for row, n in zip(np.asarray(seq), np.asarray(lengths), strict=True):
+        for a, b in zip(row[: n - 1], row[1:n], strict=True):
+            if 0 <= a < s and 0 <= b < s:
+                ref[a, b] += 1
+            else:
+                rejected += 1
+    np.testing.assert_array_equal(np.asarray(counts), ref)
+    assert int(info.n_rejected) == rejected == 5 and int(info.n_counted) == ref.sum()
+    # under checkify the rejected transitions are a failed check; valid input passes
+    checked = checkify.checkify(lambda q, n: markov.count_transitions(q, n, s), errors=checkify.user_checks)
+    err, _ = jax.jit(checked)(seq, lengths)
+    with pytest.raises(checkify.JaxRuntimeError, match="5 transition"):
+        err.throw()
+    err, out = jax.jit(checked)(jnp.minimum(seq % 3, 2), lengths)
+    assert err.get() is None
+    # eager calls raise, naming the argument
+    with pytest.raises(ValueError, match="`sequences` holds state 3 at"):
+        markov.count_transitions(seq, lengths, s)
+    # the initial counts and the log-likelihood under jit skip / zero out invalid states as well
+    init = jax.jit(lambda q: markov.count_initial(q, None, s))(jnp.array([[5, 0], [1, 1], [-2, 0]]))
+    assert init.tolist() == [0, 1, 0]
+    model = markov.fit(jnp.array([[0, 1, 2, 0]]), None, s, smoothing=1.0)
+    ll = jax.jit(lambda q: markov.log_likelihood(model, q, None))(jnp.array([[0, 1, 2], [0, 4, 1], [-1, 0, 1]]))
+    assert np.isfinite(float(ll[0])) and np.isneginf(np.asarray(ll[1:])).all()
+
+
+def test_smoothing_and_discount_arguments():
+    good = jnp.array([[0, 1, 2, 0, 1]])
+    with pytest.raises(ValueError, match="smoothing"):
+        markov.fit(good, None, 3, smoothing="kneser")
+    with pytest.raises(TypeError, match="smoothing"):
+        markov.fit(good, None, 3, smoothing=None)
+    with pytest.raises(ValueError, match="discount"):
+        markov.fit(good, None, 3, smoothing=1.0, discount=0.5)
+    with pytest.raises(ValueError, match="discount"):
+        markov.fit(good, None, 3, smoothing="kneser-ney", discount=1.5)
+    with pytest.raises(ValueError, match="discount"):
+        markov.fit(good, None, 3, smoothing="modified-kneser-ney", discount=(0.5, 2.5, 1.0))
+    with pytest.raises(TypeError, match="return_info"):
+        markov.count_transitions(good, None, 3, return_info=1)
+
+
+def test_excluded_states_are_never_generated():
+    seq = jnp.array([[0, 1, 0, 1, 0, 2, 0, 3, 0, 1]])
+    model = markov.fit(seq, None, 4, smoothing=0.5)
+    p = np.asarray(markov.next_state_probs(model, 0))
+    draws = jax.vmap(lambda k: markov.generate(model, 0, 1, key=k, exclude=[1]).states[0])(
+        jax.random.split(jax.random.key(2), 20_000))
+    freq = np.bincount(np.asarray(draws), minlength=4) / 20_000
+    target = np.where(np.arange(4) == 1, 0.0, p) / (1 - p[1])  # renormalised without state 1
+    assert freq[1] == 0.0
+    np.testing.assert_allclose(freq, target, atol=5 * np.sqrt(target * (1 - target) / 20_000).max())
+    assert markov.generate(model, 0, 1, greedy=True, exclude=[1]).states.tolist() == [int(np.argsort(-p)[1])]
+    with pytest.raises(ValueError, match="exclude"):
+        markov.generate(model, 0, 3, greedy=True, exclude=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="exclude"):
+        markov.generate(model, 0, 3, greedy=True, exclude=[4])
+
+
+def test_docs_perplexity_table_matches_the_experiment():
+    from experiments import markov_text as study
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "markov.md").read_text()
+    block = page.split("<!-- perplexity-table")[1].split("<!-- end perplexity-table -->")[0]
+    rows = [line.strip("|").split("|") for line in block.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in rows[0]]
+    table = {r[0].strip(): dict(zip(header[1:], (float(v) for v in r[1:]), strict=True)) for r in rows[1:]}
+    d = study.DEFAULTS
+    assert header[1:] == [f"order {k}" for k in d["orders"]]
+    assert list(table) == [study.smoothing_label(s) for s in d["smoothings"]]
+    train, valid = study.split_sentences(text.tokenize(datasets.load_alice()), 0, d["valid_fraction"])
+    vocab = text.build_vocabulary(train, min_count=d["min_count"])
+    # orders 1 and 2 (the claim of the page: Kneser-Ney improves from 1 to 2, additive smoothing does not);
+    # the encoding makes each order's numbers independent of the other orders run beside it
+    ppl, _ = study.perplexity_grid(train, valid, vocab, [1, 2], d["smoothings"])
+    for (k, sm), value in ppl.items():
+        assert table[study.smoothing_label(sm)][f"order {k}"] == pytest.approx(value, abs=0.051), (k, sm)
+    assert ppl[(2, "kneser-ney")] < ppl[(1, "kneser-ney")] and ppl[(2, 1.0)] > ppl[(1, 1.0)]
+
+
+def test_markov_text_study_runs_on_a_french_text(tmp_path):
+    from experiments import markov_text as study
+
+    path = tmp_path / "fr.txt"
+    path.write_text("Le chat dort sur le lit. L'élève lit un livre près du feu. Le chien court dans le jardin. "
+                    "L'enfant joue avec le chat ! Qu'il est content, le petit chien. Le livre est sur la table. "
+                    "Où est le chat ? Il dort près du feu. Peut-être dort-il encore. Le jardin est grand. " * 3,
+                    encoding="utf-8")
+    out = study._french(path, 0, [0, 1], ["kneser-ney"], [1.0], 1, 0.3, 12, 1)
+    assert out["status"] == "run" and out["vocabulary"] > 20
+    assert out["valid_perplexity"]["order=1,smoothing=kneser-ney"] < out["valid_perplexity"][
+        "order=0,smoothing=kneser-ney"]
+    generated = " ".join(t for texts in out["generated"].values() for t in texts)
+    assert "<unk>" not in generated and generated[0].isupper()
+    assert study._french(None, 0, [0], [1.0], [1.0], 1, 0.3, 5, 1)["status"].startswith("not run")

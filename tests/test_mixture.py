@@ -360,3 +360,28 @@ def test_bad_input_is_named():
         mixture.make_gmm(np.ones(1), np.zeros((1, 2)), -np.eye(2)[None], "full")
     with pytest.raises(ValueError, match="`reg_covar`"):
         mixture.fit(x, 2, key=key, reg_covar=-1.0)
+
+
+def _points_on_lines():
+    """Two groups of points on lines in 3-D (nearly singular covariances), plus 1e-6 noise."""
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(500, 1))
+    x = np.concatenate([t @ np.array([[1.0, 2.0, -1.0]]), t[:250] @ np.array([[0.5, -1.0, 3.0]]) + 5.0])
+    return x + 1e-6 * rng.normal(size=x.shape)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag"])
+def test_nearly_singular_data_against_sklearn(ct):
+    x = _points_on_lines()
+    sk = SkGMM(2, covariance_type=ct, random_state=0, n_init=3).fit(x)
+    with jax.enable_x64(True):  # float64: the same optimum as scikit-learn
+        model, info = mixture.fit(jnp.asarray(x), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
+        assert float(info.log_likelihood) == pytest.approx(sk.score(x), rel=1e-6)
+    # float32 cannot resolve variances of 1e-12 next to 25: the covariance is regularised (flagged when it had
+    # to be), nothing is NaN, and the reported log-likelihood is the score of the returned model
+    model, info = mixture.fit(x.astype(np.float32), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(model.components))
+    assert float(info.log_likelihood) == float(mixture.score(x.astype(np.float32), model))
+    assert float(info.log_likelihood) > sk.score(x) - 1.5
+    if ct == "full":
+        assert bool(jnp.any(info.regularized))
