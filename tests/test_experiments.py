@@ -21,6 +21,7 @@ FAST = {
     "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
+    "hmm_alice_letters": {"max_letters": 20000, "n_init": 2},
     "hmm_faithful": {"n_init": 1, "max_states": 2},
     "kde_faithful": {"n_scales": 8, "grid": 40},
     "kmeans_initialization": {"n_restarts": 40},
@@ -92,6 +93,14 @@ def check_kmeans_initialization(m):
     assert m["kmeans++"]["fraction_within_1pct_of_best"] > m["random"]["fraction_within_1pct_of_best"]
     assert m["kmeans++"]["median"] <= m["random"]["median"]
     assert m["bad_run_inertia"] > m["good_run_inertia"]
+
+
+def check_hmm_alice_letters(m):
+    # the classic split, found without labels: vowels in one state, consonants in the other, and they alternate
+    assert m["share_of_vowels_in_vowel_state"] >= 0.8 and m["share_of_consonants_in_consonant_state"] >= 0.8
+    v = m["vowel_state"]
+    assert m["transition"][v][v] < 0.5 and m["transition"][1 - v][1 - v] < 0.5
+    assert m["ll_monotone"]
 
 
 def check_hmm_faithful(m):
