@@ -77,6 +77,8 @@ __all__ = [
     "initial_models",
     "fit_from",
     "fit",
+    "fit_sharded",
+    "fit_chunked",
     "score",
     "predict",
     "predict_proba",
@@ -1046,15 +1048,12 @@ def _family_of(family, covariance_type):
     return family
 
 
-@jax.jit(static_argnames=("n_states", "init_method", "n_init", "max_iter", "method", "callback") + _LEARN)
-def _fit_jit(key, x, lengths, family, initial, transition, tol, n_states, init_method, n_init, max_iter, method,
-             callback, learn_initial, learn_transition, learn_emissions):
-    data = prepare(x, family, lengths)
-    flat = _flat(x, lengths)[0]
-    models = initial_models(key, data, flat, family, n_states, init_method=init_method, n_init=n_init,
-                            initial=initial, transition=transition)
-    return fit_from(data, models, max_iter=max_iter, tol=tol, method=method, callback=callback,
-                    learn_initial=learn_initial, learn_transition=learn_transition, learn_emissions=learn_emissions)
+@jax.jit(static_argnames=("n_states", "init_method", "n_init"))
+def _starts_jit(key, x, lengths, family, initial, transition, n_states, init_method, n_init):
+    flat, w = _flat(x, lengths)
+    data = Sequences(em.prepare(flat, family, w), lengths, x.shape[1])
+    return initial_models(key, data, flat, family, n_states, init_method=init_method, n_init=n_init,
+                          initial=initial, transition=transition)
 
 
 @jax.jit(static_argnames=("max_iter", "method", "callback") + _LEARN)
@@ -1064,6 +1063,51 @@ def _fit_from_jit(models, x, lengths, tol, max_iter, method, callback, learn_ini
     data = prepare(x, family, lengths)
     return fit_from(data, models, max_iter=max_iter, tol=tol, method=method, callback=callback,
                     learn_initial=learn_initial, learn_transition=learn_transition, learn_emissions=learn_emissions)
+
+
+def _fit_setup(x, n_states, key, lengths, family, covariance_type, n_init, init_method, init_model, initial,
+               transition, learn_initial, learn_transition, learn_emissions, max_iter, tol, method, callback):
+    """Eager checks of the fit arguments; returns `(x, lengths, starting models stacked on n_init, tol, learn,
+    max_iter)`."""
+    check_choice(method, "method", METHODS)
+    check_choice(init_method, "init_method", em.INIT_METHODS)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    if not is_tracer(tol) and (not np.isfinite(float(tol)) or float(tol) < 0):
+        raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+    learn = dict(learn_initial=bool(learn_initial), learn_transition=bool(learn_transition),
+                 learn_emissions=bool(learn_emissions))
+    if init_model is not None:
+        _check_model(init_model, "init_model")
+        if family is not None and family != init_model.family:
+            raise ValueError("`family` differs from the family of `init_model`; give one of them")
+        if initial is not None or transition is not None:
+            raise ValueError("give `initial` / `transition` through `init_model` when it is given")
+        family = init_model.family
+    family = _family_of(family, covariance_type)
+    x, lengths, flat = _check_sequences(x, lengths, family)
+    n_states = check_int(n_states, "n_states", minimum=1)
+    dtype = _float_dtype(jax.tree.leaves(flat)[0])
+    tol = tol if is_tracer(tol) else np.asarray(tol, dtype)
+    if init_model is not None:
+        if init_model.n_states != n_states:
+            raise ValueError(f"`init_model` has {init_model.n_states} states, not {n_states}")
+        family.check_params(init_model.components, _n_features(flat))
+        start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                             else a, init_model)
+        models = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
+        return x, lengths, models, tol, learn, max_iter
+    check_key(key)
+    n_valid = int(np.sum(np.asarray(lengths))) if not is_tracer(lengths) else None
+    if n_valid is not None and n_states > n_valid:
+        raise ValueError(f"`n_states` must be at most the number of observed steps ({n_valid}), got {n_states}")
+    initial = None if initial is None else _check_simplex(initial, "initial", (n_states,), dtype)
+    transition = None if transition is None else _check_simplex(transition, "transition", (n_states, n_states),
+                                                                dtype)
+    models = _starts_jit(key, x, lengths, family, initial, transition, n_states, init_method, n_init)
+    return x, lengths, models, tol, learn, max_iter
 
 
 def fit(x, n_states: int, *, key=None, lengths=None, family: Family | None = None, covariance_type: str = "full",
@@ -1114,46 +1158,247 @@ def fit(x, n_states: int, *, key=None, lengths=None, family: Family | None = Non
         >>> sorted(model.means[:, 0].round(0).tolist()), [round(p, 2) for p in model.transition.diagonal().tolist()]
         ([0.0, 5.0], [0.99, 0.98])
     """
+    x, lengths, models, tol, learn, max_iter = _fit_setup(
+        x, n_states, key, lengths, family, covariance_type, n_init, init_method, init_model, initial, transition,
+        learn_initial, learn_transition, learn_emissions, max_iter, tol, method, callback)
+    return _fit_from_jit(models, x, lengths, tol, max_iter, method, callback, **learn)
+
+
+# ---- data over several devices, data read chunk by chunk -----------------------------------------------------
+_SHARDED: dict = {}
+
+
+def _sharded_program(mesh, max_iter, method, learn_items):
+    """One compiled `shard_map` program per mesh and static settings: every device holds a slice of the sequences,
+    the statistics are the only values summed across devices (`psum`, once per iteration)."""
+    from jax.sharding import PartitionSpec as P
+
+    cache_key = (mesh, max_iter, method, learn_items)
+    if cache_key in _SHARDED:
+        return _SHARDED[cache_key]
+    axis = mesh.axis_names[0]
+    learn = dict(learn_items)
+
+    def local(x, lengths, models, center, tol):
+        family = jax.tree.map(lambda a: a[0], models.family)
+        data = prepare(x, family, lengths, center=center)
+
+        def e_step_fn(model):
+            return jax.lax.psum(e_step(data, model, method=method), axis)
+
+        return fit_from(data, models, max_iter=max_iter, tol=tol, method=method, e_step_fn=e_step_fn, **learn)
+
+    # the scans' carries start replicated and become device-varying: no replication typing inside the program (the
+    # outputs are replicated by construction: every device runs the same M-step on the same summed statistics)
+    program = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(axis), P(), P(), P()), out_specs=P(),
+                                    check_vma=False))
+    _SHARDED[cache_key] = program
+    return program
+
+
+@jax.jit(static_argnums=2)
+def _pad_batch(x, lengths, n_pad):
+    """Pad the batch with `n_pad` sequences of length 0 (copies of the first one): they contribute nothing."""
+    extra = jnp.broadcast_to(x[:1], (n_pad,) + x.shape[1:])
+    return jnp.concatenate([x, extra]), jnp.concatenate([lengths, jnp.zeros((n_pad,), lengths.dtype)])
+
+
+@jax.jit
+def _center_jit(x, lengths, family):
+    flat, w = _flat(x, lengths)
+    return em.weighted_center(flat, w)
+
+
+def fit_sharded(x, n_states: int, *, mesh, key=None, lengths=None, family: Family | None = None,
+                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+                init_model: HMM | None = None, initial=None, transition=None, learn_initial: bool = True,
+                learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100, tol: float = 1e-4,
+                method: str = "sequential") -> tuple[HMM, FitInfo]:
+    r"""Baum–Welch with the sequences split over the devices of a 1-D mesh (`shard_map`, statistics `psum`).
+
+    Same model, starts, iterations and outputs as [fit][jaxprob.hmm.fit] with the same arguments: every device
+    runs forward–backward on its sequences, the [HMMStats][jaxprob.hmm.HMMStats] are summed across devices, and
+    every device runs the same M-step. The batch is padded with empty sequences (length 0, contributing nothing)
+    to a multiple of the number of devices. The result depends on the number of devices only through the
+    rounding of the sums.
+
+    Args:
+        x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
+        n_states: $K \ge 1$.
+        mesh: a 1-D `jax.sharding.Mesh` (e.g. [jaxprob.scale.sample_mesh][]).
+        key: a JAX PRNG key (required unless `init_model` is given).
+        lengths: `(B,)` lengths of a padded batch.
+        family: the emissions' family (default: Gaussian with `covariance_type`).
+        covariance_type: covariance type of the default family.
+        n_init: number of restarts.
+        init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS].
+        init_model: optional starting [HMM][jaxprob.hmm.HMM].
+        initial: optional starting $\pi$.
+        transition: optional starting $A$.
+        learn_initial: update $\pi$.
+        learn_transition: update $A$.
+        learn_emissions: update the emissions.
+        max_iter: hard limit on iterations.
+        tol: threshold on the change of the mean log-likelihood per valid step.
+        method: forward–backward method.
+
+    Returns:
+        `(model, info)` as [fit][jaxprob.hmm.fit] (replicated on the mesh).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxprob import hmm, scale
+        >>> x = jnp.concatenate([jnp.zeros((2, 30)), jnp.full((2, 30), 5.0)], axis=1)[..., None]
+        >>> x = x + 0.3 * jax.random.normal(jax.random.key(1), x.shape)
+        >>> model, info = hmm.fit_sharded(x, 2, lengths=jnp.array([60, 45]), mesh=scale.sample_mesh(),
+        ...                               key=jax.random.key(0), covariance_type="diag")
+        >>> sorted(round(m) for m in model.means[:, 0].tolist())
+        [0, 5]
+    """
+    if not isinstance(mesh, jax.sharding.Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError("`mesh` must be a 1-D jax.sharding.Mesh (see jaxprob.scale.sample_mesh)")
+    x, lengths, models, tol, learn, max_iter = _fit_setup(
+        x, n_states, key, lengths, family, covariance_type, n_init, init_method, init_model, initial, transition,
+        learn_initial, learn_transition, learn_emissions, max_iter, tol, method, None)
+    fam = jax.tree.map(lambda a: a[0], models.family)
+    center = _center_jit(x, lengths, fam)
+    n_pad = -(-x.shape[0] // mesh.size) * mesh.size - x.shape[0]
+    if n_pad:
+        x, lengths = _pad_batch(x, lengths, n_pad)
+    program = _sharded_program(mesh, max_iter, method, tuple(sorted(learn.items())))
+    return program(x, lengths, models, center, tol)
+
+
+@jax.jit(static_argnames=("method",))
+def _chunk_stats_jit(acc, x, lengths, center, model, method):
+    stats = e_step(prepare(x, model.family, lengths, center=center), model, method=method)
+    return stats if acc is None else jax.tree.map(jnp.add, acc, stats)
+
+
+@jax.jit
+def _chunk_center_jit(acc, x, lengths):
+    flat, w = _flat(x, lengths)
+    return acc[0] + jnp.sum(w), acc[1] + w @ flat.reshape(flat.shape[0], -1).astype(w.dtype)
+
+
+@jax.jit(static_argnames=_LEARN)
+def _m_step_jit(stats, center, model, learn_initial, learn_transition, learn_emissions):
+    return m_step(stats, center, model, learn_initial=learn_initial, learn_transition=learn_transition,
+                  learn_emissions=learn_emissions)
+
+
+def fit_chunked(x, init_model: HMM, *, lengths=None, chunk_size: int = 256, learn_initial: bool = True,
+                learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100,
+                tol: float = 1e-4, method: str = "sequential") -> tuple[HMM, FitInfo]:
+    r"""Exact Baum–Welch over a batch of sequences read `chunk_size` sequences at a time (larger than memory).
+
+    One pass over the chunks is one iteration: the [HMMStats][jaxprob.hmm.HMMStats] of the chunks are added
+    (one compiled function; the last chunk is padded with empty sequences), then the M-step runs on the sums, so
+    the iterations are those of [fit][jaxprob.hmm.fit] from `init_model` up to the rounding of the sums. A first
+    pass computes the mean of the valid steps, the reference of the statistics. `x` may be a NumPy array or a
+    `np.memmap`: only one chunk is in memory at a time. Stops as `fit` (change of the mean log-likelihood per valid
+    step below `tol`, `max_iter`, or a non-finite log-likelihood).
+
+    Args:
+        x: `(B, T, ...)` padded batch (NumPy, memory map or JAX), or `(T, ...)` one sequence without `lengths`.
+        init_model: the starting [HMM][jaxprob.hmm.HMM] (its family is used).
+        lengths: `(B,)` lengths (default: all $T$).
+        chunk_size: sequences per chunk.
+        learn_initial: update $\pi$.
+        learn_transition: update $A$.
+        learn_emissions: update the emissions.
+        max_iter: hard limit on iterations.
+        tol: threshold on the change of the mean log-likelihood per valid step.
+        method: forward–backward method.
+
+    Returns:
+        `(model, info)`: an [HMM][jaxprob.hmm.HMM] and a [FitInfo][jaxprob.em.FitInfo] (one restart).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxprob import hmm
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.concatenate([rng.normal(0, 1, (8, 20, 1)), rng.normal(5, 1, (8, 20, 1))], axis=1)
+        >>> start, _ = hmm.fit(x[:2], 2, lengths=np.full(2, 40), key=jax.random.key(0), covariance_type="diag")
+        >>> model, info = hmm.fit_chunked(x.astype(np.float32), start, lengths=np.full(8, 40), chunk_size=3)
+        >>> bool(info.converged), sorted(model.means[:, 0].round(0).tolist())
+        (True, [0.0, 5.0])
+    """
+    _check_model(init_model, "init_model")
     check_choice(method, "method", METHODS)
-    check_choice(init_method, "init_method", em.INIT_METHODS)
-    n_init = check_int(n_init, "n_init", minimum=1)
+    chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    if is_tracer(tol) or not np.isfinite(float(tol)) or float(tol) < 0:
-        if not is_tracer(tol):
-            raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+    if not np.isfinite(float(tol)) or float(tol) < 0:
+        raise ValueError(f"`tol` must be a finite non-negative number, got {tol}")
     learn = dict(learn_initial=bool(learn_initial), learn_transition=bool(learn_transition),
                  learn_emissions=bool(learn_emissions))
-    if init_model is not None:
-        _check_model(init_model, "init_model")
-        if family is not None and family != init_model.family:
-            raise ValueError("`family` differs from the family of `init_model`; give one of them")
-        if initial is not None or transition is not None:
-            raise ValueError("give `initial` / `transition` through `init_model` when it is given")
-        family = init_model.family
-    family = _family_of(family, covariance_type)
-    x, lengths, flat = _check_sequences(x, lengths, family)
-    n_states = check_int(n_states, "n_states", minimum=1)
-    dtype = _float_dtype(jax.tree.leaves(flat)[0])
-    tol = tol if is_tracer(tol) else np.asarray(tol, dtype)
-    if init_model is not None:
-        if init_model.n_states != n_states:
-            raise ValueError(f"`init_model` has {init_model.n_states} states, not {n_states}")
-        family.check_params(init_model.components, _n_features(flat))
-        start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
-                             else a, init_model)
-        models = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_init,) + jnp.shape(a)), start)
-        return _fit_from_jit(models, x, lengths, tol, max_iter, method, callback, **learn)
-    check_key(key)
-    n_valid = int(np.sum(np.asarray(lengths))) if not is_tracer(lengths) else None
-    if n_valid is not None and n_states > n_valid:
-        raise ValueError(f"`n_states` must be at most the number of observed steps ({n_valid}), got {n_states}")
-    initial = None if initial is None else _check_simplex(initial, "initial", (n_states,), dtype)
-    transition = None if transition is None else _check_simplex(transition, "transition", (n_states, n_states),
-                                                                dtype)
-    return _fit_jit(key, x, lengths, family, initial, transition, tol, n_states, init_method, n_init, max_iter,
-                    method, callback, **learn)
+    family = init_model.family
+    if lengths is None and not (hasattr(x, "ndim") and x.ndim >= 2 and x.shape[0] >= 1):
+        raise ValueError("`x` must be an array")
+    if lengths is None:
+        x = np.asarray(x)[None]
+        lengths = np.full((1,), x.shape[1], np.int32)
+    lengths = np.asarray(check_lengths(lengths, np.zeros((x.shape[0], x.shape[1], 1))))
+    b = x.shape[0]
+    size = min(chunk_size, b)
+
+    def chunks():
+        for i in range(0, b, size):
+            xc, lc = np.asarray(x[i : i + size]), lengths[i : i + size]
+            xc, lc, _ = _check_sequences(xc, lc, family)
+            if xc.shape[0] < size:  # one compiled shape: pad with empty sequences
+                xc, lc = _pad_batch(xc, lc, size - xc.shape[0])
+            yield xc, lc
+
+    first = next(chunks())[0]
+    dtype = _float_dtype(first)
+    family.check_params(init_model.components, first.shape[-1] if first.ndim == 3 else None)
+    model = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                         else a, init_model)
+    k = model.n_states
+    width = int(np.prod(first.shape[2:], dtype=np.int64))
+    acc = (jnp.zeros((), dtype), jnp.zeros((width,), dtype))
+    for xc, lc in chunks():
+        acc = _chunk_center_jit(acc, xc, lc)
+    center = (acc[1] / acc[0]).reshape(first.shape[2:])
+
+    prev, n_iter, converged, nonfinite = -np.inf, 0, False, False
+    trace = np.full(max_iter, np.nan)
+    collapsed, regularized = np.zeros(k, bool), np.zeros(k, bool)
+    good, good_ll = model, np.nan
+    while True:
+        stats = None
+        for xc, lc in chunks():
+            stats = _chunk_stats_jit(stats, xc, lc, center, model, method)
+        ll = float(stats.emissions.log_likelihood / stats.emissions.total_weight)
+        nonfinite = not np.isfinite(ll)
+        if nonfinite:  # the last model whose likelihood was finite
+            if n_iter > 0:
+                model, ll = good, good_ll
+            converged = False
+            break
+        good, good_ll = model, ll
+        if converged or n_iter >= max_iter:
+            break
+        model, col, regd = _m_step_jit(stats, center, model, **learn)
+        trace[n_iter] = ll
+        n_iter += 1
+        converged = abs(ll - prev) < tol
+        prev = ll
+        collapsed = np.asarray(col)
+        regularized |= np.asarray(regd)
+    info = FitInfo(
+        converged=jnp.asarray(converged),
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        log_likelihood=jnp.asarray(ll, dtype),
+        trace=jnp.asarray(trace, dtype),
+        collapsed=jnp.asarray(collapsed),
+        regularized=jnp.asarray(regularized),
+        nonfinite=jnp.asarray(nonfinite),
+        restart_log_likelihoods=jnp.asarray([ll], dtype),
+        best_restart=jnp.asarray(0, jnp.int32),
+    )
+    return model, info
 
 
 def _n_features(flat):

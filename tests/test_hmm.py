@@ -3,6 +3,12 @@
 log-likelihood trace from identical starting parameters)."""
 
 import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -336,9 +342,9 @@ def test_bic_picks_the_number_of_states():
         scores.append(float(hmm.bic(x, model)))
     assert int(np.argmin(scores)) + 2 == 3, scores
     # new values, same shapes and settings: no new program
-    before = hmm._fit_jit._cache_size()
+    before = hmm._fit_from_jit._cache_size()
     hmm.fit(x + 1, 4, key=jax.random.key(1), covariance_type="diag", n_init=2, max_iter=50, tol=1e-3)
-    assert hmm._fit_jit._cache_size() == before
+    assert hmm._fit_from_jit._cache_size() == before
 
 
 def test_sample_and_evaluation_agree_with_the_kernels():
@@ -415,3 +421,57 @@ def test_baum_welch_with_every_family(name):
     path = np.asarray(hmm.predict(xs, fitted, lengths))
     valid = np.arange(150)[None, :] < lengths[:, None]
     assert np.mean(path[valid] == np.asarray(zs)[valid]) > 0.85
+
+
+def test_chunked_and_sharded_fits_equal_the_batch_fit():
+    rng = np.random.default_rng(8)
+    seqs = _gaussian_data(rng, [30, 12, 25, 18, 9])
+    x, lengths = hmm.pad_sequences(seqs)
+    fam = families.gaussian("diag")
+    with jax.enable_x64(True):
+        start = hmm.make_hmm(np.full(3, 1 / 3), np.full((3, 3), 1 / 3),
+                             make_params(np.array([[0.0, 0.0], [2.0, 2.0], [-2.0, -2.0]]), np.ones((3, 2)), "diag"),
+                             fam)
+        ref, ref_info = hmm.fit(x, 3, lengths=lengths, init_model=start, max_iter=12, tol=0.0)
+        mesh = jax.make_mesh((1,), ("samples",), axis_types=(jax.sharding.AxisType.Auto,))
+        outs = [hmm.fit_chunked(x, start, lengths=lengths, chunk_size=2, max_iter=12, tol=0.0),
+                hmm.fit_sharded(x, 3, lengths=lengths, mesh=mesh, init_model=start, max_iter=12, tol=0.0)]
+        for model, info in outs:
+            np.testing.assert_allclose(info.trace, ref_info.trace, rtol=1e-12)
+            np.testing.assert_allclose(model.transition, ref.transition, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(model.means, ref.means, rtol=1e-10, atol=1e-12)
+            assert int(info.n_iter) == int(ref_info.n_iter) == 12
+
+
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import json, jax, numpy as np
+    from jaxprob import hmm
+    rng = np.random.default_rng(0)
+    lengths = np.array([30, 12, 25, 18, 9])
+    x = rng.standard_normal((5, 30, 2)) + rng.integers(-2, 3, (5, 30, 1)) * 2.0
+    with jax.enable_x64(True):
+        ref, ref_info = hmm.fit(x, 3, lengths=lengths, key=jax.random.key(0), covariance_type="full", n_init=2,
+                                max_iter=10, tol=0.0)
+        mesh = jax.make_mesh((3,), ("samples",), axis_types=(jax.sharding.AxisType.Auto,))
+        model, info = hmm.fit_sharded(x, 3, lengths=lengths, mesh=mesh, key=jax.random.key(0),
+                                      covariance_type="full", n_init=2, max_iter=10, tol=0.0)
+        print(json.dumps({"n_devices": jax.device_count(),
+                          "trace": float(np.max(np.abs(np.asarray(info.trace) / np.asarray(ref_info.trace) - 1))),
+                          "transition": float(np.max(np.abs(model.transition - ref.transition))),
+                          "means": float(np.max(np.abs(model.means - ref.means)))}))
+    """
+)
+
+
+def test_sharded_fit_over_three_devices_equals_the_batch_fit():
+    """Five sequences over three (forced host) devices, padded with an empty sequence: the fit of one device."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3 --xla_backend_optimization_level=0",
+               JAX_PLATFORMS="cpu")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, cwd=root, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["n_devices"] == 3
+    assert res["trace"] < 1e-12 and res["transition"] < 1e-10 and res["means"] < 1e-10, res
