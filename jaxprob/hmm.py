@@ -35,6 +35,14 @@ Two methods compute the same numbers:
 **Viterbi.** The most probable path, by the max-product recursion with back-pointers (`"sequential"`) or by
 max-plus prefix and suffix products (`"parallel"`: $z_t = \arg\max_k \delta_t(k) + \epsilon_t(k)$, the
 max-marginals; the two agree whenever the most probable path is unique).
+
+**Models and Baum–Welch.** An [HMM][jaxprob.hmm.HMM] holds $\pi$, $A$ and the emission parameters of any family
+of the EM engine ([jaxprob.families][]). [fit][jaxprob.hmm.fit] is EM on the engine's loop
+([jaxprob.em.run][]): the E-step runs forward–backward on every sequence and reduces the posteriors to additive
+[HMMStats][jaxprob.hmm.HMMStats] (the family's statistics weighted by $\gamma$, initial and transition counts),
+the M-step updates each part that is learnt, and restarts are vmapped with the engine's best-restart rule.
+Because the statistics add up, the same E-step serves the sharded ([fit_sharded][jaxprob.hmm.fit_sharded]) and
+chunked ([fit_chunked][jaxprob.hmm.fit_chunked]) drivers.
 """
 
 from __future__ import annotations
