@@ -824,10 +824,6 @@ def emission_log_probs(data: Sequences, model: HMM) -> jax.Array:
     return lp.reshape((data.lengths.shape[0], data.n_steps, lp.shape[-1]))
 
 
-def _log(p):
-    return jnp.log(p)
-
-
 def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMStats:
     """E-step of Baum–Welch: forward–backward on every sequence, reduced to additive statistics (traceable).
 
@@ -851,7 +847,7 @@ def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMSta
         (2.0, 3.0)
     """
     lb = emission_log_probs(data, model)
-    li, lA = _log(model.initial), _log(model.transition)
+    li, lA = jnp.log(model.initial), jnp.log(model.transition)
     lengths = data.lengths
     post = jax.vmap(lambda b, n: _posterior_one(b, li, lA, n, method, False))(lb, lengths)
     k = lb.shape[-1]
@@ -1035,7 +1031,7 @@ def _check_sequences(x, lengths, family: Family, name="x"):
     if lengths is None:
         lengths = np.full((b,), t, np.int32)
     else:
-        lengths = check_lengths(lengths, jnp.zeros((b, t, 1)) if not is_tracer(x) else x)
+        lengths = check_lengths(lengths, np.broadcast_to(np.zeros((), bool), (b, t, 1)))
     if is_tracer(x) or is_tracer(lengths):
         flat, _ = _flat(jnp.asarray(x), jnp.asarray(lengths))
     else:
@@ -1346,7 +1342,7 @@ def fit_chunked(x, init_model: HMM, *, lengths=None, chunk_size: int = 256, lear
     if lengths is None:
         x = np.asarray(x)[None]
         lengths = np.full((1,), x.shape[1], np.int32)
-    lengths = np.asarray(check_lengths(lengths, np.zeros((x.shape[0], x.shape[1], 1))))
+    lengths = np.asarray(check_lengths(lengths, np.broadcast_to(np.zeros((), bool), (x.shape[0], x.shape[1], 1))))
     b = x.shape[0]
     size = min(chunk_size, b)
 
@@ -1435,23 +1431,29 @@ def _eval_inputs(x, model, lengths):
     return x, lengths, single
 
 
-@jax.jit
-def _log_emissions_jit(x, lengths, model):
+@jax.jit(static_argnames=("what", "method"))
+def _evaluate_jit(x, lengths, model, what, method):
+    """Emission log-likelihoods and one kernel, in one program (no eager operations between them)."""
     b, t = x.shape[0], x.shape[1]
     flat, _ = _flat(x, lengths)
     lp = model.family.component_log_prob(flat, model.components)
-    return lp.reshape((b, t, lp.shape[-1]))
-
-
-def _kernel_args(x, model, lengths):
-    x, lengths, single = _eval_inputs(x, model, lengths)
-    lb = _log_emissions_jit(x, lengths, model)
+    lb = lp.reshape((b, t, lp.shape[-1]))
     li, lA = jnp.log(model.initial).astype(lb.dtype), jnp.log(model.transition).astype(lb.dtype)
-    return lb, li, lA, lengths, single
+    if what == "score":
+        fn = _forward_parallel if method == "parallel" else _forward_sequential
+        return jax.vmap(lambda e, n: fn(e, li, lA, n)[1])(lb, lengths)
+    if what == "viterbi":
+        fn = _viterbi_parallel if method == "parallel" else _viterbi_sequential
+        return jax.vmap(lambda e, n: fn(e, li, lA, n).path)(lb, lengths)
+    gamma = jax.vmap(lambda e, n: _posterior_one(e, li, lA, n, method, False).marginals)(lb, lengths)
+    return gamma if what == "proba" else _argmax_marginals(gamma)
 
 
-def _unbatch(tree, single):
-    return jax.tree.map(lambda a: a[0], tree) if single else tree
+def _evaluate(x, model, lengths, what, method):
+    check_choice(method, "method", METHODS)
+    x, lengths, single = _eval_inputs(x, model, lengths)
+    out = _evaluate_jit(x, lengths, model, what, method)
+    return out[0] if single else out
 
 
 def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
@@ -1475,9 +1477,7 @@ def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Arr
         >>> round(float(hmm.score(jnp.zeros((2, 1)), model)), 4)  # two standard normal densities at 0
         -1.8379
     """
-    check_choice(method, "method", METHODS)
-    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
-    return _unbatch(_forward_jit(lb, li, lA, lengths, method).log_likelihood, single)
+    return _evaluate(x, model, lengths, "score", method)
 
 
 def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
@@ -1492,9 +1492,7 @@ def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") ->
     Returns:
         `(T, K)` or `(B, T, K)`, zero at padded steps.
     """
-    check_choice(method, "method", METHODS)
-    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
-    return _unbatch(_forward_backward_jit(lb, li, lA, lengths, method, False).marginals, single)
+    return _evaluate(x, model, lengths, "proba", method)
 
 
 def predict(x, model: HMM, lengths=None, *, algorithm: str = "viterbi", method: str = "sequential") -> jax.Array:
@@ -1511,12 +1509,7 @@ def predict(x, model: HMM, lengths=None, *, algorithm: str = "viterbi", method: 
         `(T,)` or `(B, T)` int32 states, `-1` at padded steps.
     """
     check_choice(algorithm, "algorithm", ("viterbi", "posterior"))
-    check_choice(method, "method", METHODS)
-    lb, li, lA, lengths, single = _kernel_args(x, model, lengths)
-    if algorithm == "viterbi":
-        return _unbatch(_viterbi_jit(lb, li, lA, lengths, method).path, single)
-    gamma = _forward_backward_jit(lb, li, lA, lengths, method, False).marginals
-    return _unbatch(_argmax_marginals(gamma), single)
+    return _evaluate(x, model, lengths, algorithm, method)
 
 
 @jax.jit(static_argnames=("n_steps",))
@@ -1600,5 +1593,5 @@ def bic(x, model: HMM, lengths=None) -> jax.Array:
         10.1241
     """
     ll = score(x, model, lengths)
-    n = x.shape[0] if lengths is None else int(np.sum(np.asarray(lengths)))
+    n = np.shape(x)[0] if lengths is None else int(np.sum(np.asarray(lengths)))
     return -2.0 * jnp.sum(ll) + n_parameters(model) * np.log(n)
