@@ -316,20 +316,20 @@ def test_statistics_of_chunks_add_up_to_those_of_the_batch():
         stats = jax.jit(lambda x, n, c, m, method="sequential": hmm.e_step(hmm.prepare(x, fam, n, center=c), m,
                                                                            method=method), static_argnums=4)
         center = hmm.prepare(x, fam, lengths).prepared.center
+
+        def assert_same(a, b, tol=1e-12):
+            for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+                np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
+
         full = stats(x, lengths, center, model)
-        # two chunks of two sequences: the same shapes, one compiled program
-        summed = jax.tree.map(jnp.add, stats(x[:2], lengths[:2], center, model), stats(x[2:], lengths[2:], center,
-                                                                                         model))
-        for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(summed), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        # a zero-length sequence (padding a batch for devices) contributes nothing
-        padded = stats(np.concatenate([x, x[:1]]), np.append(lengths, 0), center, model)
-        for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(padded), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        first, second = stats(x[:2], lengths[:2], center, model), stats(x[2:], lengths[2:], center, model)
+        assert_same(full, jax.tree.map(jnp.add, first, second))  # two chunks of sequences add up to the batch
+        # a zero-length sequence (padding a batch for devices) contributes nothing: [s0, -] + [-, s1] = [s0, s1]
+        alone = [stats(x[:2], np.array([lengths[0], 0]), center, model),
+                 stats(x[:2], np.array([0, lengths[1]]), center, model)]
+        assert_same(first, jax.tree.map(jnp.add, *alone))
         # the parallel-in-time E-step gives the same statistics
-        parallel = stats(x, lengths, center, model, "parallel")
-        for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(parallel), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+        assert_same(first, stats(x[:2], lengths[:2], center, model, "parallel"), 1e-10)
 
 
 def test_bic_picks_the_number_of_states():
@@ -338,12 +338,12 @@ def test_bic_picks_the_number_of_states():
     x = seqs[0].astype(np.float32)
     scores = []
     for k in (2, 3, 4):
-        model, _ = hmm.fit(x, k, key=jax.random.key(0), covariance_type="diag", n_init=2, max_iter=50)
+        model, _ = hmm.fit(x, k, key=jax.random.key(0), covariance_type="diag", max_iter=50)
         scores.append(float(hmm.bic(x, model)))
     assert int(np.argmin(scores)) + 2 == 3, scores
     # new values, same shapes and settings: no new program
     before = hmm._fit_from_jit._cache_size()
-    hmm.fit(x + 1, 4, key=jax.random.key(1), covariance_type="diag", n_init=2, max_iter=50, tol=1e-3)
+    hmm.fit(x + 1, 4, key=jax.random.key(1), covariance_type="diag", max_iter=50, tol=1e-3)
     assert hmm._fit_from_jit._cache_size() == before
 
 
@@ -423,7 +423,7 @@ def test_baum_welch_with_every_family(name):
     assert np.mean(path[valid] == np.asarray(zs)[valid]) > 0.85
 
 
-def test_chunked_and_sharded_fits_equal_the_batch_fit():
+def test_chunked_fit_equals_the_batch_fit():
     rng = np.random.default_rng(8)
     seqs = _gaussian_data(rng, [30, 12, 25, 18, 9])
     x, lengths = hmm.pad_sequences(seqs)
@@ -433,10 +433,7 @@ def test_chunked_and_sharded_fits_equal_the_batch_fit():
                              make_params(np.array([[0.0, 0.0], [2.0, 2.0], [-2.0, -2.0]]), np.ones((3, 2)), "diag"),
                              fam)
         ref, ref_info = hmm.fit(x, 3, lengths=lengths, init_model=start, max_iter=12, tol=0.0)
-        mesh = jax.make_mesh((1,), ("samples",), axis_types=(jax.sharding.AxisType.Auto,))
-        outs = [hmm.fit_chunked(x, start, lengths=lengths, chunk_size=2, max_iter=12, tol=0.0),
-                hmm.fit_sharded(x, 3, lengths=lengths, mesh=mesh, init_model=start, max_iter=12, tol=0.0)]
-        for model, info in outs:
+        for model, info in [hmm.fit_chunked(x, start, lengths=lengths, chunk_size=2, max_iter=12, tol=0.0)]:
             np.testing.assert_allclose(info.trace, ref_info.trace, rtol=1e-12)
             np.testing.assert_allclose(model.transition, ref.transition, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(model.means, ref.means, rtol=1e-10, atol=1e-12)
