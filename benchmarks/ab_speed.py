@@ -103,7 +103,7 @@ def main():
                 name = f"{'Lloyd' if case[0] == 'lloyd' else 'EM ' + case[0]}, N={case[1]:,} D={case[2]} K={case[3]}"
                 print(f"| {name} | {old:.4f} | {new:.4f} | {new / old:.2f} |", flush=True)
         finally:
-            for label, path in trees.items():
+            for path in trees.values():
                 if path != ROOT:
                     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 

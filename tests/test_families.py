@@ -447,9 +447,6 @@ def test_sharded_and_chunked_drivers_agree_with_fit(problems, name):
         assert_params_close(got, p["final"], spec.keys)
 
 
-@pytest.mark.xfail(strict=True, reason="scale drivers check data with their own float-only rule "
-                   "(scale._check_data / _check_chunk_arrays), not the family's `validate`: integer counts are "
-                   "refused although mixture.fit accepts them")
 def test_sharded_driver_accepts_integer_counts_like_fit(problems):
     spec, p = SPECS["poisson"], problems["poisson"]
     start = spec.model(spec.family(), p["start"])
@@ -457,8 +454,6 @@ def test_sharded_driver_accepts_integer_counts_like_fit(problems):
                       tol=0.0, sample_weight=p["w"])
 
 
-@pytest.mark.xfail(strict=True, reason="scale drivers do not call the family's `validate`: non-binary data "
-                   "given to a Bernoulli mixture are fitted silently instead of refused")
 def test_sharded_driver_refuses_non_binary_bernoulli_data(problems):
     spec, p = SPECS["bernoulli"], problems["bernoulli"]
     start = spec.model(spec.family(), p["start"])

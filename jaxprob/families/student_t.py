@@ -45,16 +45,15 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln
 
 from jaxprob._validation import as_float_array, check_finite, check_int, is_tracer
-from jaxprob.densities import diagonal_entries, log_det_precisions_cholesky, precisions_cholesky
+from jaxprob.densities import log_det_precisions_cholesky, precisions_cholesky
 from jaxprob.em import Family
 from jaxprob.families._checks import check_number, check_param_array
-from jaxprob.families.gaussian import COVARIANCE_TABLE
+from jaxprob.families.gaussian import COVARIANCE_TABLE, regularized_cholesky
 
 __all__ = ["StudentTParams", "StudentT", "student_t", "make_params", "solve_dof"]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _FULL = COVARIANCE_TABLE["full"]
-_RETRIES = 6  # ridge x 10, 100, ..., 1e6 before a scale matrix is declared hopeless
 
 
 class StudentTParams(eqx.Module):
@@ -274,27 +273,10 @@ class StudentT(Family):
         return StudentTParams(means, cov, prec, dof), regularized
 
     def _factorise(self, cov):
-        """Precision factors; a scale matrix that is not positive definite after rounding is refactorised with a
-        ridge growing tenfold, up to `_RETRIES` times, and flagged."""
+        """Precision factors; a scale matrix that is not positive definite after rounding gets the Gaussian
+        family's larger-ridge retries, and is flagged."""
         prec = precisions_cholesky(cov, "full", symmetrize=False)
-        eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
-        scale = jnp.maximum(jnp.mean(diagonal_entries(cov), axis=-1), jnp.finfo(cov.dtype).tiny)
-        ridge = jnp.maximum(jnp.asarray(self.reg_covar, cov.dtype), 1e-6 * scale)[:, None, None]
-
-        def bad_of(p):
-            return jnp.any(~jnp.isfinite(p), axis=(-2, -1))
-
-        def body(carry):
-            i, c, p = carry
-            bad = bad_of(p)[:, None, None]
-            c_try = cov + ridge * (10.0 ** (i + 1).astype(cov.dtype)) * eye
-            p_try = precisions_cholesky(c_try, "full", symmetrize=False)
-            return i + 1, jnp.where(bad, c_try, c), jnp.where(bad, p_try, p)
-
-        bad0 = bad_of(prec)
-        _, cov, prec = jax.lax.while_loop(lambda c: (c[0] < _RETRIES) & jnp.any(bad_of(c[2])), body,
-                                          (jnp.zeros((), jnp.int32), cov, prec))
-        return cov, prec, bad0
+        return regularized_cholesky(cov, prec, jnp.asarray(self.reg_covar, cov.dtype))
 
     def implied_statistics(self, params: StudentTParams, weights, center):
         a = weights
