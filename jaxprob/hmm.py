@@ -920,7 +920,7 @@ def step(data: Sequences, model: HMM, *, method: str = "sequential"):
 _LEARN = ("learn_initial", "learn_transition", "learn_emissions")
 
 
-def initial_models(key, data: Sequences, x_flat, family: Family, n_states: int, *, init_method: str = "kmeans++",
+def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, key, init_method: str = "kmeans++",
                    n_init: int = 1, initial=None, transition=None) -> HMM:
     """Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
 
@@ -928,11 +928,11 @@ def initial_models(key, data: Sequences, x_flat, family: Family, n_states: int, 
     ([jaxprob.em.initial_models][]); $\\pi$ and $A$ are `initial` and `transition`, uniform by default.
 
     Args:
-        key: a PRNG key.
         data: the [Sequences][jaxprob.hmm.Sequences].
         x_flat: `(B * T, ...)` the raw rows of `data` (padded rows weigh nothing).
         family: a [Family][jaxprob.em.Family].
         n_states: $K$ (static).
+        key: a PRNG key.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
         n_init: number of restarts (static).
         initial: optional `(K,)` starting $\\pi$.
@@ -942,7 +942,8 @@ def initial_models(key, data: Sequences, x_flat, family: Family, n_states: int, 
         An [HMM][jaxprob.hmm.HMM] whose leaves have a leading `(n_init,)` axis.
     """
     w = data.prepared.weights
-    mix = em.initial_models(key, x_flat, family, n_states, sample_weight=w, init_method=init_method, n_init=n_init)
+    mix = em.initial_models(x_flat, family, n_states, key=key, sample_weight=w, init_method=init_method,
+                            n_init=n_init)
     k = n_states
     if initial is None:
         initial = jnp.full((k,), 1.0 / k, w.dtype)
@@ -1056,7 +1057,7 @@ def _family_of(family, covariance_type):
 def _starts_jit(key, x, lengths, family, initial, transition, n_states, init_method, n_init):
     flat, w = _flat(x, lengths)
     data = Sequences(em.prepare(flat, family, w), lengths, x.shape[1])
-    return initial_models(key, data, flat, family, n_states, init_method=init_method, n_init=n_init,
+    return initial_models(data, flat, family, n_states, key=key, init_method=init_method, n_init=n_init,
                           initial=initial, transition=transition)
 
 
