@@ -30,6 +30,8 @@ FAST = {
     "autoencoder_digits": {"data": "digits", "n_train": 600, "n_test": 200, "n_epochs": 2, "linear_steps": 60,
                            "n_mixture": 600},
     "classification": {"n_per_class": 60, "n_epochs": 25},
+    "hmm_alice_letters": {"max_letters": 20000, "n_init": 2},
+    "hmm_faithful": {"n_init": 1, "max_states": 2},
     "kde_faithful": {"n_scales": 8, "grid": 40},
     "kmeans_initialization": {"n_restarts": 40},
     "kmeans_quantization": {"ks": [2, 8, 32], "n_fit": 3000, "max_iter": 20},
@@ -111,6 +113,22 @@ def check_kmeans_initialization(m):
     assert m["kmeans++"]["fraction_within_1pct_of_best"] > m["random"]["fraction_within_1pct_of_best"]
     assert m["kmeans++"]["median"] <= m["random"]["median"]
     assert m["bad_run_inertia"] > m["good_run_inertia"]
+
+
+def check_hmm_alice_letters(m):
+    # the classic split, found without labels: vowels in one state, consonants in the other, and they alternate
+    assert m["share_of_vowels_in_vowel_state"] >= 0.8 and m["share_of_consonants_in_consonant_state"] >= 0.8
+    v = m["vowel_state"]
+    assert m["transition"][v][v] < 0.5 and m["transition"][1 - v][1 - v] < 0.5
+    assert m["ll_monotone"]
+
+
+def check_hmm_faithful(m):
+    # the mixture's two clusters, and the alternation a mixture cannot see: short eruptions are followed by long ones
+    np.testing.assert_allclose(m["means"], [[2.04, 54.5], [4.29, 80.0]], atol=0.15)
+    assert m["transition"][0][1] > 0.85 and m["share_short_followed_by_long"] > 0.85
+    assert m["log_likelihood"] > m["mixture_log_likelihood"]
+    assert m["converged"] and m["ll_monotone"] and m["best_n_states"] >= 2
 
 
 def check_kde_faithful(m):
