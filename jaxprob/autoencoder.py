@@ -1141,7 +1141,8 @@ def fit_vae(model: VAE, x, *, key, objective: str = "elbo", n_samples: int = 1, 
         learning_rate: used when `optimizer` is `None`.
         n_epochs: maximum number of epochs.
         batch_size: minibatch size, at most `n`; `None` means `min(128, n)`.
-        l2: L2 penalty on the weight matrices.
+        l2: L2 penalty on the weight matrices (the mixture prior's `(K, d)` means and log-scales are matrices
+            too, and are penalised with them).
         val_x: optional `(m, D)` validation data (negative bound after every epoch, best model kept).
         patience: early-stopping patience in epochs (needs `val_x`).
         progress: print a progress bar with the losses (`True`, or every `k` epochs).
