@@ -1,14 +1,15 @@
 """jaxprob: JAX-native probabilistic modelling and unsupervised learning.
 
 Pure functions over arrays and small pytrees: densities, Gaussian mixtures by EM, k-means, PCA and more. Algorithms
-live in modules used as namespaces (``jaxprob.mixture.fit``, ``jaxprob.kmeans.kmeans_plusplus``); the density
-functions and the parameter types are also re-exported here. Importing jaxprob changes no ``jax.config`` setting.
+live in modules used as namespaces (`jaxprob.mixture.fit`, `jaxprob.kmeans.kmeans_plusplus`); the density
+functions and the parameter types are also re-exported here. Importing jaxprob changes no `jax.config` setting.
 """
 
 from jaxprob import (
     autoencoder,
     autoregressive,
     bayes,
+    bayesian_mixture,
     classifiers,
     datasets,
     decomposition,
@@ -49,14 +50,15 @@ from jaxprob.densities import (
     precisions_cholesky,
     softmax,
 )
-from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 from jaxprob.em import FitInfo, Mixture, Stats
+from jaxprob.kmeans import kmeans_plusplus, random_centroids, squared_distances
 
 __version__ = "0.1.0"
 
 __all__ = [
     # modules (namespaces)
     "bayes",
+    "bayesian_mixture",
     "classifiers",
     "metrics",
     "nn",

@@ -1,25 +1,26 @@
 r"""Autoencoders: an encoder and a decoder MLP trained to reconstruct their input, and what to do with the codes.
 
-An autoencoder maps :math:`x \in \mathbb R^D` to a code :math:`z = e_\phi(x) \in \mathbb R^d` (``d < D``) and
-back to :math:`\hat x = g(d_\theta(z))`, where :math:`g` is the output activation (identity, or the sigmoid for
-pixels in :math:`[0, 1]`). It is trained by minimising a reconstruction loss averaged over samples and features:
+An autoencoder maps $x \in \mathbb R^D$ to a code $z = e_\phi(x) \in \mathbb R^d$ (`d < D`) and
+back to $\hat x = g(d_\theta(z))$, where $g$ is the output activation (identity, or the sigmoid for
+pixels in $[0, 1]$). It is trained by minimising a reconstruction loss averaged over samples and features:
 
-* squared error :math:`\frac1D\lVert x - \hat x\rVert^2` (``"mse"``),
-* absolute error :math:`\frac1D\lVert x - \hat x\rVert_1` (``"mae"``),
-* Bernoulli cross-entropy :math:`-\frac1D\sum_j x_j\log\hat x_j + (1 - x_j)\log(1 - \hat x_j)` (``"bce"``,
-  for :math:`x \in [0, 1]^D` and a sigmoid output), computed from the decoder's logits :math:`\ell` as
-  :math:`\operatorname{softplus}(\ell) - x\ell`.
+* squared error $\frac1D\lVert x - \hat x\rVert^2$ (`"mse"`),
+* absolute error $\frac1D\lVert x - \hat x\rVert_1$ (`"mae"`),
+* Bernoulli cross-entropy $-\frac1D\sum_j x_j\log\hat x_j + (1 - x_j)\log(1 - \hat x_j)$ (`"bce"`,
+  for $x \in [0, 1]^D$ and a sigmoid output), computed from the decoder's logits $\ell$ as
+  $\operatorname{softplus}(\ell) - x\ell$.
 
-The training loop is :func:`jaxprob.nn.train`, shared with the classifiers (Optax optimiser, compiled epochs of
-shuffled minibatches from an explicit key, validation loss, early stopping, progress bar); checkpoints are
-:func:`jaxprob.nn.save_model` / :func:`jaxprob.nn.load_model`.
+The training loop is [`jaxprob.nn.train`][jaxprob.nn.train], shared with the classifiers (Optax optimiser, compiled
+epochs of shuffled minibatches from an explicit key, validation loss, early stopping, progress bar); checkpoints are
+[`jaxprob.nn.save_model`][jaxprob.nn.save_model] / [`jaxprob.nn.load_model`][jaxprob.nn.load_model].
 
 With identity activations and the squared error, the optimal decoder spans the same subspace as the top
-:math:`d` principal components (Baldi and Hornik, 1989): :func:`pca_subspace_angles` measures the principal
-angles between the two. The distribution of the codes :math:`P(z)` is unknown, so new samples are drawn by fitting
-a Gaussian mixture (:mod:`jaxprob.mixture`) to the codes and decoding its samples (:func:`fit_latent_mixture`,
-:func:`generate`); its :math:`-\log p(z)` is an anomaly score, beside the reconstruction error
-(:func:`reconstruction_error`).
+$d$ principal components (Baldi and Hornik, 1989): [`pca_subspace_angles`][jaxprob.autoencoder.pca_subspace_angles]
+measures the principal angles between the two. The distribution of the codes $P(z)$ is unknown, so new samples are drawn
+by fitting a Gaussian mixture ([`jaxprob.mixture`][jaxprob.mixture]) to the codes and decoding its samples
+([`fit_latent_mixture`][jaxprob.autoencoder.fit_latent_mixture], [`generate`][jaxprob.autoencoder.generate]); its
+$-\log p(z)$ is an anomaly score, beside the reconstruction error
+([`reconstruction_error`][jaxprob.autoencoder.reconstruction_error]).
 """
 
 from __future__ import annotations
@@ -68,23 +69,24 @@ __all__ = [
 ]
 
 LOSSES = ("mse", "mae", "bce")
-"""Names of the reconstruction losses accepted by :func:`fit_autoencoder` and :func:`reconstruction_error`."""
+"""Names of the reconstruction losses accepted by [`fit_autoencoder`][jaxprob.autoencoder.fit_autoencoder] and
+[`reconstruction_error`][jaxprob.autoencoder.reconstruction_error]."""
 
 
 # ----------------------------------------------------------------------------------------------------------
 # the module
 # ----------------------------------------------------------------------------------------------------------
 class Autoencoder(eqx.Module):
-    """An encoder MLP :math:`D \\to d` and a decoder MLP :math:`d \\to D` followed by an output activation.
+    r"""An encoder MLP $D \to d$ and a decoder MLP $d \to D$ followed by an output activation.
 
-    The methods act on one sample ``(D,)`` or a batch ``(n, D)`` and can be used inside ``jit``/``vmap``/``grad``;
+    The methods act on one sample `(D,)` or a batch `(n, D)` and can be used inside `jit`/`vmap`/`grad`;
     the input size is checked when the function is traced (shapes are static).
 
     Attributes:
-        encoder: :class:`jaxprob.nn.MLP` from ``D`` inputs to ``d`` codes.
-        decoder: :class:`jaxprob.nn.MLP` from ``d`` codes to ``D`` outputs before the output activation (logits
-            when ``output_activation="sigmoid"``).
-        output_activation: name of the output activation (static), a key of :data:`jaxprob.nn.ACTIVATIONS`.
+        encoder: [`jaxprob.nn.MLP`][jaxprob.nn.MLP] from `D` inputs to `d` codes.
+        decoder: [`jaxprob.nn.MLP`][jaxprob.nn.MLP] from `d` codes to `D` outputs before the output activation (logits
+            when `output_activation="sigmoid"`).
+        output_activation: name of the output activation (static), a key of `jaxprob.nn.ACTIVATIONS`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -104,16 +106,16 @@ class Autoencoder(eqx.Module):
         """Glorot-uniform weights and zero biases.
 
         Args:
-            in_size: ``D``, number of input features.
-            latent_size: ``d``, size of the code.
+            in_size: `D`, number of input features.
+            latent_size: `d`, size of the code.
             hidden: widths of the encoder's hidden layers, from the input to the code.
             key: a JAX PRNG key.
-            decoder_hidden: widths of the decoder's hidden layers, from the code to the output; ``None`` mirrors
-                ``hidden``.
-            activation: hidden activation of both networks, a key of :data:`jaxprob.nn.ACTIVATIONS`.
+            decoder_hidden: widths of the decoder's hidden layers, from the code to the output; `None` mirrors
+                `hidden`.
+            activation: hidden activation of both networks, a key of `jaxprob.nn.ACTIVATIONS`.
             latent_activation: activation of the code layer.
-            output_activation: activation applied to the decoder's outputs (``"sigmoid"`` for pixels in
-                ``[0, 1]``).
+            output_activation: activation applied to the decoder's outputs (`"sigmoid"` for pixels in
+                `[0, 1]`).
             dtype: floating dtype of the parameters (default: JAX's default float).
         """
         check_key(key)
@@ -129,30 +131,30 @@ class Autoencoder(eqx.Module):
 
     @property
     def in_size(self) -> int:
-        """``D``, the number of input features."""
+        """`D`, the number of input features."""
         return self.encoder.weights[0].shape[0]
 
     @property
     def latent_size(self) -> int:
-        """``d``, the size of the code."""
+        """`d`, the size of the code."""
         return self.encoder.weights[-1].shape[1]
 
     def encode(self, x):
-        """Codes ``(d,)`` or ``(n, d)`` of ``x`` of shape ``(D,)`` or ``(n, D)``."""
+        """Codes `(d,)` or `(n, d)` of `x` of shape `(D,)` or `(n, D)`."""
         _check_last_axis(x, self.in_size, "x", "the autoencoder's input size")
         return self.encoder(x)
 
     def decode_logits(self, z):
-        """Decoder outputs before the output activation, ``(D,)`` or ``(n, D)``."""
+        """Decoder outputs before the output activation, `(D,)` or `(n, D)`."""
         _check_last_axis(z, self.latent_size, "z", "the autoencoder's code size")
         return self.decoder(z)
 
     def decode(self, z):
-        """Reconstructions ``(D,)`` or ``(n, D)`` of codes ``z`` of shape ``(d,)`` or ``(n, d)``."""
+        """Reconstructions `(D,)` or `(n, D)` of codes `z` of shape `(d,)` or `(n, d)`."""
         return nn.ACTIVATIONS[self.output_activation](self.decode_logits(z))
 
     def __call__(self, x):
-        """Reconstruction :math:`\\hat x = g(d_\\theta(e_\\phi(x)))` of ``x`` of shape ``(D,)`` or ``(n, D)``."""
+        r"""Reconstruction $\hat x = g(d_\theta(e_\phi(x)))$ of `x` of shape `(D,)` or `(n, D)`."""
         return self.decode(self.encode(x))
 
 
@@ -168,22 +170,22 @@ def mnist_autoencoder(*, key, in_size: int = 784, hidden: Sequence[int] = (1024,
                       output_activation: str = "sigmoid", dtype=None) -> Autoencoder:
     """The classic fully connected layout 784 → 1024 → 256 → 128 → 256 → 1024 → 784 with ReLU.
 
-    The decoder mirrors the encoder; the output is a sigmoid (pixels in ``[0, 1]``, train with ``loss="bce"``
-    or ``"mse"``) and the code layer is linear (``latent_activation="relu"`` gives the variant with non-negative
+    The decoder mirrors the encoder; the output is a sigmoid (pixels in `[0, 1]`, train with `loss="bce"`
+    or `"mse"`) and the code layer is linear (`latent_activation="relu"` gives the variant with non-negative
     codes).
 
     Args:
         key: a JAX PRNG key.
-        in_size: ``D`` (784 for 28x28 images).
+        in_size: `D` (784 for 28x28 images).
         hidden: widths of the encoder's hidden layers.
-        latent_size: ``d``.
+        latent_size: `d`.
         activation: hidden activation.
         latent_activation: activation of the code layer.
         output_activation: output activation.
         dtype: floating dtype of the parameters.
 
     Returns:
-        An :class:`Autoencoder`.
+        An [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
 
     Examples:
         >>> import jax
@@ -198,19 +200,20 @@ def mnist_autoencoder(*, key, in_size: int = 784, hidden: Sequence[int] = (1024,
 
 def linear_autoencoder(in_size: int, latent_size: int, *, key, hidden: Sequence[int] = (),
                        dtype=None) -> Autoencoder:
-    """An autoencoder with identity activations everywhere: :math:`\\hat x = (x W_e + b_e) W_d + b_d`.
+    r"""An autoencoder with identity activations everywhere: $\hat x = (x W_e + b_e) W_d + b_d$.
 
-    Trained with the squared error it recovers the principal subspace (see :func:`pca_subspace_angles`).
+    Trained with the squared error it recovers the principal subspace (see
+    [`pca_subspace_angles`][jaxprob.autoencoder.pca_subspace_angles]).
 
     Args:
-        in_size: ``D``.
-        latent_size: ``d``.
+        in_size: `D`.
+        latent_size: `d`.
         key: a JAX PRNG key.
         hidden: optional hidden widths (still linear: the maps are products of matrices).
         dtype: floating dtype of the parameters.
 
     Returns:
-        An :class:`Autoencoder`.
+        An [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
 
     Examples:
         >>> import jax
@@ -249,14 +252,14 @@ def _check_finite_rows(x, name):
 # losses
 # ----------------------------------------------------------------------------------------------------------
 def squared_error(x, x_hat):
-    r"""Per-sample mean squared error :math:`\frac1D\sum_j (x_j - \hat x_j)^2`.
+    r"""Per-sample mean squared error $\frac1D\sum_j (x_j - \hat x_j)^2$.
 
     Args:
-        x: ``(..., D)`` targets.
-        x_hat: ``(..., D)`` reconstructions.
+        x: `(..., D)` targets.
+        x_hat: `(..., D)` reconstructions.
 
     Returns:
-        ``(...)`` errors.
+        `(...)` errors.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -268,14 +271,14 @@ def squared_error(x, x_hat):
 
 
 def absolute_error(x, x_hat):
-    r"""Per-sample mean absolute error :math:`\frac1D\sum_j |x_j - \hat x_j|`.
+    r"""Per-sample mean absolute error $\frac1D\sum_j |x_j - \hat x_j|$.
 
     Args:
-        x: ``(..., D)`` targets.
-        x_hat: ``(..., D)`` reconstructions.
+        x: `(..., D)` targets.
+        x_hat: `(..., D)` reconstructions.
 
     Returns:
-        ``(...)`` errors.
+        `(...)` errors.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -287,17 +290,17 @@ def absolute_error(x, x_hat):
 
 
 def bernoulli_cross_entropy(x, logits):
-    r"""Per-sample mean Bernoulli cross-entropy from logits, for targets in :math:`[0, 1]`.
+    r"""Per-sample mean Bernoulli cross-entropy from logits, for targets in $[0, 1]$.
 
-    :math:`-\frac1D\sum_j x_j\log\sigma(\ell_j) + (1 - x_j)\log(1 - \sigma(\ell_j))
-    = \frac1D\sum_j \operatorname{softplus}(\ell_j) - x_j\ell_j`, stable for large :math:`|\ell|`.
+    $-\frac1D\sum_j x_j\log\sigma(\ell_j) + (1 - x_j)\log(1 - \sigma(\ell_j))
+    = \frac1D\sum_j \operatorname{softplus}(\ell_j) - x_j\ell_j$, stable for large $|\ell|$.
 
     Args:
-        x: ``(..., D)`` targets in ``[0, 1]`` (grey levels are allowed: the minimum is then the entropy of ``x``).
-        logits: ``(..., D)`` decoder outputs before the sigmoid.
+        x: `(..., D)` targets in `[0, 1]` (grey levels are allowed: the minimum is then the entropy of `x`).
+        logits: `(..., D)` decoder outputs before the sigmoid.
 
     Returns:
-        ``(...)`` cross-entropies in nats per feature.
+        `(...)` cross-entropies in nats per feature.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -395,15 +398,15 @@ def _apply(fn, model, x, batch_size):
 
 
 def encode(model: Autoencoder, x, *, batch_size: int = 4096):
-    """Codes of a data set, computed by chunks of ``batch_size`` samples in one compiled program.
+    """Codes of a data set, computed by chunks of `batch_size` samples in one compiled program.
 
     Args:
-        model: an :class:`Autoencoder`.
-        x: ``(n, D)`` data.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x: `(n, D)` data.
         batch_size: chunk size (memory only; the result does not depend on it).
 
     Returns:
-        ``(n, d)`` codes.
+        `(n, d)` codes.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -420,15 +423,15 @@ def encode(model: Autoencoder, x, *, batch_size: int = 4096):
 
 
 def decode(model: Autoencoder, z, *, batch_size: int = 4096):
-    """Decode a batch of codes by chunks (see :func:`encode`).
+    """Decode a batch of codes by chunks (see [`encode`][jaxprob.autoencoder.encode]).
 
     Args:
-        model: an :class:`Autoencoder`.
-        z: ``(n, d)`` codes.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        z: `(n, d)` codes.
         batch_size: chunk size.
 
     Returns:
-        ``(n, D)`` decoded samples (after the output activation).
+        `(n, D)` decoded samples (after the output activation).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -446,15 +449,15 @@ def decode(model: Autoencoder, z, *, batch_size: int = 4096):
 
 
 def reconstruct(model: Autoencoder, x, *, batch_size: int = 4096):
-    """Reconstructions :math:`\\hat x` of a data set, by chunks (see :func:`encode`).
+    r"""Reconstructions $\hat x$ of a data set, by chunks (see [`encode`][jaxprob.autoencoder.encode]).
 
     Args:
-        model: an :class:`Autoencoder`.
-        x: ``(n, D)`` data.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x: `(n, D)` data.
         batch_size: chunk size.
 
     Returns:
-        ``(n, D)`` reconstructions.
+        `(n, D)` reconstructions.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -472,13 +475,13 @@ def reconstruction_error(model: Autoencoder, x, *, loss: str = "mse", batch_size
     """Per-sample reconstruction loss, the autoencoder's anomaly score (large for inputs unlike the training data).
 
     Args:
-        model: an :class:`Autoencoder`.
-        x: ``(n, D)`` data.
-        loss: one of :data:`LOSSES` (``"bce"`` needs a sigmoid output and ``x`` in ``[0, 1]``).
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x: `(n, D)` data.
+        loss: one of [`LOSSES`][jaxprob.autoencoder.LOSSES] (`"bce"` needs a sigmoid output and `x` in `[0, 1]`).
         batch_size: chunk size.
 
     Returns:
-        ``(n,)`` losses, each a mean over the ``D`` features; their mean is the training loss.
+        `(n,)` losses, each a mean over the `D` features; their mean is the training loss.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -501,34 +504,36 @@ def reconstruction_error(model: Autoencoder, x, *, loss: str = "mse", batch_size
 def fit_autoencoder(model: Autoencoder, x, *, key, loss: str = "mse", optimizer=None, learning_rate: float = 1e-3,
                     n_epochs: int = 20, batch_size: int | None = None, l2: float = 0.0, val_x=None,
                     patience: int | None = None, progress: bool | int = False, opt_state=None):
-    r"""Train an autoencoder to reconstruct ``x`` with the shared loop :func:`jaxprob.nn.train`.
+    r"""Train an autoencoder to reconstruct `x` with the shared loop [`jaxprob.nn.train`][jaxprob.nn.train].
 
-    Minimises the mean reconstruction loss (plus :math:`\lambda\sum_W\lVert W\rVert_F^2` when ``l2 > 0``) over
-    shuffled minibatches drawn from ``key``; the same key gives bit-identical weights. The loss functions are
+    Minimises the mean reconstruction loss (plus $\lambda\sum_W\lVert W\rVert_F^2$ when `l2 > 0`) over
+    shuffled minibatches drawn from `key`; the same key gives bit-identical weights. The loss functions are
     module-level objects, so a second call with the same shapes, loss and optimizer reuses the compiled epoch.
 
     Args:
-        model: the initial :class:`Autoencoder` (e.g. :func:`mnist_autoencoder`, :func:`linear_autoencoder`).
-        x: ``(n, D)`` training data.
+        model: the initial [`Autoencoder`][jaxprob.autoencoder.Autoencoder] (e.g.
+            [`mnist_autoencoder`][jaxprob.autoencoder.mnist_autoencoder],
+            [`linear_autoencoder`][jaxprob.autoencoder.linear_autoencoder]).
+        x: `(n, D)` training data.
         key: a JAX PRNG key for the minibatch order.
-        loss: one of :data:`LOSSES`: ``"mse"``, ``"mae"`` or ``"bce"`` (Bernoulli cross-entropy; needs
-            ``output_activation="sigmoid"`` and data in ``[0, 1]``).
-        optimizer: an Optax gradient transformation; ``None`` means ``optax.adam(learning_rate)``.
-        learning_rate: used when ``optimizer`` is ``None``.
+        loss: one of [`LOSSES`][jaxprob.autoencoder.LOSSES]: `"mse"`, `"mae"` or `"bce"` (Bernoulli cross-entropy; needs
+            `output_activation="sigmoid"` and data in `[0, 1]`).
+        optimizer: an Optax gradient transformation; `None` means `optax.adam(learning_rate)`.
+        learning_rate: used when `optimizer` is `None`.
         n_epochs: maximum number of epochs.
-        batch_size: minibatch size, at most ``n``; ``None`` means ``min(128, n)``.
+        batch_size: minibatch size, at most `n`; `None` means `min(128, n)`.
         l2: L2 penalty on the weight matrices.
-        val_x: optional ``(m, D)`` validation data (validation loss after every epoch, best model kept).
-        patience: early-stopping patience in epochs (needs ``val_x``).
-        progress: print a progress bar with the losses (``True``, or every ``k`` epochs).
+        val_x: optional `(m, D)` validation data (validation loss after every epoch, best model kept).
+        patience: early-stopping patience in epochs (needs `val_x`).
+        progress: print a progress bar with the losses (`True`, or every `k` epochs).
         opt_state: optional optimizer state to resume from.
 
     Returns:
-        ``(model, info)``: the trained autoencoder and a :class:`jaxprob.nn.TrainInfo` (loss curves).
+        `(model, info)`: the trained autoencoder and a [`jaxprob.nn.TrainInfo`][jaxprob.nn.TrainInfo] (loss curves).
 
     Raises:
         ValueError: input size not matching the model, NaN or infinite values (naming the first bad sample),
-            ``batch_size`` larger than the data, ``"bce"`` with data outside ``[0, 1]``.
+            `batch_size` larger than the data, `"bce"` with data outside `[0, 1]`.
         FloatingPointError: the loss became NaN or infinite during training (naming the epoch and step).
 
     Examples:
@@ -571,17 +576,17 @@ def _interpolate(model, x1, x2, alphas):
 
 
 def interpolate(model: Autoencoder, x1, x2, n_steps: int = 8):
-    r"""Decode straight-line mixtures of two codes: :math:`g(d_\theta(\alpha z_1 + (1 - \alpha) z_2))`.
+    r"""Decode straight-line mixtures of two codes: $g(d_\theta(\alpha z_1 + (1 - \alpha) z_2))$.
 
     Args:
-        model: an :class:`Autoencoder`.
-        x1: ``(D,)`` first input, :math:`z_1 = e_\phi(x_1)`.
-        x2: ``(D,)`` second input.
-        n_steps: number of values of :math:`\alpha`, evenly spaced from 1 down to 0 (at least 2).
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x1: `(D,)` first input, $z_1 = e_\phi(x_1)$.
+        x2: `(D,)` second input.
+        n_steps: number of values of $\alpha$, evenly spaced from 1 down to 0 (at least 2).
 
     Returns:
-        ``(decoded, alphas)``: ``(n_steps, D)`` decoded points, from the reconstruction of ``x1`` to that of
-        ``x2``, and the ``(n_steps,)`` values of :math:`\alpha`.
+        `(decoded, alphas)`: `(n_steps, D)` decoded points, from the reconstruction of `x1` to that of
+        `x2`, and the `(n_steps,)` values of $\alpha$.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -607,26 +612,27 @@ def interpolate(model: Autoencoder, x1, x2, n_steps: int = 8):
 
 def fit_latent_mixture(model: Autoencoder, x, n_components: int, *, key, covariance_type: str = "full",
                        reg_covar: float = 1e-4, n_init: int = 1, max_iter: int = 200, batch_size: int = 4096):
-    r"""Fit a Gaussian mixture :math:`p(z)=\sum_k\alpha_k\mathcal N(z\mid\mu_k,\Sigma_k)` to the codes of ``x``.
+    r"""Fit a Gaussian mixture $p(z)=\sum_k\alpha_k\mathcal N(z\mid\mu_k,\Sigma_k)$ to the codes of `x`.
 
     The decoder alone cannot generate: the distribution of the codes is unknown. A mixture fitted to the codes
-    of the training data (:func:`jaxprob.mixture.fit`) is a density to sample codes from (:func:`generate`) and
-    to score new inputs with (:func:`latent_log_prob`). ``n_components=1`` is the single-Gaussian baseline.
+    of the training data ([`jaxprob.mixture.fit`][jaxprob.mixture.fit]) is a density to sample codes from
+    ([`generate`][jaxprob.autoencoder.generate]) and to score new inputs with
+    ([`latent_log_prob`][jaxprob.autoencoder.latent_log_prob]). `n_components=1` is the single-Gaussian baseline.
 
     Args:
-        model: a trained :class:`Autoencoder`.
-        x: ``(n, D)`` data (usually the training data).
-        n_components: ``K``.
+        model: a trained [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x: `(n, D)` data (usually the training data).
+        n_components: `K`.
         key: a JAX PRNG key for the mixture's initialisation.
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        covariance_type: `"full"`, `"tied"`, `"diag"` or `"spherical"`.
         reg_covar: added to the covariance diagonals, in the units of the codes.
         n_init: restarts of EM.
         max_iter: EM iterations at most.
         batch_size: chunk size of the encoding.
 
     Returns:
-        ``(gmm, info)``: a :class:`jaxprob.mixture.GaussianMixture` on the codes and its
-        :class:`jaxprob.mixture.FitInfo`.
+        `(gmm, info)`: a [`Mixture`][jaxprob.em.Mixture] on the codes and its
+        [`jaxprob.mixture.FitInfo`][jaxprob.mixture.FitInfo].
 
     Examples:
         >>> import jax
@@ -651,18 +657,18 @@ def _check_gmm(model, gmm):
                          f"{model.latent_size}")
 
 
-def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
-    r"""Sample codes :math:`z \sim p(z)` from a latent mixture and decode them.
+def generate(model: Autoencoder, gmm: mixture.Mixture, n_samples: int, *, key):
+    r"""Sample codes $z \sim p(z)$ from a latent mixture and decode them.
 
     Args:
-        key: a JAX PRNG key.
-        model: an :class:`Autoencoder`.
-        gmm: a mixture on the codes, e.g. from :func:`fit_latent_mixture`.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        gmm: a mixture on the codes, e.g. from [`fit_latent_mixture`][jaxprob.autoencoder.fit_latent_mixture].
         n_samples: number of samples.
+        key: a JAX PRNG key.
 
     Returns:
-        ``(x, z, labels)``: ``(n_samples, D)`` decoded samples, their ``(n_samples, d)`` codes and the
-        ``(n_samples,)`` mixture components they were drawn from.
+        `(x, z, labels)`: `(n_samples, D)` decoded samples, their `(n_samples, d)` codes and the
+        `(n_samples,)` mixture components they were drawn from.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -670,7 +676,7 @@ def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
         >>> ae = autoencoder.Autoencoder(6, 2, (4,), key=jax.random.key(0))
         >>> gmm = mixture.make_gmm(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), jnp.ones(2),
         ...                        "spherical")
-        >>> x, z, labels = autoencoder.generate(jax.random.key(3), ae, gmm, 5)
+        >>> x, z, labels = autoencoder.generate(ae, gmm, 5, key=jax.random.key(3))
         >>> x.shape, z.shape, labels.shape
         ((5, 6), (5, 2), (5,))
     """
@@ -682,20 +688,21 @@ def generate(key, model: Autoencoder, gmm: mixture.Mixture, n_samples: int):
 
 
 def latent_log_prob(model: Autoencoder, x, gmm: mixture.Mixture, *, batch_size: int = 4096):
-    r"""Log-density of the codes under a latent mixture, :math:`\log p(e_\phi(x))`.
+    r"""Log-density of the codes under a latent mixture, $\log p(e_\phi(x))$.
 
-    :math:`-\log p(e_\phi(x))` is an anomaly score, to compare with :func:`reconstruction_error`: it flags codes
-    in empty regions of the latent space, while the reconstruction error flags inputs the decoder cannot rebuild.
-    (It is a density of the codes, not of ``x``: the encoder's Jacobian is not accounted for.)
+    $-\log p(e_\phi(x))$ is an anomaly score, to compare with
+    [`reconstruction_error`][jaxprob.autoencoder.reconstruction_error]: it flags codes in empty regions of the latent
+    space, while the reconstruction error flags inputs the decoder cannot rebuild. (It is a density of the codes, not of
+    `x`: the encoder's Jacobian is not accounted for.)
 
     Args:
-        model: an :class:`Autoencoder`.
-        x: ``(n, D)`` data.
-        gmm: a mixture on the codes, from :func:`fit_latent_mixture`.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder].
+        x: `(n, D)` data.
+        gmm: a mixture on the codes, from [`fit_latent_mixture`][jaxprob.autoencoder.fit_latent_mixture].
         batch_size: chunk size of the encoding.
 
     Returns:
-        ``(n,)`` log-densities.
+        `(n,)` log-densities.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -727,18 +734,18 @@ def _principal_angles(a, b):
 
 
 def principal_angles(a, b):
-    r"""Principal angles between the column spaces of ``a`` and ``b``, in radians, ascending.
+    r"""Principal angles between the column spaces of `a` and `b`, in radians, ascending.
 
-    With orthonormal bases :math:`Q_a, Q_b`, the cosines are the singular values of :math:`Q_a^\top Q_b` and the
-    sines those of :math:`Q_b - Q_a Q_a^\top Q_b` (Björck and Golub, 1973); both are combined with ``arctan2``.
+    With orthonormal bases $Q_a, Q_b$, the cosines are the singular values of $Q_a^\top Q_b$ and the
+    sines those of $Q_b - Q_a Q_a^\top Q_b$ (Björck and Golub, 1973); both are combined with `arctan2`.
     All angles are 0 when the spaces are the same.
 
     Args:
-        a: ``(D, p)`` matrix of full column rank.
-        b: ``(D, q)`` matrix of full column rank.
+        a: `(D, p)` matrix of full column rank.
+        b: `(D, q)` matrix of full column rank.
 
     Returns:
-        ``(min(p, q),)`` angles in :math:`[0, \pi/2]`.
+        `(min(p, q),)` angles in $[0, \pi/2]$.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -764,16 +771,17 @@ def principal_angles(a, b):
 
 
 def decoder_matrix(model: Autoencoder):
-    r"""The ``(d, D)`` matrix :math:`W` of a linear decoder, :math:`\hat x = z W + b`.
+    r"""The `(d, D)` matrix $W$ of a linear decoder, $\hat x = z W + b$.
 
     The product of the decoder's weight matrices; defined only when its activations are the identity (as in
-    :func:`linear_autoencoder`). Its rows span the subspace in which all reconstructions lie (up to the bias).
+    [`linear_autoencoder`][jaxprob.autoencoder.linear_autoencoder]). Its rows span the subspace in which all
+    reconstructions lie (up to the bias).
 
     Args:
-        model: an :class:`Autoencoder` with identity activations in its decoder.
+        model: an [`Autoencoder`][jaxprob.autoencoder.Autoencoder] with identity activations in its decoder.
 
     Returns:
-        ``(d, D)`` matrix.
+        `(d, D)` matrix.
 
     Examples:
         >>> import jax
@@ -795,18 +803,20 @@ def decoder_matrix(model: Autoencoder):
 
 
 def pca_subspace_angles(model: Autoencoder, pca: PCA):
-    r"""Principal angles between a linear decoder's subspace and the span of the principal axes of a PCA.
+    """Principal angles between a linear decoder's subspace and the span of the principal axes of a PCA.
 
-    A linear autoencoder trained to its optimum with the squared error spans the top-:math:`d` principal
+    A linear autoencoder trained to its optimum with the squared error spans the top-$d$ principal
     subspace, though its code axes are any basis of it (not the principal axes themselves): the angles tend to 0
     while the individual weights need not match the components.
 
     Args:
-        model: a linear :class:`Autoencoder` (see :func:`decoder_matrix`).
-        pca: a :class:`jaxprob.decomposition.PCA` fitted on the same data, usually with ``d`` components.
+        model: a linear [`Autoencoder`][jaxprob.autoencoder.Autoencoder] (see
+            [`decoder_matrix`][jaxprob.autoencoder.decoder_matrix]).
+        pca: a [`jaxprob.decomposition.PCA`][jaxprob.decomposition.PCA] fitted on the same data, usually with `d`
+            components.
 
     Returns:
-        ``(min(d, n_components),)`` angles in radians, ascending.
+        `(min(d, n_components),)` angles in radians, ascending.
 
     Examples:
         >>> import jax, jax.numpy as jnp

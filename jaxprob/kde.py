@@ -288,7 +288,7 @@ def fit(x, *, bandwidth="scott", kernel: str = "gaussian", sample_weight=None,
     """Build a kernel density estimate from data.
 
     Args:
-        x: ``(n, D)`` data points.
+        x: ``(n, D)`` data points (float16 and bfloat16 are computed in float32, the library's policy).
         bandwidth: ``"scott"`` or ``"silverman"`` (rules, see :func:`bandwidth_scott`), a positive number
             :math:`h` (:math:`H = h^2 I`), a ``(D,)`` array of per-feature scales
             (:math:`H = \\mathrm{diag}(h^2)`) or a ``(D, D)`` bandwidth matrix :math:`H`.
@@ -482,7 +482,7 @@ def _sample_jit(key, points, weights, chol, kernel, n):
     return points[idx] + z @ chol.T
 
 
-def sample(key, kde: KDE, n_samples: int):
+def sample(kde: KDE, n_samples: int, *, key):
     """Draw samples: pick a point with probability :math:`w_i`, then add kernel noise :math:`L z`.
 
     Args:
@@ -497,7 +497,7 @@ def sample(key, kde: KDE, n_samples: int):
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0], [10.0]]), bandwidth=0.5, sample_weight=jnp.array([1.0, 0.0]))
-        >>> x = kde.sample(jax.random.key(0), model, 1000)
+        >>> x = kde.sample(model, 1000, key=jax.random.key(0))
         >>> x.shape, bool(jnp.all(jnp.abs(x) < 5.0))
         ((1000, 1), True)
     """

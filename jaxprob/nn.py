@@ -612,6 +612,8 @@ def minimize(fun: Callable, params, *args, optimizer=None, max_iter: int = 500, 
 # foreign file; the version lets a later format be told apart from this one.
 _MAGIC = b"JXPCKPT\x00"
 CHECKPOINT_VERSION = 1
+"""The checkpoint format version that [save_model][jaxprob.nn.save_model] writes and
+[load_model][jaxprob.nn.load_model] reads."""
 _HEADER = struct.Struct("<8sIQ32s")
 
 

@@ -233,7 +233,7 @@ def test_latent_mixture_generation_and_anomaly_scores(trained, digits):
     # generation from a 3-component mixture: decoded samples of the drawn codes
     gmm = mixture.make_gmm(jnp.array([0.2, 0.3, 0.5]), jnp.asarray(z[:3], jnp.float32),
                            jnp.asarray(np.broadcast_to(np.cov(z.T, bias=True) / 4, (3, 8, 8)), jnp.float32))
-    samples, codes, labels = ae_mod.generate(jax.random.key(3), model, gmm, 200)
+    samples, codes, labels = ae_mod.generate(model, gmm, 200, key=jax.random.key(3))
     assert samples.shape == (200, 64) and codes.shape == (200, 8) and labels.shape == (200,)
     np.testing.assert_allclose(np.asarray(samples), np.asarray(model.decode(codes)), atol=1e-6)
     s = np.asarray(samples)
@@ -305,7 +305,7 @@ def test_bad_input(digits, trained):
         ae_mod.interpolate(model, x[0, :10], x[1], 4)
     gmm = mixture.make_gmm(jnp.ones(1), jnp.zeros((1, 3)), jnp.ones(1), "spherical")
     with pytest.raises(ValueError, match="code size"):
-        ae_mod.generate(key, model, gmm, 5)
+        ae_mod.generate(model, gmm, 5, key=key)
     # divergence: the loss overflows during training and the message names the epoch and the step
     with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch \d+, step \d+ of 2"):
         ae_mod.fit_autoencoder(lin, x[:100] * 1e3, key=key, batch_size=50, optimizer=optax.sgd(1e3))

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprob import classifiers, kde, kmeans, metrics, nn
+from jaxprob import classifiers, kde, kmeans, metrics, mixture, nn, scale, selection
 
 KEY = jax.random.key(0)
 
@@ -268,10 +268,93 @@ MATRIX: dict[tuple[str, str], Raises | Returns | _SameAsFloat32] = {
     ("metrics.auc under jit", "x: not monotone"): Returns(_nan_result, "values unknown when traced: NaN"),
 }
 
+# ----------------------------------------------------------------------------------------------------------
+# mixtures, the EM engine's drivers and model selection
+# ----------------------------------------------------------------------------------------------------------
+@functools.cache
+def _gmm4():
+    return mixture.fit(_blobs(), 2, key=KEY, covariance_type="diag", max_iter=20)[0]
+
+
+def _memmap_edited_in_memory(tmp_path):
+    path = tmp_path / "x.f32"
+    _blobs().tofile(path)
+    x = np.memmap(path, dtype=np.float32, mode="c", shape=(40, 4))
+    x -= x.mean(axis=0)  # copy-on-write: the file keeps the old values, the array the new ones
+    return {"x": x, "model": _gmm4()}
+
+
+def _zero_weight_first_batch(_):
+    x = _blobs()
+    return {"batches": [(x[:20], np.zeros(20, np.float32)), (x[20:], np.ones(20, np.float32)), (x[:20], None)],
+            "model": _gmm4()}
+
+
+ENTRIES.update({
+    "mixture.fit": Entry(lambda _: {"x": _blobs()}, lambda a: mixture.fit(a["x"], 2, key=KEY, max_iter=20)),
+    "mixture.make_gmm under jit": Entry(
+        lambda _: {"weights": np.array([0.5, 0.5]), "covariances": np.ones((2, 4))},
+        lambda a: mixture.check_model(jax.jit(lambda w, c: mixture.make_gmm(w, np.zeros((2, 4)), c, "diag"))(
+            a["weights"], a["covariances"])),
+    ),
+    "scale.fit_chunked": Entry(lambda _: {"x": _blobs(), "model": _gmm4()},
+                               lambda a: scale.fit_chunked(a["x"], a["model"], chunk_size=16, max_iter=5)),
+    "scale.fit_online": Entry(lambda _: {"batches": [_blobs()[:20], _blobs()[20:]], "model": _gmm4()},
+                              lambda a: scale.fit_online(a["batches"], a["model"])),
+    "selection.fit_grid": Entry(lambda _: {"x": _blobs()},
+                                lambda a: selection.fit_grid(a["x"], 2, key=KEY, covariance_types="diag",
+                                                             max_iter=10)),
+})
+INPUTS.update({
+    "weights: sum to 0.6": lambda a: _with(a, weights=np.array([0.3, 0.3])),
+    "covariances: not positive": lambda a: _with(a, covariances=-np.ones((2, 4))),
+    "memmap: edited in memory (mode c)": lambda a: _memmap_edited_in_memory(a["tmp_path"]),
+    "batches: first batch of zero weight": _zero_weight_first_batch,
+})
+
+
+def _mixture_huge(result, args):
+    model, info = result
+    # squares of 1e19 overflow float32: flagged, never converged
+    assert bool(info.nonfinite) and not bool(info.converged)
+
+
+def _false(result, args):
+    assert not bool(result)
+
+
+def _fits_the_array_not_the_file(result, args):
+    model, info = result
+    ref, ref_info = scale.fit_chunked(np.array(args["x"]), args["model"], chunk_size=16, max_iter=5)
+    assert float(info.log_likelihood) == pytest.approx(float(ref_info.log_likelihood), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(model.means), np.asarray(ref.means), rtol=1e-5, atol=1e-5)
+
+
+def _skipped_and_finite(result, args):
+    model, info = result
+    assert info.n_skipped == 1 and np.isnan(info.trace[0]) and np.all(np.isfinite(info.trace[1:]))
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(model))
+
+
+MATRIX.update({
+    ("mixture.fit", "x: NaN"): Raises(ValueError, "`x` contains 1 NaN"),
+    ("mixture.fit", "x: float16"): SAME_AS_FLOAT32,
+    ("mixture.fit", "x: bfloat16"): SAME_AS_FLOAT32,
+    ("mixture.fit", "x: float32 times 1e19"): Returns(_mixture_huge, "overflow flagged as nonfinite"),
+    ("mixture.fit", "x: no features (D=0)"): Raises(ValueError, "at least one feature"),
+    ("mixture.make_gmm under jit", "weights: sum to 0.6"): Returns(_false, "check_model reports it as data"),
+    ("mixture.make_gmm under jit", "covariances: not positive"): Returns(_false, "NaN factors, reported"),
+    ("scale.fit_chunked", "memmap: edited in memory (mode c)"): Returns(_fits_the_array_not_the_file,
+                                                                       "reads what the array holds"),
+    ("scale.fit_online", "batches: first batch of zero weight"): Returns(_skipped_and_finite,
+                                                                         "skipped and counted"),
+    ("selection.fit_grid", "x: float32 times 1e19"): Raises(ValueError, "NaN in every cell"),
+})
+
 
 @pytest.mark.parametrize("entry, kind", list(MATRIX), ids=[f"{e} | {k}" for e, k in MATRIX])
 def test_bad_input(entry, kind, tmp_path):
-    args = INPUTS[kind](ENTRIES[entry].good(tmp_path))
+    args = INPUTS[kind]({**ENTRIES[entry].good(tmp_path), "tmp_path": tmp_path})
     MATRIX[(entry, kind)].check(ENTRIES[entry], args)
 
 

@@ -4,6 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sklearn.linear_model import LogisticRegression
 
 from jaxprob import classifiers, nn
@@ -149,3 +152,61 @@ def test_bad_input(rng):
         nn.train(model, classifiers._ce_loss, (x, y), key=key, patience=3)
     with pytest.raises(ValueError, match="out of range"):
         classifiers.softmax_cross_entropy(np.zeros((2, 3), np.float32), np.array([0, 3]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checkpoints (issue 18)
+# ----------------------------------------------------------------------------------------------------------
+def _same_bits(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        u, v = np.asarray(u), np.asarray(v)
+        assert u.dtype == v.dtype and u.shape == v.shape and u.tobytes() == v.tobytes()
+
+
+@pytest.mark.parametrize("failure", ["fsync", "replace", "interrupt"])
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failure):
+    old = nn.MLP(3, 2, (5,), key=jax.random.key(0))
+    new = nn.MLP(3, 2, (5,), key=jax.random.key(1))
+    path = tmp_path / "model.eqx"
+    nn.save_model(path, old)
+
+    class Interrupted(BaseException):  # as a KeyboardInterrupt during the write
+        pass
+
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device") if failure != "interrupt" else Interrupted()
+
+    monkeypatch.setattr(nn.os, "fsync" if failure != "replace" else "replace", fail)
+    with pytest.raises((OSError, Interrupted)):
+        nn.save_model(path, new)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.eqx"]  # no temporary file left behind
+    _same_bits(nn.load_model(path, new), old)
+    nn.save_model(path, new)  # and the next save replaces it
+    _same_bits(nn.load_model(path, old), new)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(
+    leaves=st.lists(
+        st.tuples(st.sampled_from(["float32", "int32", "bool", "uint8", "bfloat16"]),
+                  hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4), st.integers(0, 2**16)),
+        min_size=1, max_size=5,
+    )
+)
+def test_checkpoint_round_trip_is_bit_exact(tmp_path_factory, leaves):
+    # NaN payloads, infinities, signed zeros, empty and scalar arrays come back bit for bit
+    tree, like = {}, {}
+    for i, (dtype, shape, seed) in enumerate(leaves):
+        bits = np.random.default_rng(seed).integers(0, 256, (*shape, 4), dtype=np.uint8)
+        if dtype in ("float32", "int32"):
+            value = jnp.asarray(bits.view(dtype).reshape(shape))  # every bit pattern, NaNs included
+        elif dtype == "bfloat16":
+            value = jnp.asarray(bits[..., :2].copy().view(jnp.bfloat16).reshape(shape))
+        else:
+            value = jnp.asarray(bits[..., 0].astype(dtype))
+        tree[f"leaf{i}"], like[f"leaf{i}"] = value, jnp.zeros(shape, value.dtype)
+    path = tmp_path_factory.mktemp("ckpt") / "tree.eqx"
+    nn.save_model(path, tree)
+    _same_bits(nn.load_model(path, like), tree)

@@ -122,7 +122,7 @@ def test_sample_moments(rng, kernel):
     h = np.array([[0.5, 0.1], [0.1, 0.2]])
     with jax.enable_x64(True):
         model = kde.fit(x, bandwidth=h, kernel=kernel, sample_weight=w)
-        s = np.asarray(kde.sample(jax.random.key(0), model, 100_000))
+        s = np.asarray(kde.sample(model, 100_000, key=jax.random.key(0)))
     wn = w / w.sum()
     mean = wn @ x
     cov_points = (x - mean).T @ ((x - mean) * wn[:, None])
@@ -195,10 +195,62 @@ def test_bad_input():
     with pytest.raises(ValueError, match="sample_weight"):
         kde.fit(x, sample_weight=-np.ones(5))
     with pytest.raises(TypeError, match="key"):
-        kde.sample(None, model, 3)
+        kde.sample(model, 3, key=None)
     with pytest.raises(ValueError, match="n_samples"):
-        kde.sample(jax.random.key(0), model, 0)
+        kde.sample(model, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="scales"):
         kde.select_bandwidth(x, x, jnp.array([0.0, 1.0]))
     with pytest.raises(TypeError, match="KDE"):
         kde.log_prob(x, "model")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# issue 18: top-hat boundary, constant features, permutations
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("h", [1.0, 3.0])
+def test_tophat_boundary_is_open_as_in_sklearn_on_integer_old_faithful(h):
+    # Old Faithful rounded to integers: many pairs of points lie exactly h apart (3-4-5 triangles too), where
+    # the decision must follow the rule (an open ball, as scikit-learn's `dist < h`), not the rounding
+    from jaxprob import datasets
+
+    x = np.round(datasets.load_faithful(np.float64))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    assert np.sum(d == h) > 50  # the data do test the boundary
+    ref = KernelDensity(kernel="tophat", bandwidth=h).fit(x).score_samples(x)
+    brute = np.log((d < h).mean(1)) - np.log(np.pi * h * h)  # the 2-D unit ball has area pi
+    np.testing.assert_allclose(ref, brute, rtol=1e-12)
+    got32 = np.asarray(kde.log_prob(x.astype(np.float32), kde.fit(x.astype(np.float32), bandwidth=h,
+                                                                  kernel="tophat")))
+    np.testing.assert_allclose(got32, ref, rtol=1e-6)
+    with jax.enable_x64(True):
+        got64 = np.asarray(kde.log_prob(x, kde.fit(x, bandwidth=h, kernel="tophat"), point_chunk=100))
+    np.testing.assert_allclose(got64, ref, rtol=1e-12)
+
+
+def test_constant_feature_is_refused_whatever_its_value():
+    # float32 rounding of the mean of a constant 5.0 gives it a variance of about 1e-11, not 0
+    x = np.random.default_rng(0).standard_normal((100, 2)).astype(np.float32)
+    for value in (0.0, 5.0, -3e7):
+        x[:, 1] = value
+        for rule in ("scott", "silverman"):
+            with pytest.raises(ValueError, match="feature 1 of `x` is constant"):
+                kde.fit(x, bandwidth=rule, bandwidth_type="diag")
+    # a feature constant among the points of positive weight only
+    x[:, 1] = np.r_[np.full(99, 5.0), 6.0]
+    with pytest.raises(ValueError, match="constant"):
+        kde.fit(x, sample_weight=np.r_[np.ones(99), 0.0])
+    kde.fit(x)  # with the 6.0 weighted in, the feature varies
+
+
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16), kernel=st.sampled_from(["gaussian", "tophat"]))
+def test_permuting_the_points_gives_the_same_estimate(seed, kernel):
+    r = np.random.default_rng(seed)
+    x, q = r.standard_normal((40, 2)), r.standard_normal((15, 2))
+    w = r.uniform(0.1, 1.0, 40)
+    perm = r.permutation(40)
+    with jax.enable_x64(True):
+        a = kde.fit(x, kernel=kernel, sample_weight=w)
+        b = kde.fit(x[perm], kernel=kernel, sample_weight=w[perm])
+        np.testing.assert_allclose(np.asarray(b.bandwidth), np.asarray(a.bandwidth), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(kde.log_prob(q, b)), np.asarray(kde.log_prob(q, a)), rtol=1e-12)

@@ -163,3 +163,25 @@ def test_bad_input():
         metrics.precision_recall_curve(y, np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="average"):
         metrics.f1_score(y, y, average="weighted")
+
+
+def test_binary_f1_and_auc_refuse_what_sklearn_refuses():
+    # scikit-learn raises for both; they used to return 1.0 and 0.0
+    y3 = np.array([0, 1, 2, 1])
+    with pytest.raises(ValueError):
+        skm.f1_score(y3, y3)
+    with pytest.raises(ValueError, match="average='binary' needs binary labels 0/1.*labels up to 2"):
+        metrics.f1_score(y3, y3)
+    with pytest.raises(ValueError, match="n_classes=3"):
+        metrics.f1_score(np.array([0, 1]), np.array([0, 1]), n_classes=3)
+    assert float(metrics.f1_score(y3, y3, average="macro")) == pytest.approx(skm.f1_score(y3, y3, average="macro"))
+    x, y = np.array([0.0, 1.0, 0.5, 2.0]), np.ones(4)
+    with pytest.raises(ValueError):
+        skm.auc(x, y)
+    with pytest.raises(ValueError, match=r"x\[1\] = 1.0, x\[2\] = 0.5"):
+        metrics.auc(x, y)
+    assert np.isnan(float(jax.jit(metrics.auc)(x, y)))  # traced: the values are unknown, the result says so
+    # ties (a flat step) are monotone, both ways, as in scikit-learn
+    for xs in (np.array([0.0, 1.0, 1.0, 2.0]), np.array([2.0, 1.0, 1.0, 0.0])):
+        assert float(metrics.auc(xs, np.arange(4.0))) == pytest.approx(skm.auc(xs, np.arange(4.0)) * np.sign(
+            xs[-1] - xs[0]))

@@ -282,12 +282,12 @@ def test_fit_starts_where_init_and_kmeans_plusplus_start(blobs):
     # one restart of fit is seeded by the same k-means++ draw as init and kmeans.kmeans_plusplus with the same key
     x = jnp.asarray(blobs[0], jnp.float32)
     key = jax.random.key(3)
-    starts = jax.jit(jp.em.initial_models, static_argnums=(2, 3))(key, x, jp.families.gaussian("diag"), 3)
+    starts = jax.jit(jp.em.initial_models, static_argnums=(1, 2))(x, jp.families.gaussian("diag"), 3, key=key)
     start = jax.tree.map(lambda a: a[0], starts)
     ref = mixture.init(x, 3, covariance_type="diag", key=key)
     for u, v in zip(jax.tree.leaves(start), jax.tree.leaves(ref), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
-    centers, _ = jp.kmeans.kmeans_plusplus(key, x - jnp.mean(x, axis=0), 3)
+    centers, _ = jp.kmeans.kmeans_plusplus(x - jnp.mean(x, axis=0), 3, key=key)
     labels = np.argmin(((np.asarray(x - jnp.mean(x, axis=0))[:, None] - np.asarray(centers)) ** 2).sum(-1), 1)
     means = np.stack([np.asarray(x)[labels == j].mean(0) for j in range(3)])
     np.testing.assert_allclose(np.asarray(ref.means), means, rtol=1e-4, atol=1e-4)
@@ -360,3 +360,28 @@ def test_bad_input_is_named():
         mixture.make_gmm(np.ones(1), np.zeros((1, 2)), -np.eye(2)[None], "full")
     with pytest.raises(ValueError, match="`reg_covar`"):
         mixture.fit(x, 2, key=key, reg_covar=-1.0)
+
+
+def _points_on_lines():
+    """Two groups of points on lines in 3-D (nearly singular covariances), plus 1e-6 noise."""
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(500, 1))
+    x = np.concatenate([t @ np.array([[1.0, 2.0, -1.0]]), t[:250] @ np.array([[0.5, -1.0, 3.0]]) + 5.0])
+    return x + 1e-6 * rng.normal(size=x.shape)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag"])
+def test_nearly_singular_data_against_sklearn(ct):
+    x = _points_on_lines()
+    sk = SkGMM(2, covariance_type=ct, random_state=0, n_init=3).fit(x)
+    with jax.enable_x64(True):  # float64: the same optimum as scikit-learn
+        model, info = mixture.fit(jnp.asarray(x), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
+        assert float(info.log_likelihood) == pytest.approx(sk.score(x), rel=1e-6)
+    # float32 cannot resolve variances of 1e-12 next to 25: the covariance is regularised (flagged when it had
+    # to be), nothing is NaN, and the reported log-likelihood is the score of the returned model
+    model, info = mixture.fit(x.astype(np.float32), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(model.components))
+    assert float(info.log_likelihood) == float(mixture.score(x.astype(np.float32), model))
+    assert float(info.log_likelihood) > sk.score(x) - 1.5
+    if ct == "full":
+        assert bool(jnp.any(info.regularized))

@@ -400,7 +400,7 @@ def test_sharded_kmeans_agrees_on_1_2_8_devices(multi_device):
 
 def test_only_sufficient_statistics_cross_devices(multi_device):
     r = multi_device
-    k, d, restarts = 3, 3, 1
+    k, d = 3, 3
     assert r["shard_rows"] == [63]  # 501 rows padded to 504 = 8 x 63
     # before the loop: the weighted data mean (scalar, (D,)); in the loop: (N_k, S_k, Q_k, log L, sum w, n)
     # (one restart runs unbatched: the statistics are (K,), (K, D), (K, D, D) and scalars)

@@ -37,9 +37,18 @@ from jaxprob.densities import (
     log_det_precisions_cholesky,
     precisions_cholesky,
 )
-from jaxprob.em import Family, keep_rows
+from jaxprob.em import Family
 
-__all__ = ["GaussianParams", "Gaussian", "CovarianceType", "COVARIANCE_TABLE", "gaussian", "make_params", "check_reg_covar"]
+__all__ = [
+    "GaussianParams",
+    "Gaussian",
+    "CovarianceType",
+    "COVARIANCE_TABLE",
+    "gaussian",
+    "make_params",
+    "check_reg_covar",
+    "regularized_cholesky",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -135,12 +144,22 @@ def _spherical_natural(u, mu):
     return -0.5 * p, p * mu
 
 
-def _retry_cholesky(cov, prec, reg):
-    """Refactorise covariances that are not positive definite with a larger ridge: $10^j$ times the first one,
-    $j = 1, \\dots,$ `_RETRIES`; the first candidate that factorises is kept.
+def regularized_cholesky(cov, prec, reg):
+    r"""Refactorise covariances that are not positive definite with a larger ridge.
 
-    All candidates are factorised at once (one batched Cholesky, differentiable, no data-dependent loop).
-    Returns the covariances actually factorised, their factors and a flag of those that needed a retry."""
+    The ridge starts at `reg` (or $10^{-6}$ times the mean variance when `reg` is 0) and grows by $10^j$,
+    $j = 1, \dots, 6$; the first candidate that factorises is kept. All candidates are factorised at once (one
+    batched Cholesky: differentiable, no data-dependent loop).
+
+    Args:
+        cov: `(K, D, D)` or `(D, D)` covariances.
+        prec: their precision Cholesky factors (NaN where the factorisation failed).
+        reg: the ridge already on the diagonals.
+
+    Returns:
+        `(cov, prec, retried)`: the covariances actually factorised, their factors, and a `(K,)` (or scalar)
+        flag of those that needed a larger ridge.
+    """
     d = cov.shape[-1]
     ct = "full" if cov.ndim == 3 else "tied"
     eye = jnp.eye(d, dtype=cov.dtype)
@@ -288,7 +307,7 @@ class Gaussian(Family):
         prec = precisions_cholesky(cov, ct, symmetrize=False)
         k = means.shape[0]
         if ct in ("full", "tied"):
-            cov, prec, bad = _retry_cholesky(cov, prec, self.reg_covar)
+            cov, prec, bad = regularized_cholesky(cov, prec, self.reg_covar)
             regularized = jnp.broadcast_to(bad, (k,))
         else:
             regularized = jnp.zeros((k,), bool)
