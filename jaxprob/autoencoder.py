@@ -840,7 +840,7 @@ def pca_subspace_angles(model: Autoencoder, pca: PCA):
 # variational autoencoders
 # ----------------------------------------------------------------------------------------------------------
 LIKELIHOODS = ("bernoulli", "gaussian")
-"""Decoder likelihoods $p(x \\mid z)$ of a [VAE][jaxprob.autoencoder.VAE]."""
+r"""Decoder likelihoods $p(x \mid z)$ of a [VAE][jaxprob.autoencoder.VAE]."""
 
 OBJECTIVES = ("elbo", "iwae")
 """Training objectives of [fit_vae][jaxprob.autoencoder.fit_vae]: the evidence lower bound or the
@@ -908,7 +908,7 @@ class VAE(eqx.Module):
                  likelihood: str = "bernoulli", n_components: int | None = None,
                  decoder_hidden: Sequence[int] | None = None, activation: str = "relu", noise_scale: float = 1.0,
                  learn_noise: bool = True, dtype=None):
-        """Glorot-uniform weights, zero biases, a prior with equal components.
+        r"""Glorot-uniform weights, zero biases, a prior with equal components.
 
         Args:
             in_size: `D`, number of input features.
@@ -916,9 +916,9 @@ class VAE(eqx.Module):
             hidden: widths of the encoder's hidden layers (empty: an affine encoder).
             key: a JAX PRNG key.
             likelihood: `"bernoulli"` (data in `[0, 1]`) or `"gaussian"`.
-            n_components: `None` for the prior $\\mathcal N(0, I)$, or `K` for a learned mixture prior.
+            n_components: `None` for the prior $\mathcal N(0, I)$, or `K` for a learned mixture prior.
             decoder_hidden: widths of the decoder's hidden layers; `None` mirrors `hidden`.
-            activation: hidden activation of both networks, a key of [ACTIVATIONS][jaxprob.nn.ACTIVATIONS].
+            activation: hidden activation of both networks, a key of `jaxprob.nn.ACTIVATIONS`.
             noise_scale: initial $s$ of the Gaussian decoder.
             learn_noise: train $s$ (otherwise it stays at `noise_scale`).
             dtype: floating dtype of the parameters (default: JAX's default float).
@@ -959,7 +959,7 @@ class VAE(eqx.Module):
 
     @property
     def n_components(self) -> int | None:
-        """`K` of the mixture prior, `None` for the $\\mathcal N(0, I)$ prior."""
+        r"""`K` of the mixture prior, `None` for the $\mathcal N(0, I)$ prior."""
         return None if self.prior_logits is None else self.prior_logits.shape[0]
 
     @property
@@ -968,13 +968,13 @@ class VAE(eqx.Module):
         return "sigmoid" if self.likelihood == "bernoulli" else "identity"
 
     def posterior(self, x):
-        """Mean and log-variances of $q_\\phi(z \\mid x)$: two arrays `(..., d)` for `x` of shape `(..., D)`."""
+        r"""Mean and log-variances of $q_\phi(z \mid x)$: two arrays `(..., d)` for `x` of shape `(..., D)`."""
         _check_vae_axis(x, self.in_size, "x", "the VAE's input size")
         out = self.encoder(x)
         return out[..., : self.latent_size], out[..., self.latent_size:]
 
     def encode(self, x):
-        """The code of `x`: the posterior mean $\\mu_\\phi(x)$, `(..., d)`."""
+        r"""The code of `x`: the posterior mean $\mu_\phi(x)$, `(..., d)`."""
         return self.posterior(x)[0]
 
     def decode_logits(self, z):
@@ -983,7 +983,7 @@ class VAE(eqx.Module):
         return self.decoder(z)
 
     def decode(self, z):
-        """Mean of $p_\\theta(x \\mid z)$, `(..., D)`: pixel probabilities (Bernoulli) or the Gaussian mean."""
+        r"""Mean of $p_\theta(x \mid z)$, `(..., D)`: pixel probabilities (Bernoulli) or the Gaussian mean."""
         return nn.ACTIVATIONS[self.output_activation](self.decode_logits(z))
 
     def __call__(self, x):
@@ -991,7 +991,7 @@ class VAE(eqx.Module):
         return self.decode(self.encode(x))
 
     def log_likelihood(self, x, z):
-        """$\\log p_\\theta(x \\mid z)$, summed over the `D` features.
+        r"""$\log p_\theta(x \mid z)$, summed over the `D` features.
 
         Args:
             x: `(..., D)` data.
@@ -1008,7 +1008,7 @@ class VAE(eqx.Module):
         return -0.5 * sq * jnp.exp(-2.0 * log_s) - x.shape[-1] * (log_s + 0.5 * _LOG_2PI)
 
     def prior_log_prob(self, z):
-        """$\\log p(z)$ for `z` of shape `(..., d)`: `(...)` log-densities."""
+        r"""$\log p(z)$ for `z` of shape `(..., d)`: `(...)` log-densities."""
         _check_vae_axis(z, self.latent_size, "z", "the VAE's latent size")
         if self.prior_logits is None:
             return -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
@@ -1017,8 +1017,8 @@ class VAE(eqx.Module):
         return jax.nn.logsumexp(jax.nn.log_softmax(self.prior_logits) + comp, axis=-1)
 
     def prior(self) -> mixture.Mixture:
-        """The prior as a diagonal Gaussian [Mixture][jaxprob.em.Mixture] (one standard component for
-        $\\mathcal N(0, I)$), for `mixture.sample`, `mixture.predict` and the other mixture functions."""
+        r"""The prior as a diagonal Gaussian [Mixture][jaxprob.em.Mixture] (one standard component for
+        $\mathcal N(0, I)$), for `mixture.sample`, `mixture.predict` and the other mixture functions."""
         if self.prior_logits is None:
             d = self.latent_size
             return mixture.make_gmm(jnp.ones(1), jnp.zeros((1, d)), jnp.ones((1, d)), "diag")
