@@ -43,6 +43,9 @@ FAST = {
     "mixture_model_selection": {"max_components": 3, "n_init": 1},
     "regression_mixture": {},
     "regression_noise": {},
+    "vae_mnist": {"data": "digits", "n_train": 600, "n_val": 100, "n_test": 200, "hidden": [32], "latent_size": 2,
+                  "n_epochs": 4, "batch_size": 64, "learning_rate": 3e-3, "elbo_samples": 2, "iwae_ks": [1, 10],
+                  "n_prior_samples": 200, "latent_2d_epochs": 1},  # 2-d codes: the 2-d models reuse the programs
 }
 
 
@@ -177,6 +180,20 @@ def check_autoencoder_digits(m):
     assert last < first
     lik = m["generation"]["test_code_log_likelihood_per_dim"]
     assert lik["mixture"] > lik["single_gaussian"]
+
+
+def check_vae_mnist(m):
+    vae = m["vae"]
+    first, last = vae["train_neg_elbo_first_last"]
+    assert last < first
+    iwae = vae["test_iwae"]
+    # the importance-weighted bound rises with K (paired over the same test images)
+    assert iwae["10"]["gain_over_smallest_k"] > 3 * iwae["10"]["gain_standard_error"]
+    assert vae["test_elbo"]["mean"] < iwae["10"]["mean"] < 0
+    assert abs(iwae["1"]["mean"] - vae["test_elbo"]["mean"]) < 4 * vae["test_elbo"]["standard_error"]
+    for name in ("autoencoder", "vae"):
+        assert 0 < m[name]["test_reconstruction"]["mse_per_pixel"] < 0.25
+        assert m["latent_holes"][name]["median_nn_distance_ratio_prior_vs_test"] > 0
 
 
 CHECKS = {name[len("check_"):]: fn for name, fn in globals().items() if name.startswith("check_")}
