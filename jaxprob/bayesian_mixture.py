@@ -641,7 +641,7 @@ def _check_prior(prior: Prior, ct: str, d: int, dtype) -> Prior:
 @jax.jit(static_argnums=(5, 6, 7, 8))
 def _fit_jit(key, x, w, prior, family, n_components, init_method, n_init, max_iter, tol):
     prepared = em.prepare(x, family, w)
-    stats = em.initial_stats(key, x, prepared, family, n_components, init_method, n_init)
+    stats = em.initial_stats(x, prepared, family, n_components, init_method, n_init, key=key)
     return fit_from(prepared, prior, family, stats, max_iter=max_iter, tol=tol)
 
 

@@ -119,10 +119,10 @@ def test_rst_converter_output():
 
     package = griffe.load("jaxprob", search_paths=[str(ROOT)])
     conv = rst_to_md.Converter("jaxprob.mixture", package)
-    doc = ("Fit by :func:`fit` (see :class:`~jaxprob.mixture.GaussianMixture`, :mod:`jaxprob.kmeans`)\n"
+    doc = ("Fit by :func:`fit` (see :class:`~jaxprob.mixture.Mixture`, :mod:`jaxprob.kmeans`)\n"
            "with :math:`\\alpha_k` and ``code``.\n\n.. math::\n\n    a = b\n\nEnd, :func:`_private`.")
     out = conv.convert(doc)
-    assert out == ("Fit by [`fit`][jaxprob.mixture.fit] (see [`GaussianMixture`][jaxprob.mixture.GaussianMixture], "
+    assert out == ("Fit by [`fit`][jaxprob.mixture.fit] (see [`Mixture`][jaxprob.em.Mixture], "
                    "[`jaxprob.kmeans`][jaxprob.kmeans])\nwith $\\alpha_k$ and `code`.\n\n$$\na = b\n$$\n\n"
                    "End, `_private`.")
     assert conv.report and "_private" in conv.report[0]
