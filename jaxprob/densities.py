@@ -28,6 +28,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_choice
 
@@ -78,7 +79,7 @@ def _precisions_cholesky(covariances, covariance_type, symmetrize=True):
     return jax.lax.rsqrt(covariances)
 
 
-def precisions_cholesky(covariances, covariance_type: str = "full", *, symmetrize: bool = True):
+def precisions_cholesky(covariances: ArrayLike, covariance_type: str = "full", *, symmetrize: bool = True) -> jax.Array:
     r"""Cholesky factors of the precision matrices, from covariances.
 
     Args:
@@ -116,7 +117,7 @@ def _covariances_from_prec_chol(prec_chol, covariance_type):
     return 1.0 / jnp.square(prec_chol)
 
 
-def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: str = "full"):
+def covariances_from_precisions_cholesky(precisions_cholesky: ArrayLike, covariance_type: str = "full") -> jax.Array:
     r"""Inverse of :func:`precisions_cholesky`: :math:`\Sigma = (U U^\top)^{-1} = U^{-\top} U^{-1}`.
 
     Args:
@@ -141,7 +142,7 @@ def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: s
 # ----------------------------------------------------------------------------------------------------------
 # Gaussian log-densities
 # ----------------------------------------------------------------------------------------------------------
-def diagonal_entries(a):
+def diagonal_entries(a: ArrayLike) -> jax.Array:
     """Diagonals of a stack of square matrices, as a strided slice of the flattened matrices.
 
     XLA on the CPU compiles a slice to much less code than the gather of `jnp.diagonal`.
@@ -162,7 +163,7 @@ def diagonal_entries(a):
     return a.reshape(a.shape[:-2] + (d * d,))[..., :: d + 1]
 
 
-def log_det_precisions_cholesky(prec_chol, covariance_type: str, n_features: int):
+def log_det_precisions_cholesky(prec_chol: ArrayLike, covariance_type: str, n_features: int) -> jax.Array:
     r"""$\log\det U = -\tfrac12 \log\det\Sigma$ of precision Cholesky factors, per component (a scalar when tied).
 
     Args:
@@ -224,7 +225,8 @@ def _check_components(x, means, prec_chol, covariance_type):
     return x.astype(dtype), means.astype(dtype), prec_chol.astype(dtype)
 
 
-def component_log_prob(x, means, precisions_cholesky, covariance_type: str = "full"):
+def component_log_prob(x: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike,
+                       covariance_type: str = "full") -> jax.Array:
     r"""Log-density of every sample under every Gaussian component.
 
     .. math:: \ell_{ik} = \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
@@ -251,7 +253,8 @@ def component_log_prob(x, means, precisions_cholesky, covariance_type: str = "fu
     return out[0] if single else out
 
 
-def mixture_log_prob(x, weights, means, precisions_cholesky, covariance_type: str = "full"):
+def mixture_log_prob(x: ArrayLike, weights: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike,
+                     covariance_type: str = "full") -> jax.Array:
     r"""Log-density of a Gaussian mixture, by log-sum-exp over components.
 
     .. math:: \log p(x) = \log \sum_k \alpha_k \mathcal N(x \mid \mu_k, \Sigma_k)
@@ -302,7 +305,7 @@ def _single_gaussian(x, mean, cov, covariance_type, ndim_cov):
     return out[0] if single else out
 
 
-def gaussian_log_prob(x, mean, cov):
+def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> jax.Array:
     r"""Multivariate normal log-density with a full covariance, through the Cholesky factor of the precision.
 
     .. math:: \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)
@@ -325,7 +328,7 @@ def gaussian_log_prob(x, mean, cov):
     return _single_gaussian(x, mean, cov, "full", 2)
 
 
-def gaussian_log_prob_diag(x, mean, var):
+def gaussian_log_prob_diag(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
     r"""Gaussian log-density with a diagonal covariance ``diag(var)``.
 
     Args:
@@ -345,7 +348,7 @@ def gaussian_log_prob_diag(x, mean, var):
     return _single_gaussian(x, mean, var, "diag", 1)
 
 
-def gaussian_log_prob_spherical(x, mean, var):
+def gaussian_log_prob_spherical(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
     r"""Gaussian log-density with an isotropic covariance :math:`\sigma^2 I`.
 
     Args:
@@ -376,7 +379,7 @@ def gaussian_log_prob_spherical(x, mean, var):
     return out[0] if single else out
 
 
-def categorical_log_prob(labels, logits):
+def categorical_log_prob(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
     r"""Log-probability of integer labels under categorical distributions given by (unnormalised) logits.
 
     Args:
@@ -405,7 +408,7 @@ def categorical_log_prob(labels, logits):
 # ----------------------------------------------------------------------------------------------------------
 # Information measures
 # ----------------------------------------------------------------------------------------------------------
-def entropy(p, axis: int = -1):
+def entropy(p: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Shannon entropy (nats) of discrete distributions, with :math:`0 \log 0 = 0`.
 
     .. math:: H(p) = -\sum_i p_i \log p_i
@@ -427,7 +430,7 @@ def entropy(p, axis: int = -1):
     return -jnp.sum(xlogy(p, p), axis=axis)
 
 
-def cross_entropy(p, q, axis: int = -1):
+def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Cross-entropy (nats) :math:`H(p, q) = -\sum_i p_i \log q_i`; infinite where :math:`q_i = 0 < p_i`.
 
     Args:
@@ -451,7 +454,7 @@ def cross_entropy(p, q, axis: int = -1):
     return -jnp.sum(xlogy(p, q), axis=axis)
 
 
-def kl_divergence(p, q, axis: int = -1):
+def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log (p_i / q_i) = H(p,q) - H(p)`.
 
     Terms with :math:`p_i = 0` contribute zero; the divergence is infinite where :math:`q_i = 0 < p_i`.
@@ -477,7 +480,7 @@ def kl_divergence(p, q, axis: int = -1):
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
 
 
-def gaussian_entropy(cov):
+def gaussian_entropy(cov: ArrayLike) -> jax.Array:
     r"""Differential entropy of :math:`\mathcal N(\mu, \Sigma)`: :math:`\tfrac12 \log\lvert 2\pi e \Sigma\rvert`.
 
     Args:
@@ -498,7 +501,7 @@ def gaussian_entropy(cov):
     return 0.5 * (d * (1.0 + _LOG_2PI) + log_det)
 
 
-def gaussian_kl(mean_p, cov_p, mean_q, cov_q):
+def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: ArrayLike) -> jax.Array:
     r"""Closed-form :math:`\mathrm{KL}(\mathcal N(\mu_p, \Sigma_p) \,\|\, \mathcal N(\mu_q, \Sigma_q))`.
 
     .. math:: \tfrac12 \Big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) + (\mu_q-\mu_p)^\top \Sigma_q^{-1}(\mu_q-\mu_p)
@@ -538,7 +541,7 @@ def gaussian_kl(mean_p, cov_p, mean_q, cov_q):
     return 0.5 * (jnp.sum(jnp.square(m)) + jnp.sum(jnp.square(z)) - d + log_det_ratio)
 
 
-def softmax(logits, axis: int = -1):
+def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Numerically stable softmax :math:`\exp(z_i - \operatorname{logsumexp}(z))`.
 
     Args:
@@ -558,7 +561,7 @@ def softmax(logits, axis: int = -1):
     return jax.nn.softmax(logits, axis=axis)
 
 
-def log_softmax(logits, axis: int = -1):
+def log_softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Numerically stable :math:`z_i - \operatorname{logsumexp}(z)`.
 
     Args:

@@ -47,7 +47,7 @@ chunked ([fit_chunked][jaxprob.hmm.fit_chunked]) drivers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxprob import em
 from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key, is_tracer
@@ -416,7 +417,7 @@ def _check_inputs(log_emissions, log_initial, log_transition, lengths, method):
     return lb, li, lA, lengths
 
 
-def check_lengths(lengths, x, name: str = "lengths"):
+def check_lengths(lengths: ArrayLike, x: ArrayLike, name: str = "lengths") -> jax.Array | None:
     """Check `lengths: (B,)` against a padded batch `x: (B, T, ...)` and return it as an int32 array.
 
     `None` means every sequence has the full length $T$ (and returns `None` for a single sequence, `x` of rank 2
@@ -455,7 +456,8 @@ def check_lengths(lengths, x, name: str = "lengths"):
 
 
 # ---- public kernels --------------------------------------------------------------------------------------------
-def forward_backward(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential",
+def forward_backward(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+                     lengths: ArrayLike | None = None, *, method: str = "sequential",
                      pairwise: bool = False) -> Posterior:
     r"""Posterior marginals, expected transition counts and log-likelihood of each sequence.
 
@@ -485,7 +487,8 @@ def forward_backward(log_emissions, log_initial, log_transition, lengths=None, *
     return _forward_backward_jit(lb, li, lA, lengths, method, bool(pairwise))
 
 
-def forward(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential") -> Forward:
+def forward(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+            lengths: ArrayLike | None = None, *, method: str = "sequential") -> Forward:
     r"""Log-likelihood and filtered log-probabilities $\log p(z_t \mid x_{0:t})$ (the forward pass only).
 
     Args:
@@ -509,7 +512,8 @@ def forward(log_emissions, log_initial, log_transition, lengths=None, *, method:
     return _forward_jit(lb, li, lA, lengths, method)
 
 
-def viterbi(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential") -> ViterbiPath:
+def viterbi(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+            lengths: ArrayLike | None = None, *, method: str = "sequential") -> ViterbiPath:
     r"""Most probable state sequence $\arg\max_z p(z, x)$ and its log joint probability.
 
     Ties go to the lowest state with `"sequential"`; `"parallel"` takes the arg max of the max-marginals at
@@ -537,8 +541,8 @@ def viterbi(log_emissions, log_initial, log_transition, lengths=None, *, method:
     return _viterbi_jit(lb, li, lA, lengths, method)
 
 
-def posterior_decode(log_emissions, log_initial, log_transition, lengths=None, *,
-                     method: str = "sequential") -> jax.Array:
+def posterior_decode(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+                     lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
     r"""The state of largest posterior marginal at each step, $\hat z_t = \arg\max_k \gamma_t(k)$.
 
     It maximises the expected number of correct states, not the probability of the whole path (the path
@@ -583,7 +587,7 @@ def _sample_states_jit(key, li, lA, n_steps):
     return jnp.concatenate([z0[None], rest])
 
 
-def sample_states(log_initial, log_transition, n_steps: int, *, key) -> jax.Array:
+def sample_states(log_initial: ArrayLike, log_transition: ArrayLike, n_steps: int, *, key: jax.Array) -> jax.Array:
     r"""Draw one state sequence $z_0 \sim \pi$, $z_t \sim A_{z_{t-1}, \cdot}$ (a `lax.scan`).
 
     For several sequences, `jax.vmap` over keys.
@@ -685,7 +689,7 @@ class Sequences(eqx.Module):
     n_steps: int = eqx.field(static=True)
 
 
-def make_hmm(initial, transition, components, family: Family) -> HMM:
+def make_hmm(initial: ArrayLike, transition: ArrayLike, components: Any, family: Family) -> HMM:
     """An HMM from its initial distribution, transition matrix and emission parameters (checked eagerly).
 
     Args:
@@ -734,7 +738,7 @@ def _check_model(model, name="model"):
     return model
 
 
-def pad_sequences(sequences, *, pad_value=0) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(sequences: Sequence[ArrayLike], *, pad_value: Any = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stack sequences of different lengths into a padded batch.
 
     Args:
@@ -780,7 +784,7 @@ def _float_dtype(x):
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
 
 
-def prepare(x, family: Family, lengths=None, *, center=None) -> Sequences:
+def prepare(x: Any, family: Family, lengths: ArrayLike | None = None, *, center: Any = None) -> Sequences:
     """Prepare sequences for Baum–Welch with `family` (traceable; no validation).
 
     Args:
@@ -862,8 +866,8 @@ def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMSta
                     jnp.sum(nonempty.astype(w.dtype)))
 
 
-def m_step(stats: HMMStats, center, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
-           learn_emissions: bool = True, use_previous=True):
+def m_step(stats: HMMStats, center: Any, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
+           learn_emissions: bool = True, use_previous: bool | jax.Array = True) -> tuple[HMM, jax.Array, jax.Array]:
     """M-step of Baum–Welch: $\\pi$, $A$ and the emissions from summed statistics (traceable).
 
     $\\pi_k = \\sum_b \\gamma^{(b)}_0(k) / B$ and $A_{ij} = \\sum_t \\xi_t(i, j) / \\sum_{t, j'} \\xi_t(i, j')$ (a
@@ -901,7 +905,7 @@ def m_step(stats: HMMStats, center, previous: HMM, *, learn_initial: bool = True
     return HMM(initial, transition, components, family), collapsed, regularized
 
 
-def step(data: Sequences, model: HMM, *, method: str = "sequential"):
+def step(data: Sequences, model: HMM, *, method: str = "sequential") -> tuple[HMM, jax.Array]:
     """One Baum–Welch iteration on prepared sequences (traceable; cheap inside the caller's `jit`).
 
     Args:
@@ -920,8 +924,9 @@ def step(data: Sequences, model: HMM, *, method: str = "sequential"):
 _LEARN = ("learn_initial", "learn_transition", "learn_emissions")
 
 
-def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, key, init_method: str = "kmeans++",
-                   n_init: int = 1, initial=None, transition=None) -> HMM:
+def initial_models(data: Sequences, x_flat: Any, family: Family, n_states: int, *, key: jax.Array,
+                   init_method: str = "kmeans++", n_init: int = 1, initial: ArrayLike | None = None,
+                   transition: ArrayLike | None = None) -> HMM:
     """Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
 
     The emissions are those of the engine's mixture initialisation on the pooled valid steps
@@ -953,9 +958,9 @@ def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, ke
     return HMM(stack(initial), stack(transition), mix.components, jax.tree.map(stack, family))
 
 
-def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol, learn_initial: bool = True,
+def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol: float, learn_initial: bool = True,
              learn_transition: bool = True, learn_emissions: bool = True, method: str = "sequential",
-             e_step_fn: Callable | None = None, callback: Callable | None = None):
+             e_step_fn: Callable | None = None, callback: Callable | None = None) -> tuple[HMM, FitInfo]:
     """Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
 
     Traceable; every restart is one `lax.while_loop` and the restarts are vmapped. `e_step_fn` replaces the
@@ -1115,11 +1120,11 @@ def _fit_setup(x, n_states, key, lengths, family, covariance_type, n_init, init_
     return x, lengths, models, tol, learn, max_iter
 
 
-def fit(x, n_states: int, *, key=None, lengths=None, family: Family | None = None, covariance_type: str = "full",
-        n_init: int = 1, init_method: str = "kmeans++", init_model: HMM | None = None, initial=None,
-        transition=None, learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True,
-        max_iter: int = 100, tol: float = 1e-4, method: str = "sequential",
-        callback: Callable | None = None) -> tuple[HMM, FitInfo]:
+def fit(x: Any, n_states: int, *, key: jax.Array | None = None, lengths: ArrayLike | None = None,
+        family: Family | None = None, covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+        init_model: HMM | None = None, initial: ArrayLike | None = None, transition: ArrayLike | None = None,
+        learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100,
+        tol: float = 1e-4, method: str = "sequential", callback: Callable | None = None) -> tuple[HMM, FitInfo]:
     r"""Fit an HMM by Baum–Welch (EM) on the engine's loop, `n_init` restarts vmapped, the best one kept.
 
     Each iteration runs forward–backward on every sequence (one `vmap` over the padded batch), adds the
@@ -1214,9 +1219,10 @@ def _center_jit(x, lengths, family):
     return em.weighted_center(flat, w)
 
 
-def fit_sharded(x, n_states: int, *, mesh, key=None, lengths=None, family: Family | None = None,
-                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
-                init_model: HMM | None = None, initial=None, transition=None, learn_initial: bool = True,
+def fit_sharded(x: Any, n_states: int, *, mesh: jax.sharding.Mesh, key: jax.Array | None = None,
+                lengths: ArrayLike | None = None, family: Family | None = None, covariance_type: str = "full",
+                n_init: int = 1, init_method: str = "kmeans++", init_model: HMM | None = None,
+                initial: ArrayLike | None = None, transition: ArrayLike | None = None, learn_initial: bool = True,
                 learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100, tol: float = 1e-4,
                 method: str = "sequential") -> tuple[HMM, FitInfo]:
     r"""Baum–Welch with the sequences split over the devices of a 1-D mesh (`shard_map`, statistics `psum`).
@@ -1292,9 +1298,9 @@ def _m_step_jit(stats, center, model, learn_initial, learn_transition, learn_emi
                   learn_emissions=learn_emissions)
 
 
-def fit_chunked(x, init_model: HMM, *, lengths=None, chunk_size: int = 256, learn_initial: bool = True,
-                learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100,
-                tol: float = 1e-4, method: str = "sequential") -> tuple[HMM, FitInfo]:
+def fit_chunked(x: Any, init_model: HMM, *, lengths: ArrayLike | None = None, chunk_size: int = 256,
+                learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True,
+                max_iter: int = 100, tol: float = 1e-4, method: str = "sequential") -> tuple[HMM, FitInfo]:
     r"""Exact Baum–Welch over a batch of sequences read `chunk_size` sequences at a time (larger than memory).
 
     One pass over the chunks is one iteration: the [HMMStats][jaxprob.hmm.HMMStats] of the chunks are added
@@ -1457,7 +1463,7 @@ def _evaluate(x, model, lengths, what, method):
     return out[0] if single else out
 
 
-def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
+def score(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
     """Log-likelihood $\\log p(x_{0:L})$ of each sequence.
 
     Args:
@@ -1481,7 +1487,7 @@ def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Arr
     return _evaluate(x, model, lengths, "score", method)
 
 
-def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
+def predict_proba(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
     """Posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$.
 
     Args:
@@ -1496,7 +1502,8 @@ def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") ->
     return _evaluate(x, model, lengths, "proba", method)
 
 
-def predict(x, model: HMM, lengths=None, *, algorithm: str = "viterbi", method: str = "sequential") -> jax.Array:
+def predict(x: Any, model: HMM, lengths: ArrayLike | None = None, *, algorithm: str = "viterbi",
+            method: str = "sequential") -> jax.Array:
     """Decoded states: the Viterbi path (default) or the posterior mode at each step.
 
     Args:
@@ -1520,7 +1527,7 @@ def _sample_jit(key, model, n_steps):
     return model.family.sample(k_x, model.components, states), states
 
 
-def sample(model: HMM, n_steps: int, *, key) -> tuple[jax.Array, jax.Array]:
+def sample(model: HMM, n_steps: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \\sim p(x \\mid z_t)$.
 
     For several sequences, `jax.vmap` over keys.
@@ -1573,7 +1580,7 @@ def n_parameters(model: HMM) -> int:
     return (k - 1) + k * (k - 1) + int(model.family.n_parameters(model.components))
 
 
-def bic(x, model: HMM, lengths=None) -> jax.Array:
+def bic(x: Any, model: HMM, lengths: ArrayLike | None = None) -> jax.Array:
     r"""Bayesian information criterion $-2 \log p(x) + p \log n$ ($n$ valid steps; lower is better).
 
     Args:

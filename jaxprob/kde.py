@@ -41,6 +41,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import (
     as_float_array,
@@ -210,7 +211,7 @@ def _well_conditioned(h, dtype) -> bool:
     return bool(np.linalg.eigvalsh(corr).min() > 16 * h.shape[0] * np.finfo(dtype).eps)
 
 
-def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
+def bandwidth_scott(x: ArrayLike, *, sample_weight: ArrayLike | None = None, bandwidth_type: str = "full") -> jax.Array:
     r"""Scott's rule: :math:`H = n_\text{eff}^{-2/(D+4)}\,\hat\Sigma`.
 
     Args:
@@ -231,7 +232,8 @@ def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
     return _rule(x, "scott", sample_weight, bandwidth_type)
 
 
-def bandwidth_silverman(x, *, sample_weight=None, bandwidth_type: str = "full"):
+def bandwidth_silverman(x: ArrayLike, *, sample_weight: ArrayLike | None = None,
+                        bandwidth_type: str = "full") -> jax.Array:
     r"""Silverman's rule: :math:`H = \left(n_\text{eff}(D+2)/4\right)^{-2/(D+4)}\,\hat\Sigma`.
 
     Args:
@@ -283,8 +285,8 @@ def _bandwidth_matrix(bandwidth, d, dtype):
     return b
 
 
-def fit(x, *, bandwidth="scott", kernel: str = "gaussian", sample_weight=None,
-        bandwidth_type: str = "full") -> KDE:
+def fit(x: ArrayLike, *, bandwidth: str | float | ArrayLike = "scott", kernel: str = "gaussian",
+        sample_weight: ArrayLike | None = None, bandwidth_type: str = "full") -> KDE:
     """Build a kernel density estimate from data.
 
     Args:
@@ -408,7 +410,7 @@ def _check_queries(x, model):
     return x.astype(jnp.result_type(x.dtype, model.points.dtype))
 
 
-def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
+def log_prob(x: ArrayLike, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096) -> jax.Array:
     r"""Log-density :math:`\log \hat f(x)` at each query, by a chunked log-sum-exp.
 
     Args:
@@ -436,7 +438,7 @@ def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
                          kde.bandwidth_cholesky.astype(dtype), kde.kernel, query_chunk, point_chunk)
 
 
-def score(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
+def score(x: ArrayLike, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096) -> jax.Array:
     """Mean log-density of the queries (the held-out log-likelihood per point).
 
     Args:
@@ -482,7 +484,7 @@ def _sample_jit(key, points, weights, chol, kernel, n):
     return points[idx] + z @ chol.T
 
 
-def sample(kde: KDE, n_samples: int, *, key):
+def sample(kde: KDE, n_samples: int, *, key: jax.Array) -> jax.Array:
     """Draw samples: pick a point with probability :math:`w_i`, then add kernel noise :math:`L z`.
 
     Args:
@@ -518,8 +520,9 @@ def _grid_scores_jit(x_valid, points, weights, chol0, scales, kernel, query_chun
     return jax.vmap(one)(scales)
 
 
-def select_bandwidth(x_train, x_valid, scales, *, base="scott", kernel: str = "gaussian", sample_weight=None,
-                     bandwidth_type: str = "full", query_chunk: int = 1024,
+def select_bandwidth(x_train: ArrayLike, x_valid: ArrayLike, scales: ArrayLike, *,
+                     base: str | float | ArrayLike = "scott", kernel: str = "gaussian",
+                     sample_weight: ArrayLike | None = None, bandwidth_type: str = "full", query_chunk: int = 1024,
                      point_chunk: int = 4096) -> BandwidthSearch:
     r"""Choose the bandwidth :math:`H = s^2 H_0` maximising the held-out mean log-density over a grid.
 

@@ -60,6 +60,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob._validation import (
     as_float_array,
@@ -181,7 +182,7 @@ def _sq_dist(x, x_sq, c):
     return jnp.maximum(x_sq[:, None] - 2.0 * (x @ c.T) + c_sq[None, :], 0.0)
 
 
-def squared_distances(x, centroids, *, x_sq=None):
+def squared_distances(x: ArrayLike, centroids: ArrayLike, *, x_sq: ArrayLike | None = None) -> jax.Array:
     r"""Squared Euclidean distances $\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
     + \lVert c_k\rVert^2$, computed with one matrix product (clipped at 0).
 
@@ -231,7 +232,8 @@ def _kpp_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dt
     return u.reshape(n_restarts, n_clusters, n_local_trials)
 
 
-def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32, *, key):
+def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: int, dtype: DTypeLike = jnp.float32, *,
+                             key: jax.Array) -> jax.Array:
     """All the uniform draws that greedy k-means++ needs for `n_restarts` restarts, in one draw.
 
     Restart `r` of [kmeans_plusplus_from_uniforms][jaxprob.kmeans.kmeans_plusplus_from_uniforms] takes `u[r]`:
@@ -261,7 +263,7 @@ def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: i
     return _kpp_uniforms(key, n_restarts, n_clusters, n_local_trials, dtype)
 
 
-def kmeans_plusplus_from_uniforms(u, x, weights):
+def kmeans_plusplus_from_uniforms(u: ArrayLike, x: ArrayLike, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Greedy weighted k-means++ driven by given uniform draws: a pure kernel with no random-number generator.
 
     The same uniforms give the same centres; [kmeans_plusplus][jaxprob.kmeans.kmeans_plusplus] is this function on
@@ -410,7 +412,8 @@ def _default_trials(n_clusters):
     return 2 + int(math.log(n_clusters))
 
 
-def kmeans_plusplus(x, n_clusters: int, *, key, sample_weight=None, n_local_trials: int | None = None):
+def kmeans_plusplus(x: ArrayLike, n_clusters: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
+                    n_local_trials: int | None = None) -> tuple[jax.Array, jax.Array]:
     r"""Greedy k-means++ seeding.
 
     Args:
@@ -441,7 +444,8 @@ def kmeans_plusplus(x, n_clusters: int, *, key, sample_weight=None, n_local_tria
     return (centers if scale is None else x[idx]), idx
 
 
-def random_centroids(x, n_clusters: int, *, key, sample_weight=None):
+def random_centroids(x: ArrayLike, n_clusters: int, *, key: jax.Array,
+                     sample_weight: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     r"""Random initial centres: ``K`` distinct samples drawn with probability proportional to their weight.
 
     Args:
@@ -475,14 +479,14 @@ def _seed(key, x, w, n_clusters, method, n_local_trials):
 
 
 def init(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key,
+    key: jax.Array,
     init_method: str = "kmeans++",
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
-):
+) -> jax.Array:
     """Initial centroids from an explicit key: greedy k-means++ (``"kmeans++"``) or random samples
     (``"random"``).
 
@@ -614,7 +618,8 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     return labels, d
 
 
-def assign(x, centroids, *, exact: bool = True, x_sq=None):
+def assign(x: ArrayLike, centroids: ArrayLike, *, exact: bool = True,
+           x_sq: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     """Labels and squared distances of a block of samples: the assignment step of Lloyd's algorithm.
 
     A pure kernel, usable inside `jit`, `vmap` and `shard_map` (only ranks and shapes are checked); the drivers in
@@ -889,7 +894,8 @@ def _step_jit(x, w, c, chunk):
     return new, labels, inert
 
 
-def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
+def lloyd_step(x: ArrayLike, centroids: ArrayLike, *, sample_weight: ArrayLike | None = None,
+               chunk_size: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""One Lloyd step: assign every sample to its closest centroid, then move each centroid to the weighted
     mean of its samples (empty clusters are relocated, see the module notes).
 
@@ -925,20 +931,20 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
 
 
 def fit(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key=None,
+    key: jax.Array | None = None,
     init_method: str = "kmeans++",
-    init_centroids=None,
+    init_centroids: ArrayLike | None = None,
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
     restart_batch: int | None = None,
-):
+) -> tuple[KMeans, KMeansInfo]:
     r"""k-means by Lloyd's algorithm under ``lax.while_loop``, ``n_init`` restarts in one compiled program.
 
     Iterations stop when the assignments do not change, when the squared centroid shift
@@ -1046,7 +1052,7 @@ def _eval_args(x, centroids, sample_weight, chunk_size):
     return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size), scale
 
 
-def predict(x, centroids: KMeans | jax.Array, *, chunk_size: int | None = None):
+def predict(x: ArrayLike, centroids: KMeans | jax.Array, *, chunk_size: int | None = None) -> jax.Array:
     """Index of the closest centroid of every sample (ties go to the lowest index).
 
     Args:
@@ -1067,7 +1073,8 @@ def predict(x, centroids: KMeans | jax.Array, *, chunk_size: int | None = None):
     return _labels_inertia_jit(x, w, c, chunk)[0]
 
 
-def inertia(x, centroids: KMeans | jax.Array, *, sample_weight=None, chunk_size: int | None = None):
+def inertia(x: ArrayLike, centroids: KMeans | jax.Array, *, sample_weight: ArrayLike | None = None,
+            chunk_size: int | None = None) -> jax.Array:
     r"""Weighted inertia :math:`\sum_i w_i \min_k \lVert x_i - c_k\rVert^2`.
 
     Args:
@@ -1095,7 +1102,7 @@ def _transform_jit(x, c):
     return jnp.sqrt(_sq_dist(x, jnp.sum(jnp.square(x), axis=-1), c))
 
 
-def transform(x, centroids: KMeans | jax.Array):
+def transform(x: ArrayLike, centroids: KMeans | jax.Array) -> jax.Array:
     """Euclidean distances from every sample to every centroid (the k-means feature map, as scikit-learn).
 
     Args:
@@ -1146,7 +1153,7 @@ def _minibatch_core(state: MiniBatchState, xb, wb):
 _minibatch_step_jit = jax.jit(_minibatch_core)
 
 
-def minibatch_init(centroids) -> MiniBatchState:
+def minibatch_init(centroids: ArrayLike) -> MiniBatchState:
     """Mini-batch state from initial centroids (all counts zero).
 
     Args:
@@ -1166,7 +1173,8 @@ def minibatch_init(centroids) -> MiniBatchState:
     return MiniBatchState(c, jnp.zeros((c.shape[0],), c.dtype))
 
 
-def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
+def minibatch_step(state: MiniBatchState, x_batch: ArrayLike, *,
+                   sample_weight: ArrayLike | None = None) -> tuple[MiniBatchState, jax.Array]:
     r"""One mini-batch k-means update (Sculley, 2010) from a batch, for data streamed from disk.
 
     Each centroid moves towards the weighted mean :math:`\bar x_k` of the batch samples assigned to it:
@@ -1267,20 +1275,20 @@ def _fit_minibatch_jit(
 
 
 def fit_minibatch(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key,
+    key: jax.Array,
     batch_size: int = 1024,
     init_method: str = "kmeans++",
-    init_centroids=None,
+    init_centroids: ArrayLike | None = None,
     n_init: int = 1,
     max_iter: int = 100,
     tol: float = 0.0,
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
-):
+) -> tuple[KMeans, KMeansInfo]:
     r"""Mini-batch k-means with the same call shape and results as :func:`fit`.
 
     Every step draws ``batch_size`` samples uniformly (with replacement) and applies :func:`minibatch_step`;
@@ -1366,7 +1374,8 @@ def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     return s.centroids
 
 
-def kmeans_plusplus_refined(x, n_clusters: int, *, key, sample_weight=None, max_iter: int = 10):
+def kmeans_plusplus_refined(x: ArrayLike, n_clusters: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
+                            max_iter: int = 10) -> jax.Array:
     """Greedy k-means++ seeds refined by at most `max_iter` Lloyd steps: a cheap, good start for EM.
 
     One restart, tolerance 0 (stops earlier only when the assignments are stable). Usable inside `jit` / `vmap`

@@ -32,13 +32,14 @@ import secrets
 import struct
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_int, check_key, is_tracer
 
@@ -155,7 +156,7 @@ class MLP(eqx.Module):
 # ----------------------------------------------------------------------------------------------------------
 # penalty, step and epoch
 # ----------------------------------------------------------------------------------------------------------
-def l2_penalty(model) -> jax.Array:
+def l2_penalty(model: Any) -> jax.Array:
     r"""Sum of squares of the floating array leaves of rank :math:`\ge 2` (the weight matrices).
 
     Args:
@@ -277,7 +278,8 @@ def _evaluate(model, data, loss_fn, batch_size, key=None):
     return total / n
 
 
-def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096, key=None) -> jax.Array:
+def evaluate(model: Any, loss_fn: Callable, data: tuple[ArrayLike, ...], *, batch_size: int = 4096,
+             key: jax.Array | None = None) -> jax.Array:
     """Mean of ``loss_fn`` over a data set, computed by chunks (exact when the loss is a per-sample mean).
 
     Args:
@@ -367,10 +369,11 @@ def _progress_line(epoch, n_epochs, loss, val, width=20):
     return text
 
 
-def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate: float = 1e-3,
-          n_epochs: int = 100, batch_size: int = 64, l2: float = 0.0, val_data=None,
-          patience: int | None = None, progress: bool | int = False, opt_state=None,
-          stochastic_loss: bool = False):
+def train(model: Any, loss_fn: Callable, data: tuple[ArrayLike, ...], *, key: jax.Array,
+          optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-3, n_epochs: int = 100,
+          batch_size: int = 64, l2: float = 0.0, val_data: tuple[ArrayLike, ...] | None = None,
+          patience: int | None = None, progress: bool | int = False, opt_state: optax.OptState | None = None,
+          stochastic_loss: bool = False) -> tuple[Any, TrainInfo]:
     r"""Train a model by minibatch stochastic optimisation with Optax.
 
     Each epoch visits a fresh random permutation of the samples in minibatches of ``batch_size`` (the last
@@ -558,7 +561,8 @@ def _minimize(fun, params, args, optimizer, max_iter, tol):
     return p, MinimizeInfo(gn <= tol, it, v, gn, trace, bad)
 
 
-def minimize(fun: Callable, params, *args, optimizer=None, max_iter: int = 500, tol: float = 1e-6):
+def minimize(fun: Callable, params: Any, *args: Any, optimizer: optax.GradientTransformation | None = None,
+             max_iter: int = 500, tol: float = 1e-6) -> tuple[Any, MinimizeInfo]:
     r"""Minimise a smooth function of a pytree of parameters with a full-batch Optax optimizer.
 
     Runs ``optimizer`` (L-BFGS with a zoom line search by default) inside one ``lax.while_loop`` until the
@@ -622,7 +626,7 @@ class CheckpointError(ValueError):
     or not matching the structure it is loaded into. The message names the file and the reason."""
 
 
-def save_model(path, model) -> None:
+def save_model(path: str | os.PathLike, model: Any) -> None:
     """Save the array leaves of a model (or any pytree, e.g. an optimizer state) as a checkpoint, atomically.
 
     The file holds a header (format version [CHECKPOINT_VERSION][jaxprob.nn.CHECKPOINT_VERSION], payload length,
@@ -709,7 +713,7 @@ def _read_checkpoint(path: str) -> bytes:
     return payload
 
 
-def load_model(path, like):
+def load_model(path: str | os.PathLike, like: Any) -> Any:
     """Load a checkpoint written by [save_model][jaxprob.nn.save_model] into a pytree of the same structure.
 
     The file is verified before anything is deserialised: its header, length and SHA-256.

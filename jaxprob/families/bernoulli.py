@@ -26,6 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import is_tracer
 from jaxprob.em import Family, keep_rows
@@ -170,7 +171,7 @@ def bernoulli(alpha: float = 1.0) -> Bernoulli:
     return Bernoulli(alpha)
 
 
-def make_params(probs) -> BernoulliParams:
+def make_params(probs: ArrayLike) -> BernoulliParams:
     """[BernoulliParams][jaxprob.families.bernoulli.BernoulliParams] from `(K, D)` probabilities in $(0, 1)$,
     checked eagerly (same as `bernoulli().make_params`).
 

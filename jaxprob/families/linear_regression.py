@@ -42,6 +42,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_finite, is_tracer
 from jaxprob.em import Family
@@ -360,7 +361,7 @@ def linear_regression(shared_sigma: bool = False, min_sigma: float = 0.0) -> Lin
     return LinearRegression(bool(shared_sigma), min_sigma)
 
 
-def make_params(coefs, intercepts, sigmas) -> LinearRegressionParams:
+def make_params(coefs: ArrayLike, intercepts: ArrayLike, sigmas: ArrayLike) -> LinearRegressionParams:
     """[LinearRegressionParams][jaxprob.families.linear_regression.LinearRegressionParams], checked eagerly.
 
     Args:
