@@ -36,7 +36,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jaxprob import kmeans
+from jaxprob import kmeans, numerics
 
 __all__ = [
     "Family",
@@ -345,7 +345,7 @@ def weighted_center(x, w):
     def one(a):
         a = jnp.asarray(a)
         flat = a.reshape(a.shape[0], -1).astype(w.dtype)
-        return (w @ flat).reshape(a.shape[1:]) / total
+        return numerics.matmul(w, flat).reshape(a.shape[1:]) / total
 
     return jax.tree.map(one, x)
 
