@@ -127,7 +127,7 @@ class Categorical(Family):
     def _constants(self, x):
         """`(n,)` $\\sum_b \\log n_b! - \\sum_v \\log x_v!$, the log multinomial coefficients."""
         seg = self._segments(x.shape[1])
-        n_b = jax.ops.segment_sum(x.T, seg, num_segments=len(self._sizes(x.shape[1])), indices_are_sorted=True)
+        n_b = segment_sum(x.T, seg, len(self._sizes(x.shape[1])))
         return jnp.sum(jax.lax.lgamma(n_b + 1.0), axis=0) - jnp.sum(jax.lax.lgamma(x + 1.0), axis=1)
 
     def prepare(self, x, w, center):
