@@ -21,6 +21,8 @@ from jaxprob import (
     metrics,
     mixture,
     nn,
+    numerics,
+    pallas_kmeans,
     plotting,
     regression,
     scale,
@@ -76,6 +78,8 @@ __all__ = [
     "autoregressive",
     "scale",
     "selection",
+    "numerics",
+    "pallas_kmeans",
     # types
     "BayesClassifier",
     "FitInfo",
