@@ -1,4 +1,7 @@
-"""Command line: ``python -m experiments [all | NAME ...] [--seed S] [--out DIR] [--param key=value ...]``."""
+"""Command line: ``python -m experiments {all | NAME ...} [--seed S] [--out DIR] [--param key=value ...]``.
+
+Without a study name it prints this help and the list of studies; ``all`` runs every study.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import json
 import pkgutil
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import numpy as np
 matplotlib.use("Agg")
 
 import experiments  # noqa: E402
-from experiments._common import to_jsonable  # noqa: E402
+from experiments._common import Progress, report, to_jsonable  # noqa: E402
 
 
 def available() -> dict:
@@ -42,6 +46,11 @@ def _parse_params(items):
 
 
 def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
+    """Run one study into ``out_root/name``; writes ``metrics.json`` and ``timing.json`` and returns the record.
+
+    ``metrics.json`` holds what the study computed, its seed, parameters, figures and the library versions, and no
+    path or time: two runs with the same seed write the same bytes, whatever the output folder.
+    """
     import jax
 
     import jaxprob
@@ -54,6 +63,7 @@ def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
     out_dir = out_root / name
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    report("running")
     metrics = module.run(out_dir, seed=seed, **params)
     # wall-clock figures vary from run to run: they go to timing.json, so metrics.json is bit-identical per seed
     timing = dict(metrics.pop("timing", {}))
@@ -64,7 +74,6 @@ def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
         "description": module.DESCRIPTION,
         "seed": seed,
         "params": params,
-        "out": str(out_root),
         "versions": {
             "jaxprob": jaxprob.__version__,
             "jax": jax.__version__,
@@ -78,7 +87,23 @@ def run_study(name, module, out_root: Path, seed: int, overrides: dict) -> dict:
     return record
 
 
-def write_index(out_root: Path, records):
+def collect_records(out_root: Path) -> list:
+    """The records of every study found in ``out_root`` (its ``*/metrics.json``), by study name."""
+    records = []
+    for path in sorted(Path(out_root).glob("*/metrics.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("experiment") == path.parent.name:
+            records.append(rec)
+    return records
+
+
+def write_index(out_root: Path, records=None):
+    """``index.md`` and ``index.html`` over every study in ``out_root``: a run of one study adds to (or replaces its
+    own section of) the index of earlier runs instead of rewriting it with that study alone."""
+    records = collect_records(out_root) if records is None else records
     lines = ["# jaxprob experiments", ""]
     for rec in records:
         lines += [f"## {rec['experiment']}", "", rec["description"], "", f"seed {rec['seed']}, "
@@ -116,21 +141,48 @@ def write_html_index(out_root: Path, records):
     (out_root / "index.html").write_text("\n".join(parts))
 
 
+def _parser(studies: dict) -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:26s} {textwrap.shorten(m.DESCRIPTION, 72)}" for name, m in studies.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Run jaxprob's studies on real offline data: figures, metrics.json and "
+                                  "timing.json per study in DIR/<study>/, and an index of every study in DIR "
+                                  "(index.md, index.html).", 100),
+        epilog=f"studies:\n{listing}\n\nexamples:\n  python -m experiments all\n"
+               "  python -m experiments kmeans_quantization --seed 1 --out out2 --param 'ks=[2,4,8]'")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="'all' for every study, or one or more study names (listed below)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the study's PRNG keys and data splits (default 0); the same seed gives a "
+                             "bit-identical metrics.json")
+    parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                        help="output folder (default: out); each study writes DIR/<study>/, and the index "
+                             "DIR/index.html lists every study found in DIR")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study parameter, VALUE read as a Python literal (repeatable; only with "
+                             "a single study name; quote it in the shell: --param 'ks=[2,4,8]')")
+    parser.add_argument("--list", action="store_true", help="list the studies with their parameters and exit")
+    return parser
+
+
 def main(argv=None):
     studies = available()
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
-    parser.add_argument("names", nargs="*", default=["all"], help=f"'all' or any of: {', '.join(studies)}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a study parameter (only with a single study name)")
-    parser.add_argument("--list", action="store_true", help="list the studies and exit")
+    parser = _parser(studies)
     args = parser.parse_args(argv)
     if args.list:
         for name, module in studies.items():
             print(f"{name:28s} {module.DESCRIPTION}")
+            print(f"{'':28s} parameters: {json.dumps(to_jsonable(module.DEFAULTS), sort_keys=True)}")
         return 0
-    names = list(studies) if args.names == ["all"] else args.names
+    if not args.names:
+        parser.print_help()
+        return 0
+    if "all" in args.names:
+        if len(args.names) != 1:
+            raise SystemExit("'all' runs every study: give it alone, or name the studies")
+        names = list(studies)
+    else:
+        names = list(dict.fromkeys(args.names))
     for name in names:
         if name not in studies:
             raise SystemExit(f"unknown study {name!r}; known: {', '.join(studies)}")
@@ -138,15 +190,14 @@ def main(argv=None):
     if overrides and len(names) != 1:
         raise SystemExit("--param needs exactly one study name")
     args.out.mkdir(parents=True, exist_ok=True)
-    records = []
     t_all = time.perf_counter()
     for i, name in enumerate(names, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(names)}] {name}: {studies[name].DESCRIPTION}", flush=True)
-        rec = run_study(name, studies[name], args.out, args.seed, overrides)
+        with Progress(name):
+            run_study(name, studies[name], args.out, args.seed, overrides)
         print(f"      done in {time.perf_counter() - t0:.1f} s -> {args.out / name}", flush=True)
-        records.append(rec)
-    write_index(args.out, records)
+    write_index(args.out)
     print(f"all done in {time.perf_counter() - t_all:.1f} s; index: {args.out / 'index.md'} "
           f"and {args.out / 'index.html'}")
     return 0

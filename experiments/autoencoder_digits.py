@@ -191,8 +191,8 @@ def run(out_dir, seed, full, data, n_train, n_test, n_epochs, batch_size, learni
                           jnp.asarray(cov[None], jnp.float32))
     lp_mix = np.asarray(mixture.log_prob(jnp.asarray(z_test), gmm))
     lp_one = np.asarray(mixture.log_prob(jnp.asarray(z_test), g1))
-    s_mix, _, _ = ae.generate(k_s1, model, gmm, 40)
-    s_one, _, _ = ae.generate(k_s2, model, g1, 40)
+    s_mix, _, _ = ae.generate(model, gmm, 40, key=k_s1)
+    s_one, _, _ = ae.generate(model, g1, 40, key=k_s2)
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     _show(axes[0], _mosaic(np.asarray(s_mix), side, 8), f"decoded samples of a {n_components}-component mixture")
     _show(axes[1], _mosaic(np.asarray(s_one), side, 8), "decoded samples of a single Gaussian")
@@ -216,7 +216,7 @@ def run(out_dir, seed, full, data, n_train, n_test, n_epochs, batch_size, learni
     scores = {"reconstruction error": np.asarray(ae.reconstruction_error(model, both, loss=loss)),
               f"-log p(z), {n_components}-component mixture": -np.asarray(ae.latent_log_prob(model, both, gmm)),
               "-log p(z), single Gaussian": -np.asarray(ae.latent_log_prob(model, both, g1))}
-    fig, axes = plt.subplots(1, len(scores) + 1, figsize=(15, 3.6))
+    fig, axes = plt.subplots(1, len(scores) + 1, figsize=(15, 4.4), layout="constrained")
     out["anomaly_auc"] = {}
     for ax, (name, s) in zip(axes, scores.items(), strict=False):
         auc = float(metrics.roc_auc_score(labels, s))
@@ -226,16 +226,16 @@ def run(out_dir, seed, full, data, n_train, n_test, n_epochs, batch_size, learni
         bins = np.linspace(*np.percentile(s, [0.5, 99.5]), 40)
         ax.hist(s[:n_anom], bins, alpha=0.6, label="test digits")
         ax.hist(s[n_anom:], bins, alpha=0.6, label="rotated digits")
-        ax.set(title=name, xlabel="score")
+        ax.set(title=name, xlabel="score", ylabel="number of test images")
         ax.legend(fontsize=8)
     axes[-1].plot([0, 1], [0, 1], ":", color="grey")
     axes[-1].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC: rotated digits as anomalies")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     save_figure(fig, out_dir, "anomaly_scores")
 
     seconds["anomaly"], t_phase = time.perf_counter() - t_phase, time.perf_counter()
     # -------------------------------------------------------------------------- loss curves
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     ep = np.arange(1, info.n_epochs_run + 1)
     axes[0].plot(ep, info.train_loss[: info.n_epochs_run], "o-", label="training (mean over the epoch)")
     axes[0].plot(ep, info.val_loss[: info.n_epochs_run], "s-", label="validation (after the epoch)")
@@ -245,6 +245,8 @@ def run(out_dir, seed, full, data, n_train, n_test, n_epochs, batch_size, learni
     axes[1].plot(ep, excess, "o-", label="training mse / PCA mse - 1 (mean over the epoch's minibatches)")
     axes[1].axhline(0, color="k", lw=1)
     axes[1].set_yscale("symlog", linthresh=1e-3)
+    top = float(np.nanmax(excess))
+    axes[1].set_ylim(top=max(top, 1e-3) * 4)  # symlog's automatic limit cuts the first (largest) point in half
     axes[1].set(xlabel="epoch", ylabel="relative excess over PCA",
                 title=f"linear autoencoder vs PCA ({linear_latent} components, the optimum)")
     for a in axes:

@@ -34,7 +34,7 @@ def run(out_dir, seed: int, n_per_class: int, hidden: int, n_epochs: int, test_f
     rng = np.random.default_rng(seed)
     key = jax.random.key(seed)
     out = {"toy": {}}
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8.5), layout="constrained")
     for row, (name, (x, y)) in enumerate([("moons_2class", _moons(rng, n_per_class)),
                                           ("ring_3class", _ring3(rng, n_per_class))]):
         c = int(y.max()) + 1
@@ -77,7 +77,7 @@ def run(out_dir, seed: int, n_per_class: int, hidden: int, n_epochs: int, test_f
         cm = np.asarray(metrics.confusion_matrix(y[te], pred, n_classes=2)).tolist()
         results[label] = {"threshold": t, "precision": float(p), "recall": float(r), "f1": float(f),
                           "confusion": cm}
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4), gridspec_kw={"wspace": 0.45})
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4), layout="constrained")
     axes[0].plot(np.asarray(fpr), np.asarray(tpr), "k")
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
     axes[0].set_xlabel("false positive rate")

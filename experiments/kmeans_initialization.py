@@ -38,7 +38,7 @@ def run(out_dir, seed: int, n_per_cluster: int, n_clusters: int, spread: float, 
     keys = jax.random.split(key, n_restarts)
 
     def rerun(method, j):
-        c0 = kmeans.init(keys[j], x, n_clusters, method=method)
+        c0 = kmeans.init(x, n_clusters, init_method=method, key=keys[j])
         return kmeans.fit(x, n_clusters, init_centroids=c0)[0]
 
     pp = per_method["kmeans++"][1]

@@ -45,12 +45,12 @@ def run(out_dir, seed, n_components, covariance_type, n_init, max_iter, tol, n_s
                     alpha=0.6, label="samples from the mixture")
     axes[0].set(title=f"{n_samples} samples from the fitted mixture", xlabel="eruption duration (min)",
                 ylabel="waiting time (min)")
-    axes[0].legend(loc="upper left")
+    axes[0].legend(loc="lower right")
     axes[1].scatter(x[:, 0], x[:, 1], s=10, color="0.6", label="data")
     axes[1].scatter(np.asarray(xc)[:, 0], np.asarray(xc)[:, 1], s=8, color="tab:red", alpha=0.6,
                     label=f"samples from component {comp}")
     axes[1].set(title="samples from the long-eruption component", xlabel="eruption duration (min)")
-    axes[1].legend(loc="upper left")
+    axes[1].legend(loc="lower right")
     save_figure(fig, out_dir, "faithful_samples")
 
     return {

@@ -1,20 +1,22 @@
 """jaxprob: JAX-native probabilistic modelling and unsupervised learning.
 
 Pure functions over arrays and small pytrees: densities, Gaussian mixtures by EM, k-means, PCA and more. Algorithms
-live in modules used as namespaces (``jaxprob.mixture.fit``, ``jaxprob.kmeans.kmeans_plusplus``); the density
-functions and the parameter types are also re-exported here. Importing jaxprob changes no ``jax.config`` setting.
+live in modules used as namespaces (`jaxprob.mixture.fit`, `jaxprob.kmeans.kmeans_plusplus`); the density
+functions and the parameter types are also re-exported here. Importing jaxprob changes no `jax.config` setting.
 """
 
 from jaxprob import (
     autoencoder,
     autoregressive,
     bayes,
+    bayesian_mixture,
     classifiers,
     datasets,
     decomposition,
     densities,
     em,
     families,
+    hmm,
     kde,
     kmeans,
     markov,
@@ -59,6 +61,7 @@ __version__ = "0.1.0"
 __all__ = [
     # modules (namespaces)
     "bayes",
+    "bayesian_mixture",
     "classifiers",
     "metrics",
     "nn",
@@ -73,6 +76,7 @@ __all__ = [
     "mixture",
     "kde",
     "markov",
+    "hmm",
     "text",
     "autoencoder",
     "autoregressive",

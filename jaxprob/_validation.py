@@ -34,7 +34,7 @@ __all__ = [
 
 
 def is_tracer(x) -> bool:
-    """True when ``x`` is an abstract value being traced (its values are not available)."""
+    """True when `x` is an abstract value being traced (its values are not available)."""
     return isinstance(x, jax.core.Tracer)
 
 
@@ -110,7 +110,7 @@ def as_float_array(x, name: str, ndim: int | tuple[int, ...] | None = None, *, d
 
 
 def check_finite(x, name: str):
-    """Raise ``ValueError`` if a concrete ``x`` holds NaN or infinity (no-op on tracers)."""
+    """Raise `ValueError` if a concrete `x` holds NaN or infinity (no-op on tracers)."""
     if is_tracer(x):
         return x
     arr = np.asarray(x)
@@ -121,7 +121,7 @@ def check_finite(x, name: str):
 
 
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Check that ``value`` is a Python/NumPy integer within ``[minimum, maximum]``."""
+    """Check that `value` is a Python/NumPy integer within `[minimum, maximum]`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"`{name}` must be an integer, got {type(value).__name__}")
     value = int(value)
@@ -133,7 +133,7 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
 
 
 def check_key(key, name: str = "key"):
-    """Check that ``key`` is a PRNG key (typed ``jax.random.key`` or raw ``PRNGKey`` uint32[2])."""
+    """Check that `key` is a PRNG key (typed `jax.random.key` or raw `PRNGKey` uint32[2])."""
     if key is None:
         raise TypeError(f"`{name}` is required: pass an explicit key, e.g. jax.random.key(0)")
     if is_tracer(key):
@@ -150,8 +150,8 @@ def check_key(key, name: str = "key"):
 
 
 def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight", *, allow_all_zero: bool = False):
-    """Return per-sample weights of shape ``(n,)``; ``None`` means all ones. Refuses negative weights, and all-zero
-    weights unless ``allow_all_zero`` (a batch of a stream, which is then skipped and reported)."""
+    """Return per-sample weights of shape `(n,)`; `None` means all ones. Refuses negative weights, and all-zero
+    weights unless `allow_all_zero` (a batch of a stream, which is then skipped and reported)."""
     if sample_weight is None:
         return jnp.asarray(np.ones((n,), dtype))  # a transfer, not a program to compile
     w = as_float_array(sample_weight, name, 1, dtype=dtype)
@@ -168,7 +168,7 @@ def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight
 
 
 def check_choice(value, name: str, choices) -> str:
-    """Check that ``value`` is one of ``choices``."""
+    """Check that `value` is one of `choices`."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}, got {value!r}")
     return value

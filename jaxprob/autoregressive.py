@@ -92,11 +92,11 @@ class Forecast(NamedTuple):
 
 
 class StationaryMoments(NamedTuple):
-    """Output of [stationary_moments][jaxprob.autoregressive.stationary_moments].
+    r"""Output of [stationary_moments][jaxprob.autoregressive.stationary_moments].
 
     Attributes:
-        mean: scalar stationary mean $\\mu$.
-        autocovariance: `(n_lags + 1,)` autocovariances $\\gamma(0), \\dots, \\gamma(n_{lags})$.
+        mean: scalar stationary mean $\mu$.
+        autocovariance: `(n_lags + 1,)` autocovariances $\gamma(0), \dots, \gamma(n_{lags})$.
         stationary: bool scalar; when false (possible only under `jit`: concrete input raises) `mean` and
             `autocovariance` are NaN.
     """

@@ -1,13 +1,15 @@
 r"""Generative Bayes classifier: one Gaussian (or one Gaussian mixture) per class.
 
-Training fits :math:`p(x \mid y = c)` for every class and the priors :math:`\pi_c`; prediction is
+Training fits $p(x \mid y = c)$ for every class and the priors $\pi_c$; prediction is
 
-.. math:: \hat y(x) = \arg\max_c \; \log p(x \mid c) + \log \pi_c,
-   \qquad p(c \mid x) = \operatorname{softmax}_c\big(\log p(x\mid c) + \log \pi_c\big).
+$$
+\hat y(x) = \arg\max_c \; \log p(x \mid c) + \log \pi_c,
+\qquad p(c \mid x) = \operatorname{softmax}_c\big(\log p(x\mid c) + \log \pi_c\big).
+$$
 
-All classes are fitted in one vmapped program: class ``c`` is the whole data set with sample weights
-:math:`w_i [y_i = c]`, so classes of different sizes share one compiled EM. With ``n_components=1`` and
-``covariance_type="full"`` this is quadratic discriminant analysis; with ``"tied"`` it is linear discriminant
+All classes are fitted in one vmapped program: class `c` is the whole data set with sample weights
+$w_i [y_i = c]$, so classes of different sizes share one compiled EM. With `n_components=1` and
+`covariance_type="full"` this is quadratic discriminant analysis; with `"tied"` it is linear discriminant
 analysis (one covariance per class model, shared between its components).
 """
 
@@ -28,12 +30,12 @@ __all__ = ["BayesClassifier", "fit", "class_log_likelihoods", "predict_log_proba
 
 
 class BayesClassifier(eqx.Module):
-    """A fitted generative classifier (a pytree).
+    r"""A fitted generative classifier (a pytree).
 
     Attributes:
-        log_priors: ``(C,)`` :math:`\\log \\pi_c`.
-        mixtures: a :class:`~jaxprob.GaussianMixture` whose arrays have a leading class axis ``C``
-            (weights ``(C, K)``, means ``(C, K, D)``, ...).
+        log_priors: `(C,)` $\log \pi_c$.
+        mixtures: a [`Mixture`][jaxprob.em.Mixture] whose arrays have a leading class axis `C`
+            (weights `(C, K)`, means `(C, K, D)`, ...).
     """
 
     log_priors: jax.Array
@@ -50,26 +52,26 @@ def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, famil
     """Fit one Gaussian mixture per class and the class priors.
 
     Args:
-        x: ``(n, D)`` features.
-        y: ``(n,)`` integer labels in ``[0, n_classes)``.
+        x: `(n, D)` features.
+        y: `(n,)` integer labels in `[0, n_classes)`.
         key: a JAX PRNG key.
-        n_classes: number of classes ``C``; default ``max(y) + 1``. Every class needs at least
-            ``n_components`` samples.
+        n_classes: number of classes `C`; default `max(y) + 1`. Every class needs at least
+            `n_components` samples.
         n_components: components per class.
         family: a [Family][jaxprob.em.Family] for the class-conditional mixtures (default Gaussian with
             `covariance_type` and `reg_covar`). With `n_components=1` and a Bernoulli or categorical family
             this is naive Bayes by counting.
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
-        n_init: restarts per class, as in :func:`jaxprob.mixture.fit`.
-        init_method: as in :func:`jaxprob.mixture.fit`.
-        max_iter: as in :func:`jaxprob.mixture.fit`.
-        tol: as in :func:`jaxprob.mixture.fit`.
-        reg_covar: as in :func:`jaxprob.mixture.fit`.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        covariance_type: `"full"`, `"tied"`, `"diag"` or `"spherical"`.
+        n_init: restarts per class, as in [`jaxprob.mixture.fit`][jaxprob.mixture.fit].
+        init_method: as in [`jaxprob.mixture.fit`][jaxprob.mixture.fit].
+        max_iter: as in [`jaxprob.mixture.fit`][jaxprob.mixture.fit].
+        tol: as in [`jaxprob.mixture.fit`][jaxprob.mixture.fit].
+        reg_covar: as in [`jaxprob.mixture.fit`][jaxprob.mixture.fit].
+        sample_weight: optional `(n,)` non-negative weights.
 
     Returns:
-        ``(classifier, info)``: a :class:`BayesClassifier` and a :class:`~jaxprob.FitInfo` with a leading class
-        axis.
+        `(classifier, info)`: a [`BayesClassifier`][jaxprob.bayes.BayesClassifier] and a [`FitInfo`][jaxprob.em.FitInfo]
+        with a leading class axis.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -130,8 +132,8 @@ def _fit_classes(key, x, y, w, family, n_classes, n_components, init_method, n_i
     onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype).T * w[None, :]  # (C, n) class weights
 
     def one(k, wc):
-        return em.fit(k, x, family, n_components, sample_weight=wc, init_method=init_method, n_init=n_init,
-                      max_iter=max_iter, tol=tol)
+        return em.fit(x, family, n_components, sample_weight=wc, init_method=init_method, n_init=n_init,
+                      max_iter=max_iter, tol=tol, key=k)
 
     mixtures, info = jax.vmap(one)(jax.random.split(key, n_classes), onehot)
     class_w = jnp.sum(onehot, axis=1)
@@ -160,14 +162,14 @@ def _class_ll(x, clf):
 
 
 def class_log_likelihoods(x, clf: BayesClassifier):
-    """Class-conditional log-densities :math:`\\log p(x_i \\mid c)`.
+    r"""Class-conditional log-densities $\log p(x_i \mid c)$.
 
     Args:
-        x: ``(n, D)``.
-        clf: a :class:`BayesClassifier`.
+        x: `(n, D)`.
+        clf: a [`BayesClassifier`][jaxprob.bayes.BayesClassifier].
 
     Returns:
-        ``(n, C)``.
+        `(n, C)`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -181,14 +183,14 @@ def class_log_likelihoods(x, clf: BayesClassifier):
 
 
 def predict_log_proba(x, clf: BayesClassifier):
-    """Log class posteriors :math:`\\log p(c \\mid x_i)`.
+    r"""Log class posteriors $\log p(c \mid x_i)$.
 
     Args:
-        x: ``(n, D)``.
-        clf: a :class:`BayesClassifier`.
+        x: `(n, D)`.
+        clf: a [`BayesClassifier`][jaxprob.bayes.BayesClassifier].
 
     Returns:
-        ``(n, C)``, each row log-normalised.
+        `(n, C)`, each row log-normalised.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -202,14 +204,14 @@ def predict_log_proba(x, clf: BayesClassifier):
 
 
 def predict_proba(x, clf: BayesClassifier):
-    """Class posteriors :math:`p(c \\mid x_i)`.
+    r"""Class posteriors $p(c \mid x_i)$.
 
     Args:
-        x: ``(n, D)``.
-        clf: a :class:`BayesClassifier`.
+        x: `(n, D)`.
+        clf: a [`BayesClassifier`][jaxprob.bayes.BayesClassifier].
 
     Returns:
-        ``(n, C)``, rows summing to one.
+        `(n, C)`, rows summing to one.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -223,14 +225,14 @@ def predict_proba(x, clf: BayesClassifier):
 
 
 def predict(x, clf: BayesClassifier):
-    """Bayes decision :math:`\\arg\\max_c \\log p(x_i\\mid c) + \\log\\pi_c`.
+    r"""Bayes decision $\arg\max_c \log p(x_i\mid c) + \log\pi_c$.
 
     Args:
-        x: ``(n, D)``.
-        clf: a :class:`BayesClassifier`.
+        x: `(n, D)`.
+        clf: a [`BayesClassifier`][jaxprob.bayes.BayesClassifier].
 
     Returns:
-        ``(n,)`` int32 labels.
+        `(n,)` int32 labels.
 
     Examples:
         >>> import jax, jax.numpy as jnp

@@ -1,23 +1,29 @@
 r"""Discriminative classifiers: cross-entropy on logits, softmax regression, MLP, decision boundaries.
 
-A classifier maps features to logits :math:`z = f_\theta(x) \in \mathbb R^C`; class probabilities are
-:math:`p(c \mid x) = \operatorname{softmax}(z)_c` (:func:`jaxprob.softmax`, :func:`jaxprob.log_softmax`) and
-the model is trained by minimising the cross-entropy (the negative log-likelihood of the labels)
+A classifier maps features to logits $z = f_\theta(x) \in \mathbb R^C$; class probabilities are
+$p(c \mid x) = \operatorname{softmax}(z)_c$ ([`jaxprob.softmax`][jaxprob.densities.softmax],
+[`jaxprob.log_softmax`][jaxprob.densities.log_softmax]) and the model is trained by minimising the cross-entropy (the
+negative log-likelihood of the labels)
 
-.. math:: \mathcal L(\theta) = -\frac1n \sum_i \log \operatorname{softmax}(f_\theta(x_i))_{y_i}
-    + \lambda \sum_W \lVert W \rVert_F^2 .
+$$
+\mathcal L(\theta) = -\frac1n \sum_i \log \operatorname{softmax}(f_\theta(x_i))_{y_i}
++ \lambda \sum_W \lVert W \rVert_F^2 .
+$$
 
-* :class:`SoftmaxRegression` (multinomial logistic regression), :math:`f(x) = x W + b`: linear decision
-  boundaries. The loss is convex; :func:`fit_softmax_regression` solves it to tolerance with
-  full-batch L-BFGS.
-* an MLP (:func:`mlp_classifier`, a :class:`jaxprob.nn.MLP`): curved boundaries, trained by minibatches.
-* :func:`fit` trains any classifier module with the generic loop :func:`jaxprob.nn.train` (minibatches from an
-  explicit key, a compiled step, optional L2 penalty, early stopping on validation loss, progress bar).
+* [`SoftmaxRegression`][jaxprob.classifiers.SoftmaxRegression] (multinomial logistic regression), $f(x) = x W + b$:
+  linear decision boundaries. The loss is convex; [`fit_softmax_regression`][jaxprob.classifiers.fit_softmax_regression]
+  solves it to tolerance with full-batch L-BFGS.
+* an MLP ([`mlp_classifier`][jaxprob.classifiers.mlp_classifier], a [`jaxprob.nn.MLP`][jaxprob.nn.MLP]): curved
+  boundaries, trained by minibatches.
+* [`fit`][jaxprob.classifiers.fit] trains any classifier module with the generic loop
+  [`jaxprob.nn.train`][jaxprob.nn.train] (minibatches from an explicit key, a compiled step, optional L2 penalty, early
+  stopping on validation loss, progress bar).
 
 Features in float16 or bfloat16 are computed in float32 (the library's policy). A model checks the number of
 features it is given: `x` with another number raises a `ValueError` that says how many it expects.
 
-The generative Bayes classifier lives in :mod:`jaxprob.bayes`; the metrics in :mod:`jaxprob.metrics`.
+The generative Bayes classifier lives in [`jaxprob.bayes`][jaxprob.bayes]; the metrics in
+[`jaxprob.metrics`][jaxprob.metrics].
 """
 
 from __future__ import annotations
@@ -48,11 +54,11 @@ __all__ = [
 
 
 class SoftmaxRegression(eqx.Module):
-    """Multinomial logistic regression, logits :math:`z = x W + b`.
+    """Multinomial logistic regression, logits $z = x W + b$.
 
     Attributes:
-        weight: ``(d, C)``.
-        bias: ``(C,)``.
+        weight: `(d, C)`.
+        bias: `(C,)`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -70,12 +76,12 @@ class SoftmaxRegression(eqx.Module):
         """All-zero parameters (uniform class probabilities).
 
         Args:
-            n_features: ``d``.
-            n_classes: ``C``.
+            n_features: `d`.
+            n_classes: `C`.
             dtype: floating dtype (default: JAX's default float).
 
         Returns:
-            A :class:`SoftmaxRegression`.
+            A [`SoftmaxRegression`][jaxprob.classifiers.SoftmaxRegression].
         """
         d = check_int(n_features, "n_features", minimum=1)
         c = check_int(n_classes, "n_classes", minimum=2)
@@ -88,7 +94,7 @@ class SoftmaxRegression(eqx.Module):
         return self.weight.shape[0]
 
     def __call__(self, x):
-        """Logits for ``x`` of shape ``(d,)`` or ``(n, d)``.
+        """Logits for `x` of shape `(d,)` or `(n, d)`.
 
         Raises:
             ValueError: when the last axis of `x` is not `n_features` (a shape, so checked under `jit` too).
@@ -112,16 +118,16 @@ def _xent(logits, labels):
 
 
 def softmax_cross_entropy(logits, labels):
-    r"""Per-sample cross-entropy :math:`-\sum_c q_c \log \operatorname{softmax}(z)_c` computed from logits.
+    r"""Per-sample cross-entropy $-\sum_c q_c \log \operatorname{softmax}(z)_c$ computed from logits.
 
-    Computed with a log-sum-exp (no overflow for large logits, no ``log(0)``).
+    Computed with a log-sum-exp (no overflow for large logits, no `log(0)`).
 
     Args:
-        logits: ``(n, C)`` (or ``(C,)``) unnormalised log-probabilities.
-        labels: ``(n,)`` integer labels in ``[0, C)``, or ``(n, C)`` one-hot / probability rows :math:`q`.
+        logits: `(n, C)` (or `(C,)`) unnormalised log-probabilities.
+        labels: `(n,)` integer labels in `[0, C)`, or `(n, C)` one-hot / probability rows $q$.
 
     Returns:
-        ``(n,)`` losses (a scalar for one sample).
+        `(n,)` losses (a scalar for one sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -172,18 +178,18 @@ def _ce_objective(params, x, y, l2):
 # ----------------------------------------------------------------------------------------------------------
 def mlp_classifier(n_features: int, n_classes: int, hidden: Sequence[int] = (32,), *, key,
                    activation: str = "tanh", dtype=None) -> nn.MLP:
-    """An MLP that outputs ``n_classes`` logits (a :class:`jaxprob.nn.MLP` with an identity output layer).
+    """An MLP that outputs `n_classes` logits (a [`jaxprob.nn.MLP`][jaxprob.nn.MLP] with an identity output layer).
 
     Args:
-        n_features: ``d``.
-        n_classes: ``C``, at least 2.
+        n_features: `d`.
+        n_classes: `C`, at least 2.
         hidden: hidden layer widths.
         key: a JAX PRNG key for the initial weights.
-        activation: hidden activation (see :data:`jaxprob.nn.ACTIVATIONS`).
+        activation: hidden activation (see `jaxprob.nn.ACTIVATIONS`).
         dtype: floating dtype of the parameters.
 
     Returns:
-        A :class:`jaxprob.nn.MLP`.
+        A [`jaxprob.nn.MLP`][jaxprob.nn.MLP].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -231,26 +237,27 @@ def _check_two_classes(y, name="y"):
 def fit(model, x, y, *, key, optimizer=None, learning_rate: float = 1e-2, n_epochs: int = 100,
         batch_size: int = 64, l2: float = 0.0, val_data=None, patience: int | None = None,
         progress: bool | int = False):
-    """Train a classifier (any module mapping ``(n, d)`` to ``(n, C)`` logits) by minibatch cross-entropy.
+    """Train a classifier (any module mapping `(n, d)` to `(n, C)` logits) by minibatch cross-entropy.
 
-    A thin layer over :func:`jaxprob.nn.train` with the mean cross-entropy as loss.
+    A thin layer over [`jaxprob.nn.train`][jaxprob.nn.train] with the mean cross-entropy as loss.
 
     Args:
-        model: the initial classifier, e.g. :meth:`SoftmaxRegression.zeros` or :func:`mlp_classifier`.
-        x: ``(n, d)`` features.
-        y: ``(n,)`` integer labels in ``[0, C)``, at least two classes present.
+        model: the initial classifier, e.g. [`SoftmaxRegression.zeros`][jaxprob.classifiers.SoftmaxRegression.zeros] or
+            [`mlp_classifier`][jaxprob.classifiers.mlp_classifier].
+        x: `(n, d)` features.
+        y: `(n,)` integer labels in `[0, C)`, at least two classes present.
         key: a JAX PRNG key for the minibatch shuffling.
-        optimizer: an Optax gradient transformation; ``None`` means ``optax.adam(learning_rate)``.
-        learning_rate: used when ``optimizer`` is ``None``.
+        optimizer: an Optax gradient transformation; `None` means `optax.adam(learning_rate)`.
+        learning_rate: used when `optimizer` is `None`.
         n_epochs: maximum number of epochs.
         batch_size: minibatch size.
         l2: L2 penalty strength on the weight matrices.
-        val_data: optional ``(x_val, y_val)`` for the validation loss and early stopping.
-        patience: early-stopping patience in epochs (needs ``val_data``).
-        progress: print a progress bar with the losses (``True`` or every ``k`` epochs).
+        val_data: optional `(x_val, y_val)` for the validation loss and early stopping.
+        patience: early-stopping patience in epochs (needs `val_data`).
+        progress: print a progress bar with the losses (`True` or every `k` epochs).
 
     Returns:
-        ``(model, info)``: the trained classifier and a :class:`jaxprob.nn.TrainInfo`.
+        `(model, info)`: the trained classifier and a [`jaxprob.nn.TrainInfo`][jaxprob.nn.TrainInfo].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -284,23 +291,24 @@ def fit_softmax_regression(x, y, *, n_classes: int | None = None, l2: float = 0.
                            max_iter: int = 1000, tol: float = 1e-6):
     r"""Softmax regression fitted to tolerance by full-batch optimisation (L-BFGS by default).
 
-    Minimises :math:`-\frac1n\sum_i \log\operatorname{softmax}(x_i W + b)_{y_i} + \lambda\lVert W\rVert_F^2`
-    from :math:`W = 0, b = 0`. Without penalty the logits are defined up to a common shift; starting from zero
-    the iterates keep :math:`\sum_c W_{:c} = 0` (the gradient has that property), the convention of
-    scikit-learn's multinomial ``LogisticRegression(penalty=None)``. Separable classes have no finite optimum
-    without a penalty (``info.converged`` stays false).
+    Minimises $-\frac1n\sum_i \log\operatorname{softmax}(x_i W + b)_{y_i} + \lambda\lVert W\rVert_F^2$
+    from $W = 0, b = 0$. Without penalty the logits are defined up to a common shift; starting from zero
+    the iterates keep $\sum_c W_{:c} = 0$ (the gradient has that property), the convention of
+    scikit-learn's multinomial `LogisticRegression(penalty=None)`. Separable classes have no finite optimum
+    without a penalty (`info.converged` stays false).
 
     Args:
-        x: ``(n, d)`` features.
-        y: ``(n,)`` integer labels, at least two classes present.
-        n_classes: ``C``; default ``max(y) + 1``.
-        l2: non-negative :math:`\lambda`.
-        optimizer: an Optax gradient transformation (``None``: ``optax.lbfgs()``).
+        x: `(n, d)` features.
+        y: `(n,)` integer labels, at least two classes present.
+        n_classes: `C`; default `max(y) + 1`.
+        l2: non-negative $\lambda$.
+        optimizer: an Optax gradient transformation (`None`: `optax.lbfgs()`).
         max_iter: iteration limit.
-        tol: stop when the gradient norm of the mean loss is at most ``tol``.
+        tol: stop when the gradient norm of the mean loss is at most `tol`.
 
     Returns:
-        ``(model, info)``: a :class:`SoftmaxRegression` and a :class:`jaxprob.nn.MinimizeInfo`.
+        `(model, info)`: a [`SoftmaxRegression`][jaxprob.classifiers.SoftmaxRegression] and a
+        [`jaxprob.nn.MinimizeInfo`][jaxprob.nn.MinimizeInfo].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -331,14 +339,14 @@ def _logits(model, x):
 
 
 def predict_logits(x, model):
-    """Logits ``model(x)``, validated and compiled.
+    """Logits `model(x)`, validated and compiled.
 
     Args:
-        x: ``(n, d)`` features.
+        x: `(n, d)` features.
         model: a classifier module.
 
     Returns:
-        ``(n, C)`` logits.
+        `(n, C)` logits.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -353,14 +361,14 @@ def predict_logits(x, model):
 
 
 def predict_log_proba(x, model):
-    """Log class probabilities :math:`\\log p(c \\mid x)`.
+    r"""Log class probabilities $\log p(c \mid x)$.
 
     Args:
-        x: ``(n, d)`` features.
+        x: `(n, d)` features.
         model: a classifier module.
 
     Returns:
-        ``(n, C)`` log-probabilities.
+        `(n, C)` log-probabilities.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -373,14 +381,14 @@ def predict_log_proba(x, model):
 
 
 def predict_proba(x, model):
-    """Class probabilities :math:`p(c \\mid x) = \\operatorname{softmax}(f(x))_c`.
+    r"""Class probabilities $p(c \mid x) = \operatorname{softmax}(f(x))_c$.
 
     Args:
-        x: ``(n, d)`` features.
+        x: `(n, d)` features.
         model: a classifier module.
 
     Returns:
-        ``(n, C)`` probabilities, rows summing to one.
+        `(n, C)` probabilities, rows summing to one.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -392,14 +400,14 @@ def predict_proba(x, model):
 
 
 def predict(x, model):
-    """Most probable class :math:`\\arg\\max_c f(x)_c`.
+    r"""Most probable class $\arg\max_c f(x)_c$.
 
     Args:
-        x: ``(n, d)`` features.
+        x: `(n, d)` features.
         model: a classifier module.
 
     Returns:
-        ``(n,)`` int32 labels.
+        `(n,)` int32 labels.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -418,14 +426,14 @@ def decision_boundary_grid(predict_fn: Callable, x, *, resolution: int = 200, ma
     """Evaluate a classifier on a regular grid covering 2-D data.
 
     Args:
-        predict_fn: maps ``(m, 2)`` points to ``(m,)`` labels (or any per-point value), e.g.
-            ``lambda g: classifiers.predict(g, model)``.
-        x: ``(n, 2)`` data fixing the extent of the grid.
+        predict_fn: maps `(m, 2)` points to `(m,)` labels (or any per-point value), e.g.
+            `lambda g: classifiers.predict(g, model)`.
+        x: `(n, 2)` data fixing the extent of the grid.
         resolution: grid points per axis.
         margin: extra space around the data, in data units.
 
     Returns:
-        ``(xx, yy, zz)``: ``(resolution, resolution)`` NumPy arrays of grid coordinates and predictions.
+        `(xx, yy, zz)`: `(resolution, resolution)` NumPy arrays of grid coordinates and predictions.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -453,9 +461,9 @@ def plot_decision_boundary(predict_fn: Callable, x, y=None, *, ax=None, resoluti
     """Plot the predicted class regions of a 2-D classifier (filled contours) with the data on top.
 
     Args:
-        predict_fn: maps ``(m, 2)`` points to ``(m,)`` integer labels.
-        x: ``(n, 2)`` data.
-        y: optional ``(n,)`` labels colouring the points.
+        predict_fn: maps `(m, 2)` points to `(m,)` integer labels.
+        x: `(n, 2)` data.
+        y: optional `(n,)` labels colouring the points.
         ax: a matplotlib axes (default: a new figure).
         resolution: grid points per axis.
         margin: extra space around the data.

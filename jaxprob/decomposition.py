@@ -1,7 +1,7 @@
 r"""Principal component analysis by singular value decomposition.
 
-With centred data :math:`X_c = X - \bar x = U S V^\top`, the principal axes are the rows of :math:`V^\top`, the
-explained variances :math:`s_j^2 / (n-1)`, and the projection :math:`z = (x - \bar x) V_{:, :d}`. Signs are made
+With centred data $X_c = X - \bar x = U S V^\top$, the principal axes are the rows of $V^\top$, the
+explained variances $s_j^2 / (n-1)$, and the projection $z = (x - \bar x) V_{:, :d}$. Signs are made
 deterministic: the entry of largest magnitude in every axis is positive.
 
 PCA is the usual first step before a Gaussian mixture in high dimension (a full covariance in 784 dimensions
@@ -23,11 +23,11 @@ class PCA(eqx.Module):
     """A fitted PCA (a pytree).
 
     Attributes:
-        mean: ``(D,)`` training mean.
-        components: ``(d, D)`` orthonormal principal axes, by decreasing variance.
-        explained_variance: ``(d,)`` variances along the axes (``ddof=1``).
-        explained_variance_ratio: ``(d,)`` fractions of the total variance.
-        singular_values: ``(d,)``.
+        mean: `(D,)` training mean.
+        components: `(d, D)` orthonormal principal axes, by decreasing variance.
+        explained_variance: `(d,)` variances along the axes (`ddof=1`).
+        explained_variance_ratio: `(d,)` fractions of the total variance.
+        singular_values: `(d,)`.
     """
 
     mean: jax.Array
@@ -54,11 +54,11 @@ def pca_fit(x, n_components: int) -> PCA:
     """Fit a PCA.
 
     Args:
-        x: ``(n, D)`` data.
-        n_components: ``d``, between 1 and ``min(n, D)``.
+        x: `(n, D)` data.
+        n_components: `d`, between 1 and `min(n, D)`.
 
     Returns:
-        A :class:`PCA`.
+        A [`PCA`][jaxprob.decomposition.PCA].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -80,14 +80,14 @@ def _check_pca(pca):
 
 
 def pca_transform(x, pca: PCA):
-    """Project onto the principal axes: :math:`z = (x - \\bar x) V_d`.
+    r"""Project onto the principal axes: $z = (x - \bar x) V_d$.
 
     Args:
-        x: ``(n, D)``.
-        pca: a fitted :class:`PCA`.
+        x: `(n, D)`.
+        pca: a fitted [`PCA`][jaxprob.decomposition.PCA].
 
     Returns:
-        ``(n, d)`` scores.
+        `(n, d)` scores.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -104,14 +104,14 @@ def pca_transform(x, pca: PCA):
 
 
 def pca_inverse_transform(z, pca: PCA):
-    """Map scores back to the data space: :math:`\\hat x = \\bar x + z V_d^\\top`.
+    r"""Map scores back to the data space: $\hat x = \bar x + z V_d^\top$.
 
     Args:
-        z: ``(n, d)`` scores.
-        pca: a fitted :class:`PCA`.
+        z: `(n, d)` scores.
+        pca: a fitted [`PCA`][jaxprob.decomposition.PCA].
 
     Returns:
-        ``(n, D)`` reconstructions.
+        `(n, D)` reconstructions.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -177,7 +177,7 @@ def log_det_precisions_cholesky(prec_chol, covariance_type: str, n_features: int
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxprob.densities import log_det_precisions_cholesky
-        >>> log_det_precisions_cholesky(jnp.array([0.5, 1.0]), "spherical", 2).round(4).tolist()
+        >>> [round(float(v), 4) for v in log_det_precisions_cholesky(jnp.array([0.5, 1.0]), "spherical", 2)]
         [-1.3863, 0.0]
     """
     if covariance_type == "full":

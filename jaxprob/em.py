@@ -659,7 +659,7 @@ def best_restart(states: LoopState):
 # ----------------------------------------------------------------------------------------------------------
 # initialisation and the mixture fit
 # ----------------------------------------------------------------------------------------------------------
-def restart_draws(key, n_init: int, n_components: int, method: str, dtype):
+def restart_draws(n_init: int, n_components: int, method: str, dtype, *, key):
     """The randomness of every restart, stacked on `(n_init,)`.
 
     For k-means++ these are its uniforms, all from one draw of `key` (with one restart the seeds are those of
@@ -667,7 +667,7 @@ def restart_draws(key, n_init: int, n_components: int, method: str, dtype):
     """
     if method == "kmeans++":
         trials = kmeans.default_local_trials(n_components)
-        return kmeans.kmeans_plusplus_uniforms(key, n_init, n_components, trials, dtype)
+        return kmeans.kmeans_plusplus_uniforms(n_init, n_components, trials, dtype, key=key)
     return jax.random.split(key, n_init)
 
 
@@ -687,9 +687,9 @@ def initial_responsibilities(draw, xm, w, n_components: int, method: str):
     if method == "kmeans++":
         centers, _ = kmeans.kmeans_plusplus_from_uniforms(draw, xm, w)
     elif method == "kmeans":
-        centers = kmeans.kmeans_plusplus_refined(draw, xm, n_components, sample_weight=w)
+        centers = kmeans.kmeans_plusplus_refined(xm, n_components, sample_weight=w, key=draw)
     else:
-        centers, _ = kmeans.random_centroids(draw, xm, n_components, sample_weight=w)
+        centers, _ = kmeans.random_centroids(xm, n_components, sample_weight=w, key=draw)
     labels = jnp.argmin(kmeans.squared_distances(xm, centers), axis=1)
     return jax.nn.one_hot(labels, n_components, dtype=xm.dtype)
 
@@ -699,7 +699,7 @@ def _seeding(family, x, w):
     return xm - weighted_center(xm, w)
 
 
-def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int,
+def initial_stats(x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int, *, key,
                   draws=None):
     """Initial statistics of every restart, stacked on `(n_init,)` (`draws` overrides
     [restart_draws][jaxprob.em.restart_draws])."""
@@ -710,21 +710,21 @@ def initial_stats(key, x, prepared: Prepared, family: Family, n_components: int,
         resp = initial_responsibilities(r, xm, w, n_components, method)
         return statistics_from_responsibilities(prepared, resp, family)
 
-    rs = restart_draws(key, n_init, n_components, method, xm.dtype) if draws is None else draws
+    rs = restart_draws(n_init, n_components, method, xm.dtype, key=key) if draws is None else draws
     if n_init == 1:  # same values as the vmapped program, compiles faster
         return jax.tree.map(lambda a: a[None], one(rs[0]))
     return jax.vmap(one)(rs)
 
 
-def initial_models(key, x, family: Family, n_components: int, *, sample_weight=None, init_method: str = "kmeans++",
-                   n_init: int = 1) -> Mixture:
+def initial_models(x, family: Family, n_components: int, *, key, sample_weight=None,
+                   init_method: str = "kmeans++", n_init: int = 1) -> Mixture:
     """The starting models of the `n_init` restarts of [fit][jaxprob.em.fit] for `key`, stacked (traceable).
 
     Args:
-        key: a PRNG key.
         x: `(n, ...)` data.
         family: a [Family][jaxprob.em.Family].
         n_components: $K$ (static).
+        key: a PRNG key.
         sample_weight: optional `(n,)` weights.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
         n_init: number of restarts (static).
@@ -735,7 +735,7 @@ def initial_models(key, x, family: Family, n_components: int, *, sample_weight=N
     n = jax.tree.leaves(x)[0].shape[0]
     w = jnp.ones((n,), jax.tree.leaves(x)[0].dtype) if sample_weight is None else sample_weight
     prepared = prepare(x, family, w)
-    stats = initial_stats(key, x, prepared, family, n_components, init_method, n_init)
+    stats = initial_stats(x, prepared, family, n_components, init_method, n_init, key=key)
     return jax.vmap(lambda st: m_step(family, st, prepared.center)[0])(stats)
 
 
@@ -803,17 +803,17 @@ def fit_from(prepared: Prepared, family: Family, models=None, stats=None, *, max
     return best_restart(states)
 
 
-def fit(key, x, family: Family, n_components: int, *, sample_weight=None, init_method: str = "kmeans++",
+def fit(x, family: Family, n_components: int, *, key, sample_weight=None, init_method: str = "kmeans++",
         n_init: int = 1, max_iter: int = 100, tol=1e-3, callback=None):
     """Fit a mixture of `family` by EM from data: initialisation, vmapped restarts, the best kept (traceable).
 
     This is the engine's core, without validation; [jaxprob.mixture.fit][] is the checked public front-end.
 
     Args:
-        key: a PRNG key.
         x: `(n, ...)` data.
         family: a [Family][jaxprob.em.Family].
         n_components: $K$ (static).
+        key: a PRNG key.
         sample_weight: optional `(n,)` weights.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
         n_init: number of restarts (static).
@@ -829,13 +829,13 @@ def fit(key, x, family: Family, n_components: int, *, sample_weight=None, init_m
         >>> from jaxprob import em, families
         >>> x = jnp.concatenate([jax.random.normal(jax.random.key(1), (100, 2)) - 3,
         ...                      jax.random.normal(jax.random.key(2), (100, 2)) + 3])
-        >>> fit = jax.jit(em.fit, static_argnums=3)
-        >>> model, info = fit(jax.random.key(0), x, families.gaussian("diag"), 2)
+        >>> fit = jax.jit(em.fit, static_argnums=2)
+        >>> model, info = fit(x, families.gaussian("diag"), 2, key=jax.random.key(0))
         >>> bool(info.converged), sorted(model.means[:, 0].round(0).tolist())
         (True, [-3.0, 3.0])
     """
     n = jax.tree.leaves(x)[0].shape[0]
     w = jnp.ones((n,), jax.tree.leaves(x)[0].dtype) if sample_weight is None else sample_weight
     prepared = prepare(x, family, w)
-    stats = initial_stats(key, x, prepared, family, n_components, init_method, n_init)
+    stats = initial_stats(x, prepared, family, n_components, init_method, n_init, key=key)
     return fit_from(prepared, family, stats=stats, max_iter=max_iter, tol=tol, callback=callback)

@@ -483,7 +483,7 @@ def _sample_jit(key, points, weights, chol, kernel, n):
     return points[idx] + numerics.matmul(z, chol.T)
 
 
-def sample(key, kde: KDE, n_samples: int):
+def sample(kde: KDE, n_samples: int, *, key):
     """Draw samples: pick a point with probability :math:`w_i`, then add kernel noise :math:`L z`.
 
     Args:
@@ -498,7 +498,7 @@ def sample(key, kde: KDE, n_samples: int):
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kde
         >>> model = kde.fit(jnp.array([[0.0], [10.0]]), bandwidth=0.5, sample_weight=jnp.array([1.0, 0.0]))
-        >>> x = kde.sample(jax.random.key(0), model, 1000)
+        >>> x = kde.sample(model, 1000, key=jax.random.key(0))
         >>> x.shape, bool(jnp.all(jnp.abs(x) < 5.0))
         ((1000, 1), True)
     """

@@ -74,7 +74,7 @@ from jaxprob._validation import (
 
 __all__ = [
     "INIT_METHODS",
-    "KMeansResult",
+    "KMeans",
     "KMeansInfo",
     "MiniBatchState",
     "kmeans_plusplus",
@@ -145,11 +145,12 @@ def _choices() -> _BackendChoices:
     return _BACKENDS.get(jax.default_backend(), _BACKENDS["gpu"])
 
 
-class KMeansResult(NamedTuple):
-    """A fitted k-means model (a pytree of arrays).
+class KMeans(NamedTuple):
+    """A fitted k-means model (a pytree of arrays): what `fit` returns and `predict` / `transform` / `inertia`
+    take (they also take bare `(K, D)` centroids).
 
     Attributes:
-        centroids: ``(K, D)``.
+        centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
         labels: ``(n,)`` int32 index of the closest centroid of every sample (computed from ``centroids``).
         inertia: scalar :math:`\\sum_i w_i \\lVert x_i - c_{z_i}\\rVert^2` of ``centroids`` and ``labels``.
     """
@@ -197,7 +198,7 @@ class MiniBatchState(NamedTuple):
     """State of mini-batch k-means (a pytree).
 
     Attributes:
-        centroids: ``(K, D)``.
+        centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
         counts: ``(K,)`` cumulated weight of the samples assigned to each centroid so far.
     """
 
@@ -265,7 +266,7 @@ def _kpp_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dt
     return u.reshape(n_restarts, n_clusters, n_local_trials)
 
 
-def kmeans_plusplus_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32):
+def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32, *, key):
     """All the uniform draws that greedy k-means++ needs for `n_restarts` restarts, in one draw.
 
     Restart `r` of [kmeans_plusplus_from_uniforms][jaxprob.kmeans.kmeans_plusplus_from_uniforms] takes `u[r]`:
@@ -285,7 +286,7 @@ def kmeans_plusplus_uniforms(key, n_restarts: int, n_clusters: int, n_local_tria
     Examples:
         >>> import jax
         >>> from jaxprob import kmeans
-        >>> kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 2, 3, 4).shape
+        >>> kmeans.kmeans_plusplus_uniforms(2, 3, 4, key=jax.random.key(0)).shape
         (2, 3, 4)
     """
     check_key(key)
@@ -314,7 +315,7 @@ def kmeans_plusplus_from_uniforms(u, x, weights):
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> x = jnp.array([[0.0], [0.1], [10.0], [10.1]])
-        >>> u = kmeans.kmeans_plusplus_uniforms(jax.random.key(0), 1, 2, 3)[0]
+        >>> u = kmeans.kmeans_plusplus_uniforms(1, 2, 3, key=jax.random.key(0))[0]
         >>> centers, idx = kmeans.kmeans_plusplus_from_uniforms(u, x, jnp.ones(4))
         >>> sorted(float(c[0]) > 5 for c in centers)
         [False, True]
@@ -444,7 +445,7 @@ def _default_trials(n_clusters):
     return 2 + int(math.log(n_clusters))
 
 
-def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_trials: int | None = None):
+def kmeans_plusplus(x, n_clusters: int, *, key, sample_weight=None, n_local_trials: int | None = None):
     r"""Greedy k-means++ seeding.
 
     Args:
@@ -462,7 +463,7 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans_plusplus
         >>> x = jnp.array([[0.0, 0.0], [0.1, 0.0], [10.0, 10.0], [10.1, 10.0]])
-        >>> centers, idx = kmeans_plusplus(jax.random.key(0), x, 2)
+        >>> centers, idx = kmeans_plusplus(x, 2, key=jax.random.key(0))
         >>> sorted(float(c[0]) > 5 for c in centers)
         [False, True]
     """
@@ -475,7 +476,7 @@ def kmeans_plusplus(key, x, n_clusters: int, *, sample_weight=None, n_local_tria
     return (centers if scale is None else x[idx]), idx
 
 
-def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
+def random_centroids(x, n_clusters: int, *, key, sample_weight=None):
     r"""Random initial centres: ``K`` distinct samples drawn with probability proportional to their weight.
 
     Args:
@@ -490,7 +491,7 @@ def random_centroids(key, x, n_clusters: int, *, sample_weight=None):
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import random_centroids
-        >>> centers, idx = random_centroids(jax.random.key(0), jnp.arange(10.0)[:, None], 3)
+        >>> centers, idx = random_centroids(jnp.arange(10.0)[:, None], 3, key=jax.random.key(0))
         >>> centers.shape, len(set(idx.tolist()))
         ((3, 1), 3)
     """
@@ -509,11 +510,11 @@ def _seed(key, x, w, n_clusters, method, n_local_trials):
 
 
 def init(
-    key,
     x,
     n_clusters: int,
     *,
-    method: str = "kmeans++",
+    key,
+    init_method: str = "kmeans++",
     sample_weight=None,
     n_local_trials: int | None = None,
 ):
@@ -524,7 +525,7 @@ def init(
         key: a JAX PRNG key.
         x: ``(n, D)`` samples.
         n_clusters: ``K``, between 1 and ``n``.
-        method: one of :data:`INIT_METHODS`.
+        init_method: one of :data:`INIT_METHODS`.
         sample_weight: optional ``(n,)`` non-negative weights.
         n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
 
@@ -534,10 +535,11 @@ def init(
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
-        >>> kmeans.init(jax.random.key(0), jnp.arange(8.0).reshape(4, 2), 2, method="random").shape
+        >>> kmeans.init(jnp.arange(8.0).reshape(4, 2), 2, init_method="random", key=jax.random.key(0)).shape
         (2, 2)
     """
-    check_choice(method, "method", INIT_METHODS)
+    check_choice(init_method, "init_method", INIT_METHODS)
+    method = init_method
     x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)
     trials = _check_trials(n_local_trials, n_clusters)
     scale = _scale_for(x) if method == "kmeans++" else None  # random draws use no distance
@@ -859,7 +861,7 @@ def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, ch
 
     s, labels, inert, counts = _map_restarts(one, jax.random.split(key, n_init), restart_batch)
     best = jnp.argmin(inert)
-    result = KMeansResult(s.centroids[best], labels[best, :n], inert[best])
+    result = KMeans(s.centroids[best], labels[best, :n], inert[best])
     info = KMeansInfo(
         converged=s.converged[best],
         n_iter=s.n_iter[best],
@@ -872,21 +874,23 @@ def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, ch
     return _flag_nonfinite(result, info)
 
 
-def _flag_nonfinite(result: KMeansResult, info: KMeansInfo):
+def _flag_nonfinite(result: KMeans, info: KMeansInfo):
     nonfinite = ~jnp.isfinite(result.inertia) | ~jnp.all(jnp.isfinite(result.centroids))
     return result, info._replace(converged=info.converged & ~nonfinite, nonfinite=nonfinite)
 
 
 @jax.jit
-def _unscale_fit(result: KMeansResult, info: KMeansInfo, inv):
+def _unscale_fit(result: KMeans, info: KMeansInfo, inv):
     """A fit on data times $2^{-e}$ back to the scale of the data (`inv` = $2^e$): exact but for overflow."""
-    result = KMeansResult(result.centroids * inv, result.labels, _times_sq(result.inertia, inv))
+    result = KMeans(result.centroids * inv, result.labels, _times_sq(result.inertia, inv))
     info = info._replace(inertia_trace=_times_sq(info.inertia_trace, inv),
                          restart_inertias=_times_sq(info.restart_inertias, inv))
     return _flag_nonfinite(result, info)
 
 
 def _check_centroids(centroids, d, dtype, name="centroids"):
+    if isinstance(centroids, KMeans):  # a fitted model: its centroids
+        centroids = centroids.centroids
     c = as_float_array(centroids, name, 2)
     check_finite(c, name)
     if c.shape[1] != d:
@@ -1009,7 +1013,7 @@ def fit(
             it beyond floating-point rounding.
 
     Returns:
-        ``(result, info)``: a :class:`KMeansResult` and a :class:`KMeansInfo`.
+        ``(result, info)``: a :class:`KMeans` and a :class:`KMeansInfo`.
 
     Raises:
         ValueError / TypeError: naming the argument, for NaN/inf, wrong rank, non-float ``x``, ``n_clusters``
@@ -1085,12 +1089,12 @@ def _eval_args(x, centroids, sample_weight, chunk_size):
     return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size), scale
 
 
-def predict(x, centroids, *, chunk_size: int | None = None):
+def predict(x, centroids: KMeans | jax.Array, *, chunk_size: int | None = None):
     """Index of the closest centroid of every sample (ties go to the lowest index).
 
     Args:
         x: ``(n, D)`` samples.
-        centroids: ``(K, D)``, e.g. ``result.centroids``.
+        centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
         chunk_size: rows per chunk of the distance computation; default automatic.
 
     Returns:
@@ -1106,12 +1110,12 @@ def predict(x, centroids, *, chunk_size: int | None = None):
     return _labels_inertia_jit(x, w, c, chunk)[0]
 
 
-def inertia(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
+def inertia(x, centroids: KMeans | jax.Array, *, sample_weight=None, chunk_size: int | None = None):
     r"""Weighted inertia :math:`\sum_i w_i \min_k \lVert x_i - c_k\rVert^2`.
 
     Args:
         x: ``(n, D)`` samples.
-        centroids: ``(K, D)``.
+        centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
         sample_weight: optional ``(n,)`` non-negative weights.
         chunk_size: rows per chunk of the distance computation; default automatic.
 
@@ -1134,12 +1138,12 @@ def _transform_jit(x, c):
     return jnp.sqrt(_sq_dist(x, jnp.sum(jnp.square(x), axis=-1), c))
 
 
-def transform(x, centroids):
+def transform(x, centroids: KMeans | jax.Array):
     """Euclidean distances from every sample to every centroid (the k-means feature map, as scikit-learn).
 
     Args:
         x: ``(n, D)`` samples.
-        centroids: ``(K, D)``.
+        centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
 
     Returns:
         ``(n, K)`` distances.
@@ -1292,7 +1296,7 @@ def _fit_minibatch_jit(
 
     s, labels, inert, counts = _map_restarts(one, jax.random.split(key, n_init), n_init)
     best = jnp.argmin(inert)
-    result = KMeansResult(s.mb.centroids[best], labels[best, :n], inert[best])
+    result = KMeans(s.mb.centroids[best], labels[best, :n], inert[best])
     info = KMeansInfo(
         converged=s.converged[best],
         n_iter=s.n_iter[best],
@@ -1345,7 +1349,7 @@ def fit_minibatch(
         chunk_size: rows per chunk of the final full-data assignment; default automatic.
 
     Returns:
-        ``(result, info)``: a :class:`KMeansResult` and a :class:`KMeansInfo` (``inertia_trace`` holds the
+        ``(result, info)``: a :class:`KMeans` and a :class:`KMeansInfo` (``inertia_trace`` holds the
         mean
         batch inertia of every step).
 
@@ -1405,7 +1409,7 @@ def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
     return s.centroids
 
 
-def kmeans_plusplus_refined(key, x, n_clusters: int, *, sample_weight=None, max_iter: int = 10):
+def kmeans_plusplus_refined(x, n_clusters: int, *, key, sample_weight=None, max_iter: int = 10):
     """Greedy k-means++ seeds refined by at most `max_iter` Lloyd steps: a cheap, good start for EM.
 
     One restart, tolerance 0 (stops earlier only when the assignments are stable). Usable inside `jit` / `vmap`
@@ -1425,7 +1429,7 @@ def kmeans_plusplus_refined(key, x, n_clusters: int, *, sample_weight=None, max_
         >>> import jax, jax.numpy as jnp
         >>> from jaxprob import kmeans
         >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
-        >>> sorted(kmeans.kmeans_plusplus_refined(jax.random.key(0), x, 2).ravel().tolist())
+        >>> sorted(kmeans.kmeans_plusplus_refined(x, 2, key=jax.random.key(0)).ravel().tolist())
         [0.5, 10.5]
     """
     x, n_clusters, w = _check_seeding_args(key, x, n_clusters, sample_weight)

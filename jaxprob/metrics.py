@@ -1,15 +1,15 @@
-r"""Classification metrics: confusion matrix, accuracy, precision / recall / F1, ROC and PR curves.
+"""Classification metrics: confusion matrix, accuracy, precision / recall / F1, ROC and PR curves.
 
 All metrics are jittable and vmappable: the public functions check concrete inputs eagerly (lengths, label
 ranges, NaN scores, a single class where a curve needs two) and then call module-level jitted cores whose
 only static arguments are the number of classes and the averaging mode.
 
 Conventions (those of scikit-learn): the confusion matrix has true classes in rows and predicted classes in
-columns; precision :math:`= TP/(TP+FP)`, recall :math:`= TP/(TP+FN)`, :math:`F_1 = 2TP/(2TP+FP+FN)`, and a
+columns; precision $= TP/(TP+FP)$, recall $= TP/(TP+FN)$, $F_1 = 2TP/(2TP+FP+FN)$, and a
 ratio whose denominator is zero is 0. A sample is predicted positive when its score is **at least**
 the threshold.
 
-Curves have a fixed length so that they can be computed under ``jit``: points are the samples sorted by
+Curves have a fixed length so that they can be computed under `jit`: points are the samples sorted by
 decreasing score, and samples with tied scores all carry the values reached at the end of their tie group, so
 a tie contributes one diagonal segment (half credit in the AUC) and the repeated points add zero area.
 """
@@ -93,15 +93,15 @@ def _confusion(y_true, y_pred, n_classes):
 
 
 def confusion_matrix(y_true, y_pred, *, n_classes: int | None = None):
-    """Counts :math:`C_{ij}` of samples of true class ``i`` predicted as class ``j``.
+    """Counts $C_{ij}$ of samples of true class `i` predicted as class `j`.
 
     Args:
-        y_true: ``(n,)`` integer labels in ``[0, n_classes)``.
-        y_pred: ``(n,)`` integer predictions.
-        n_classes: number of classes (static); default ``max(y_true, y_pred) + 1``; required under ``jit``.
+        y_true: `(n,)` integer labels in `[0, n_classes)`.
+        y_pred: `(n,)` integer predictions.
+        n_classes: number of classes (static); default `max(y_true, y_pred) + 1`; required under `jit`.
 
     Returns:
-        ``(n_classes, n_classes)`` int32 counts, rows true, columns predicted.
+        `(n_classes, n_classes)` int32 counts, rows true, columns predicted.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -117,11 +117,11 @@ def accuracy(y_true, y_pred):
     """Fraction of correct predictions.
 
     Args:
-        y_true: ``(n,)`` integer labels.
-        y_pred: ``(n,)`` integer predictions.
+        y_true: `(n,)` integer labels.
+        y_pred: `(n,)` integer predictions.
 
     Returns:
-        Scalar in ``[0, 1]``.
+        Scalar in `[0, 1]`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -160,23 +160,25 @@ def _prf(y_true, y_pred, n_classes, average, pos_label):
 
 def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: int | None = None,
                         pos_label: int = 1):
-    r"""Precision, recall and :math:`F_1` score, binary or averaged over classes.
+    r"""Precision, recall and $F_1$ score, binary or averaged over classes.
 
-    .. math:: P = \frac{TP}{TP+FP}, \quad R = \frac{TP}{TP+FN}, \quad F_1 = \frac{2PR}{P+R} =
-        \frac{2TP}{2TP+FP+FN}
+    $$
+    P = \frac{TP}{TP+FP}, \quad R = \frac{TP}{TP+FN}, \quad F_1 = \frac{2PR}{P+R} =
+    \frac{2TP}{2TP+FP+FN}
+    $$
 
     Args:
-        y_true: ``(n,)`` integer labels.
-        y_pred: ``(n,)`` integer predictions.
-        average: ``"binary"`` (the class ``pos_label`` only; the labels must be 0/1, a third class raises a
-            ``ValueError`` as in scikit-learn), ``"macro"`` (unweighted mean of the per-class scores),
-            ``"micro"`` (from the counts summed over classes; equal to the accuracy) or ``"none"`` (per-class
+        y_true: `(n,)` integer labels.
+        y_pred: `(n,)` integer predictions.
+        average: `"binary"` (the class `pos_label` only; the labels must be 0/1, a third class raises a
+            `ValueError` as in scikit-learn), `"macro"` (unweighted mean of the per-class scores),
+            `"micro"` (from the counts summed over classes; equal to the accuracy) or `"none"` (per-class
             arrays).
-        n_classes: number of classes (static); inferred from the labels when ``None``.
-        pos_label: the positive class for ``average="binary"``.
+        n_classes: number of classes (static); inferred from the labels when `None`.
+        pos_label: the positive class for `average="binary"`.
 
     Returns:
-        ``(precision, recall, f1)``: scalars, or ``(n_classes,)`` arrays for ``average="none"``.
+        `(precision, recall, f1)`: scalars, or `(n_classes,)` arrays for `average="none"`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -203,17 +205,17 @@ def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: i
 
 
 def f1_score(y_true, y_pred, *, average: str = "binary", n_classes: int | None = None, pos_label: int = 1):
-    """:math:`F_1` score only (see :func:`precision_recall_f1`).
+    """$F_1$ score only (see [`precision_recall_f1`][jaxprob.metrics.precision_recall_f1]).
 
     Args:
-        y_true: ``(n,)`` integer labels.
-        y_pred: ``(n,)`` integer predictions.
-        average: ``"binary"``, ``"macro"``, ``"micro"`` or ``"none"``.
+        y_true: `(n,)` integer labels.
+        y_pred: `(n,)` integer predictions.
+        average: `"binary"`, `"macro"`, `"micro"` or `"none"`.
         n_classes: number of classes (static).
-        pos_label: the positive class for ``average="binary"``.
+        pos_label: the positive class for `average="binary"`.
 
     Returns:
-        Scalar (or ``(n_classes,)`` for ``average="none"``).
+        Scalar (or `(n_classes,)` for `average="none"`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -252,15 +254,15 @@ def roc_curve(y_true, y_score):
     r"""Receiver operating characteristic: false and true positive rates at every threshold.
 
     Args:
-        y_true: ``(n,)`` binary labels (0/1 or booleans), both classes present.
-        y_score: ``(n,)`` finite scores, higher meaning more likely positive.
+        y_true: `(n,)` binary labels (0/1 or booleans), both classes present.
+        y_score: `(n,)` finite scores, higher meaning more likely positive.
 
     Returns:
-        ``(fpr, tpr, thresholds)``, each ``(n + 1,)``: the first point is :math:`(0, 0)` at threshold
-        :math:`+\infty`, then one point per sample by decreasing score (tied samples repeat the point at the
-        end of their tie group). Predicting positive when ``score >= thresholds[j]`` gives ``(fpr[j],
-        tpr[j])``.
-        Under ``jit``, a single class gives NaN.
+        `(fpr, tpr, thresholds)`, each `(n + 1,)`: the first point is $(0, 0)$ at threshold
+        $+\infty$, then one point per sample by decreasing score (tied samples repeat the point at the
+        end of their tie group). Predicting positive when `score >= thresholds[j]` gives `(fpr[j],
+        tpr[j])`.
+        Under `jit`, a single class gives NaN.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -324,15 +326,15 @@ def _roc_auc(y, s):
 def roc_auc_score(y_true, y_score):
     r"""Area under the ROC curve.
 
-    Equal to the Mann-Whitney probability :math:`P(S_+ > S_-) + \tfrac12 P(S_+ = S_-)` for a random positive
+    Equal to the Mann-Whitney probability $P(S_+ > S_-) + \tfrac12 P(S_+ = S_-)$ for a random positive
     and a random negative.
 
     Args:
-        y_true: ``(n,)`` binary labels, both classes present.
-        y_score: ``(n,)`` finite scores.
+        y_true: `(n,)` binary labels, both classes present.
+        y_score: `(n,)` finite scores.
 
     Returns:
-        Scalar in ``[0, 1]``.
+        Scalar in `[0, 1]`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -354,12 +356,12 @@ def precision_recall_curve(y_true, y_score):
     """Precision and recall at every threshold, by decreasing threshold.
 
     Args:
-        y_true: ``(n,)`` binary labels, both classes present.
-        y_score: ``(n,)`` finite scores.
+        y_true: `(n,)` binary labels, both classes present.
+        y_score: `(n,)` finite scores.
 
     Returns:
-        ``(precision, recall, thresholds)``, each ``(n,)``: predicting positive when ``score >=
-        thresholds[j]`` gives ``precision[j]`` and ``recall[j]`` (tied samples repeat the point of their tie
+        `(precision, recall, thresholds)`, each `(n,)`: predicting positive when `score >=
+        thresholds[j]` gives `precision[j]` and `recall[j]` (tied samples repeat the point of their tie
         group; recall is non-decreasing).
 
     Examples:
@@ -381,15 +383,15 @@ def _ap(y, s):
 
 
 def average_precision(y_true, y_score):
-    r"""Average precision :math:`\sum_j (R_j - R_{j-1}) P_j` over thresholds (step-wise area under the PR
+    r"""Average precision $\sum_j (R_j - R_{j-1}) P_j$ over thresholds (step-wise area under the PR
     curve).
 
     Args:
-        y_true: ``(n,)`` binary labels, both classes present.
-        y_score: ``(n,)`` finite scores.
+        y_true: `(n,)` binary labels, both classes present.
+        y_score: `(n,)` finite scores.
 
     Returns:
-        Scalar in ``[0, 1]`` (as scikit-learn's ``average_precision_score``).
+        Scalar in `[0, 1]` (as scikit-learn's `average_precision_score`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -416,18 +418,18 @@ def _best_threshold(y, s, criterion):
 
 
 def best_threshold(y_true, y_score, *, criterion: str = "f1"):
-    r"""Decision threshold that maximises a criterion over all distinct score values (instead of 0.5).
+    """Decision threshold that maximises a criterion over all distinct score values (instead of 0.5).
 
-    Criteria: ``"f1"`` (:math:`F_1` of the positive class), ``"youden"`` (:math:`J = TPR - FPR`, the ROC point
-    farthest above the diagonal) and ``"accuracy"``.
+    Criteria: `"f1"` ($F_1$ of the positive class), `"youden"` ($J = TPR - FPR$, the ROC point
+    farthest above the diagonal) and `"accuracy"`.
 
     Args:
-        y_true: ``(n,)`` binary labels, both classes present.
-        y_score: ``(n,)`` finite scores (e.g. predicted probabilities of class 1).
-        criterion: one of :data:`THRESHOLD_CRITERIA`.
+        y_true: `(n,)` binary labels, both classes present.
+        y_score: `(n,)` finite scores (e.g. predicted probabilities of class 1).
+        criterion: one of `THRESHOLD_CRITERIA`.
 
     Returns:
-        ``(threshold, value)``: predict positive when ``score >= threshold``; ``value`` is the criterion
+        `(threshold, value)`: predict positive when `score >= threshold`; `value` is the criterion
         there.
 
     Examples:

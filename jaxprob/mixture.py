@@ -382,7 +382,7 @@ def _init_jit(key, x, w, n_components, init_method, family):
     prepared = em.prepare(x, family, w)
     # the key itself is the draw of a random start, so that init(key=split(k, n)[i]) is restart i of fit
     draws = None if init_method == "kmeans++" else key[None]
-    stats = em.initial_stats(key, x, prepared, family, n_components, init_method, 1, draws=draws)
+    stats = em.initial_stats(x, prepared, family, n_components, init_method, 1, draws=draws, key=key)
     return em.m_step(family, jax.tree.map(lambda a: a[0], stats), prepared.center)[0]
 
 
@@ -443,8 +443,8 @@ def _final(x, w, model, info):
 
 @jax.jit(static_argnums=(4, 5, 6, 7, 9))
 def _fit_jit(key, x, w, family, n_components, init_method, n_init, max_iter, tol, callback):
-    model, info = em.fit(key, x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init,
-                         max_iter=max_iter, tol=tol, callback=callback)
+    model, info = em.fit(x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init,
+                         max_iter=max_iter, tol=tol, callback=callback, key=key)
     return _final(x, w, model, info)
 
 
@@ -801,17 +801,17 @@ def anomaly_threshold(scores, *, contamination: float | None = None, epsilon: fl
 
     Exactly one of:
 
-    * ``epsilon``: a sample is anomalous when :math:`p(x) < \varepsilon`, i.e. :math:`s(x) > -\log\varepsilon`;
-    * ``contamination``: the fraction of the given ``scores`` to flag; the threshold is their
-      :math:`(1-\text{contamination})` quantile (linear interpolation).
+    * `epsilon`: a sample is anomalous when $p(x) < \varepsilon$, i.e. $s(x) > -\log\varepsilon$;
+    * `contamination`: the fraction of the given `scores` to flag; the threshold is their
+      $(1-\text{contamination})$ quantile (linear interpolation).
 
     Args:
-        scores: ``(n,)`` anomaly scores (e.g. of the training data) — only used with ``contamination``.
-        contamination: in ``(0, 1)``.
-        epsilon: density level, ``> 0``.
+        scores: `(n,)` anomaly scores (e.g. of the training data) — only used with `contamination`.
+        contamination: in `(0, 1)`.
+        epsilon: density level, `> 0`.
 
     Returns:
-        Scalar threshold; anomalies are ``scores > threshold``.
+        Scalar threshold; anomalies are `scores > threshold`.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -180,15 +180,20 @@ def l2_penalty(model) -> jax.Array:
     return sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)
 
 
-def _objective(model, batch, loss_fn, l2):
-    return loss_fn(model, batch) + l2 * l2_penalty(model)
+def _loss(model, batch, loss_fn, key):
+    # a stochastic loss (reparameterised draws, dropout) takes the key as a third argument
+    return loss_fn(model, batch) if key is None else loss_fn(model, batch, key)
 
 
-def _step(model, opt_state, batch, loss_fn, optimizer, l2):
+def _objective(model, batch, loss_fn, l2, key=None):
+    return _loss(model, batch, loss_fn, key) + l2 * l2_penalty(model)
+
+
+def _step(model, opt_state, batch, loss_fn, optimizer, l2, key=None):
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def obj(p):
-        return _objective(eqx.combine(p, static), batch, loss_fn, l2)
+        return _objective(eqx.combine(p, static), batch, loss_fn, l2, key)
 
     loss, grads = jax.value_and_grad(obj)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params, value=loss, grad=grads, value_fn=obj)
@@ -197,7 +202,7 @@ def _step(model, opt_state, batch, loss_fn, optimizer, l2):
 
 
 @eqx.filter_jit
-def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0):
+def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0, *, key=None):
     """One optimisation step on one minibatch (compiled once per model structure, loss and optimizer).
 
     Args:
@@ -207,6 +212,8 @@ def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0):
         loss_fn: ``loss_fn(model, batch) -> scalar`` (mean loss over the batch).
         optimizer: an Optax gradient transformation.
         l2: L2 penalty strength :math:`\\lambda`.
+        key: for a stochastic loss `loss_fn(model, batch, key) -> scalar`, the JAX PRNG key of this step;
+            `None` (the default) calls `loss_fn(model, batch)`.
 
     Returns:
         ``(model, opt_state, loss)`` where ``loss`` is the penalised loss before the step.
@@ -223,53 +230,66 @@ def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0):
         >>> float(l), model.tolist()
         (4.0, [2.0])
     """
-    return _step(model, opt_state, batch, loss_fn, optimizer, l2)
+    return _step(model, opt_state, batch, loss_fn, optimizer, l2, key)
 
 
 @eqx.filter_jit
-def _epoch(model, opt_state, data, key, loss_fn, optimizer, l2, batch_size):
+def _epoch(model, opt_state, data, key, loss_fn, optimizer, l2, batch_size, stochastic=False):
     n = data[0].shape[0]
     n_batches = -(-n // batch_size)
+    step_keys = None
+    if stochastic:  # one key per step for the loss, independent of the shuffling
+        key, k_loss = jax.random.split(key)
+        step_keys = jax.random.split(k_loss, n_batches)
     perm = jax.random.permutation(key, n)
     # the last partial batch is completed with the first samples of the same permutation
     idx = jnp.concatenate([perm, perm[: n_batches * batch_size - n]]).reshape(n_batches, batch_size)
 
-    def body(carry, ix):
+    def body(carry, xs):
         m, s = carry
+        ix, k = xs
         batch = tuple(a[ix] for a in data)
-        m, s, loss = _step(m, s, batch, loss_fn, optimizer, l2)
+        m, s, loss = _step(m, s, batch, loss_fn, optimizer, l2, k)
         return (m, s), loss
 
-    (model, opt_state), losses = jax.lax.scan(body, (model, opt_state), idx)
+    (model, opt_state), losses = jax.lax.scan(body, (model, opt_state), (idx, step_keys))
     return model, opt_state, losses
 
 
 @eqx.filter_jit
-def _evaluate(model, data, loss_fn, batch_size):
+def _evaluate(model, data, loss_fn, batch_size, key=None):
     n = data[0].shape[0]
     n_full = n // batch_size
     total = jnp.zeros(())
     if n_full:
         body_data = tuple(a[: n_full * batch_size].reshape(n_full, batch_size, *a.shape[1:]) for a in data)
 
-        def body(acc, batch):
-            return acc + loss_fn(model, batch) * batch_size, None
+        # chunk i of a stochastic loss gets fold_in(key, i)
+        chunk_keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_full))
 
-        total, _ = jax.lax.scan(body, total, body_data)
+        def body(acc, xs):
+            batch, k = xs
+            return acc + _loss(model, batch, loss_fn, k) * batch_size, None
+
+        total, _ = jax.lax.scan(body, total, (body_data, chunk_keys))
     rest = n - n_full * batch_size
     if rest:
-        total = total + loss_fn(model, tuple(a[n_full * batch_size:] for a in data)) * rest
+        k = None if key is None else jax.random.fold_in(key, n_full)
+        total = total + _loss(model, tuple(a[n_full * batch_size:] for a in data), loss_fn, k) * rest
     return total / n
 
 
-def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096) -> jax.Array:
+def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096, key=None) -> jax.Array:
     """Mean of ``loss_fn`` over a data set, computed by chunks (exact when the loss is a per-sample mean).
 
     Args:
         model: the model.
         loss_fn: ``loss_fn(model, batch) -> scalar`` mean loss over a batch.
         data: tuple of arrays sharing their leading axis ``n``.
-        batch_size: chunk size (memory only; the result does not depend on it).
+        batch_size: chunk size (memory only; the result does not depend on it, except through the keys of a
+            stochastic loss).
+        key: for a stochastic loss `loss_fn(model, batch, key)`, a JAX PRNG key (chunk `i` gets
+            `jax.random.fold_in(key, i)`); `None` calls `loss_fn(model, batch)`.
 
     Returns:
         Scalar mean loss (no penalty).
@@ -284,7 +304,9 @@ def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096) -> jax.A
     """
     data = _check_data(data, "data")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    return _evaluate(model, data, loss_fn, min(batch_size, data[0].shape[0]))
+    if key is not None:
+        check_key(key)
+    return _evaluate(model, data, loss_fn, min(batch_size, data[0].shape[0]), key)
 
 
 def _check_data(data, name):
@@ -349,7 +371,8 @@ def _progress_line(epoch, n_epochs, loss, val, width=20):
 
 def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate: float = 1e-3,
           n_epochs: int = 100, batch_size: int = 64, l2: float = 0.0, val_data=None,
-          patience: int | None = None, progress: bool | int = False, opt_state=None):
+          patience: int | None = None, progress: bool | int = False, opt_state=None,
+          stochastic_loss: bool = False):
     r"""Train a model by minibatch stochastic optimisation with Optax.
 
     Each epoch visits a fresh random permutation of the samples in minibatches of ``batch_size`` (the last
@@ -374,6 +397,10 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
         progress: ``True`` prints a progress bar with the losses after every epoch, an integer ``k`` every
             ``k`` epochs.
         opt_state: optional optimizer state to resume from (default: a fresh ``optimizer.init``).
+        stochastic_loss: the loss is random, `loss_fn(model, batch, key) -> scalar` (e.g. a variational bound
+            estimated with reparameterised draws): every step gets its own key, drawn from `key` apart from the
+            shuffling, and the validation loss of every epoch uses one fixed key, so that the epochs are compared
+            on the same draws.
 
     Returns:
         ``(model, info)``: the trained model (the best one on validation data when ``val_data`` is given) and
@@ -428,6 +455,10 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
         raise ValueError("`model` has no floating array leaves to train")
     dtype = jnp.result_type(*[leaf.dtype for leaf in trainable])
     l2 = jnp.asarray(l2, dtype)
+    stochastic_loss = bool(stochastic_loss)
+    val_key = None
+    if stochastic_loss:
+        key, val_key = jax.random.split(key)
 
     train_loss = np.full(n_epochs, np.nan)
     val_loss = np.full(n_epochs, np.nan)
@@ -436,7 +467,8 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
     epoch = -1
     n_batches = -(-n // batch_size)
     for epoch, k in enumerate(jax.random.split(key, n_epochs)):
-        model, opt_state, losses = _epoch(model, opt_state, data, k, loss_fn, optimizer, l2, batch_size)
+        model, opt_state, losses = _epoch(model, opt_state, data, k, loss_fn, optimizer, l2, batch_size,
+                                          stochastic_loss)
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses)):
             if every:
@@ -450,7 +482,7 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
         train_loss[epoch] = float(np.mean(losses))
         val = None
         if val_data is not None:
-            val = float(_evaluate(model, val_data, loss_fn, min(4096, val_data[0].shape[0])))
+            val = float(_evaluate(model, val_data, loss_fn, min(4096, val_data[0].shape[0]), val_key))
             val_loss[epoch] = val
             if val < best_val:
                 best_model, best_val, best_epoch, since_best = model, val, epoch, 0

@@ -1,4 +1,4 @@
-"""Matplotlib helpers used by the experiments (they draw on an ``Axes`` you pass and return it).
+"""Matplotlib helpers used by the experiments (they draw on an `Axes` you pass and return it).
 
 matplotlib is imported lazily, inside the functions, so importing jaxprob stays light.
 """
@@ -11,13 +11,13 @@ __all__ = ["covariance_ellipses", "dense_covariances"]
 
 
 def dense_covariances(params) -> np.ndarray:
-    """``(K, D, D)`` covariance matrices of a :class:`~jaxprob.GaussianMixture`, whatever its covariance type.
+    """`(K, D, D)` covariance matrices of a Gaussian [`Mixture`][jaxprob.em.Mixture], whatever its covariance type.
 
     Args:
-        params: a :class:`~jaxprob.GaussianMixture`.
+        params: a [`Mixture`][jaxprob.em.Mixture].
 
     Returns:
-        NumPy array ``(K, D, D)``.
+        NumPy array `(K, D, D)`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -39,19 +39,19 @@ def dense_covariances(params) -> np.ndarray:
 
 
 def covariance_ellipses(ax, params, *, dims=(0, 1), n_std=(1.0, 2.0), colors=None, **kwargs):
-    r"""Draw the :math:`n\sigma` ellipses :math:`(x-\mu_k)^\top\Sigma_k^{-1}(x-\mu_k) = n^2` of every component,
+    r"""Draw the $n\sigma$ ellipses $(x-\mu_k)^\top\Sigma_k^{-1}(x-\mu_k) = n^2$ of every component,
     projected on two coordinates, and mark the means.
 
     Args:
-        ax: a matplotlib ``Axes``.
-        params: a :class:`~jaxprob.GaussianMixture`.
+        ax: a matplotlib `Axes`.
+        params: a [`Mixture`][jaxprob.em.Mixture].
         dims: the two coordinates to show.
         n_std: the radii, in standard deviations.
         colors: one colour per component (default: the colour cycle).
-        **kwargs: passed to ``matplotlib.patches.Ellipse``.
+        **kwargs: passed to `matplotlib.patches.Ellipse`.
 
     Returns:
-        ``ax``.
+        `ax`.
 
     Examples:
         >>> import matplotlib

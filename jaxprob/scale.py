@@ -1,26 +1,29 @@
-r"""Scaling Gaussian mixtures and k-means: several devices, data larger than memory, streams, gradients.
+r"""Scaling mixtures of every family and k-means: several devices, data larger than memory, streams, gradients.
 
-Everything here rests on one seam of :mod:`jaxprob.mixture` and :mod:`jaxprob.kmeans`: an iteration is a sum
-over samples (the E-step's sufficient statistics :math:`N_k=\sum_i w_i r_{ik}`, :math:`S_k=\sum_i w_i r_{ik}x_i`,
-:math:`Q_k=\sum_i w_i r_{ik}x_ix_i^\top`; Lloyd's per-cluster sums :math:`\sum_{i:z_i=k} w_i x_i` and weights)
+Everything here rests on one seam of [`jaxprob.mixture`][jaxprob.mixture] and [`jaxprob.kmeans`][jaxprob.kmeans]: an
+iteration is a sum over samples (the E-step's sufficient statistics $N_k=\sum_i w_i r_{ik}$, $S_k=\sum_i w_i r_{ik}x_i$,
+$Q_k=\sum_i w_i r_{ik}x_ix_i^\top$; Lloyd's per-cluster sums $\sum_{i:z_i=k} w_i x_i$ and weights)
 followed by a small update that only needs those sums. So
 
-* **several devices** (:func:`fit_sharded`, :func:`kmeans_fit_sharded`): the samples are split along a 1-D
-  device mesh (``jax.sharding.Mesh``); each device computes the statistics of its shard and ``lax.psum`` adds
-  them, inside ``jax.shard_map``; the update is then computed identically on every device. The statistics
-  (``(K,)``, ``(K, D)``, ``(K, D, D)`` and scalars) are the only values reduced across devices, once per
-  iteration, so the communication does not grow with the number of samples. Padding rows (when ``n`` is not a
-  multiple of the number of devices) carry weight 0 and change nothing;
-* **data larger than memory** (:func:`fit_chunked`, :func:`kmeans_fit_chunked`): one pass reads the data chunk
-  by chunk (a NumPy array, a ``np.memmap``, a JAX array or a function returning an iterable of chunks) and adds
-  the statistics of each chunk with one compiled function; one pass is exactly one full-batch iteration;
-* **streams** (:func:`online_em_step`, :func:`fit_online`, :func:`kmeans_fit_stream`): stepwise EM
-  (Cappé and Moulines, 2009) averages normalised statistics with a decaying step size
-  :math:`\eta_t = (t + t_0)^{-\kappa}`, :math:`\tfrac12 < \kappa \le 1`, and mini-batch k-means (Sculley, 2010)
-  moves each centroid by a per-centroid rate;
-* **gradients** (:func:`em_steps`): a fixed number of EM iterations under ``lax.scan`` is differentiable with
-  respect to the data and the initial parameters. ``mixture.fit`` iterates under ``lax.while_loop``, which JAX
-  cannot differentiate in reverse mode (``jax.grad`` raises); use :func:`em_steps` for gradients.
+* **several devices** ([`fit_sharded`][jaxprob.scale.fit_sharded],
+  [`kmeans_fit_sharded`][jaxprob.scale.kmeans_fit_sharded]): the samples are split along a 1-D device mesh
+  (`jax.sharding.Mesh`); each device computes the statistics of its shard and `lax.psum` adds them, inside
+  `jax.shard_map`; the update is then computed identically on every device. The statistics (`(K,)`, `(K, D)`,
+  `(K, D, D)` and scalars) are the only values reduced across devices, once per iteration, so the communication does not
+  grow with the number of samples. Padding rows (when `n` is not a multiple of the number of devices) carry weight 0 and
+  change nothing;
+* **data larger than memory** ([`fit_chunked`][jaxprob.scale.fit_chunked],
+  [`kmeans_fit_chunked`][jaxprob.scale.kmeans_fit_chunked]): one pass reads the data chunk by chunk (a NumPy array, a
+  `np.memmap`, a JAX array or a function returning an iterable of chunks) and adds the statistics of each chunk with one
+  compiled function; one pass is exactly one full-batch iteration;
+* **streams** ([`online_em_step`][jaxprob.scale.online_em_step], [`fit_online`][jaxprob.scale.fit_online],
+  [`kmeans_fit_stream`][jaxprob.scale.kmeans_fit_stream]): stepwise EM (Cappé and Moulines, 2009) averages normalised
+  statistics with a decaying step size $\eta_t = (t + t_0)^{-\kappa}$, $\tfrac12 < \kappa \le 1$, and mini-batch k-means
+  (Sculley, 2010) moves each centroid by a per-centroid rate;
+* **gradients** ([`em_steps`][jaxprob.scale.em_steps]): a fixed number of EM iterations under `lax.scan` is
+  differentiable with respect to the data and the initial parameters. `mixture.fit` iterates under `lax.while_loop`,
+  which JAX cannot differentiate in reverse mode (`jax.grad` raises); use [`em_steps`][jaxprob.scale.em_steps] for
+  gradients.
 """
 
 from __future__ import annotations
@@ -69,8 +72,8 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 65536
-"""Rows read at a time from array data by :func:`iter_chunks` when ``chunk_size`` is not given (4 MiB of float32 at
-D=16). The chunked fits compute on smaller pieces (see :func:`fit_chunked`)."""
+"""Rows read at a time from array data by [`iter_chunks`][jaxprob.scale.iter_chunks] when `chunk_size` is not given (4
+MiB of float32 at D=16). The chunked fits compute on smaller pieces (see [`fit_chunked`][jaxprob.scale.fit_chunked])."""
 
 _TARGET_ENTRIES = 2**20  # a computed piece holds about this many feature entries (EM) or 2**19 distances (Lloyd)
 
@@ -103,11 +106,12 @@ class OnlineEMState(NamedTuple):
 
 
 class OnlineInfo(NamedTuple):
-    """Diagnostics of :func:`fit_online` and :func:`kmeans_fit_stream`.
+    """Diagnostics of [`fit_online`][jaxprob.scale.fit_online] and
+[`kmeans_fit_stream`][jaxprob.scale.kmeans_fit_stream].
 
     Attributes:
         n_steps: number of batches processed.
-        trace: ``(n_steps,)`` per batch: mean log-likelihood under the parameters before the step (online EM) or
+        trace: `(n_steps,)` per batch: mean log-likelihood under the parameters before the step (online EM) or
             mean batch inertia under the centroids before the step (mini-batch k-means); NaN for a skipped batch.
         n_skipped: number of batches skipped because their total weight was zero (online EM).
     """
@@ -124,13 +128,13 @@ def sample_mesh(n_devices: int | None = None, *, axis_name: str = "samples", dev
     """A 1-D device mesh whose single axis splits the samples.
 
     Args:
-        n_devices: number of devices; default all of ``devices``.
+        n_devices: number of devices; default all of `devices`.
         axis_name: name of the mesh axis.
-        devices: the devices to use (default ``jax.devices()``, every device of every process after
-            ``jax.distributed.initialize()``).
+        devices: the devices to use (default `jax.devices()`, every device of every process after
+            `jax.distributed.initialize()`).
 
     Returns:
-        A ``jax.sharding.Mesh`` of shape ``(n_devices,)``.
+        A `jax.sharding.Mesh` of shape `(n_devices,)`.
 
     Examples:
         >>> from jaxprob import scale
@@ -189,7 +193,7 @@ def _weights_ok(w):
 
 
 def _check_weights(sample_weight, x):
-    """Sample weights as :func:`check_sample_weight`; arrays spread over devices are checked on device."""
+    """Sample weights as `check_sample_weight`; arrays spread over devices are checked on device."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, jax.Array) and len(sample_weight.devices()) > 1:
@@ -216,17 +220,17 @@ _pad_jit = jax.jit(_pad_rows, static_argnums=(2,))
 
 
 def shard_samples(x, mesh, *, sample_weight=None):
-    """Place ``(n, D)`` data on a 1-D mesh, split along the samples; rows are padded with weight 0 to a multiple of
+    """Place `(n, D)` data on a 1-D mesh, split along the samples; rows are padded with weight 0 to a multiple of
     the number of devices.
 
     Args:
-        x: ``(n, D)`` float data (NumPy or JAX; a JAX array already spread over the devices is resharded there).
-        mesh: a 1-D ``jax.sharding.Mesh`` (see :func:`sample_mesh`).
-        sample_weight: optional ``(n,)`` non-negative weights (default ones).
+        x: `(n, D)` float data (NumPy or JAX; a JAX array already spread over the devices is resharded there).
+        mesh: a 1-D `jax.sharding.Mesh` (see [`sample_mesh`][jaxprob.scale.sample_mesh]).
+        sample_weight: optional `(n,)` non-negative weights (default ones).
 
     Returns:
-        ``(x, w)``: ``(n_pad, D)`` and ``(n_pad,)`` arrays sharded as ``PartitionSpec(axis)``, with
-        ``n_pad`` the smallest multiple of ``mesh.size`` that is at least ``n``.
+        `(x, w)`: `(n_pad, D)` and `(n_pad,)` arrays sharded as `PartitionSpec(axis)`, with
+        `n_pad` the smallest multiple of `mesh.size` that is at least `n`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -247,7 +251,7 @@ def _pad_weights(x, w, n_pad):
 
 @functools.cache
 def _placement(mesh):
-    """Jitted function that pads rows (weight 0) and places them on ``mesh`` along the samples (one per mesh)."""
+    """Jitted function that pads rows (weight 0) and places them on `mesh` along the samples (one per mesh)."""
     axis = mesh.axis_names[0]
     xs, ws = NamedSharding(mesh, P(axis, None)), NamedSharding(mesh, P(axis))
     return jax.jit(_pad_weights, static_argnums=(2,), out_shardings=(xs, ws))
@@ -320,40 +324,40 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
                 covariance_type: str | None = None, n_init: int = 1, init_method: str = "kmeans++",
                 init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
                 sample_weight=None, callback=None):
-    r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
+    r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (`shard_map` + `psum`).
 
-    Same model, iteration, stopping rule and outputs as :func:`jaxprob.mixture.fit`: every device computes the
-    sufficient statistics :math:`(N_k, S_k, Q_k, \sum_i w_i \log p(x_i))` of its shard, ``lax.psum`` adds them,
+    Same model, iteration, stopping rule and outputs as [`jaxprob.mixture.fit`][jaxprob.mixture.fit]: every device
+    computes the sufficient statistics $(N_k, S_k, Q_k, \sum_i w_i \log p(x_i))$ of its shard, `lax.psum` adds them,
     and every device runs the same M-step on the sums. Only the statistics cross devices; the result does not
     depend on the number of devices beyond floating-point rounding of the sums. The initialisation (when
-    ``init_params`` is not given) is that of ``mixture.fit`` with the same ``key``: the restarts start from the
+    `init_params` is not given) is that of `mixture.fit` with the same `key`: the restarts start from the
     same parameters.
 
-    On several hosts (after ``jax.distributed.initialize()``), pass ``x`` as a global ``jax.Array`` (e.g.
-    ``jax.make_array_from_process_local_data``) and ``init_params`` (the same on every process).
+    On several hosts (after `jax.distributed.initialize()`), pass `x` as a global `jax.Array` (e.g.
+    `jax.make_array_from_process_local_data`) and `init_params` (the same on every process).
 
     Args:
-        x: ``(n, D)`` float data: NumPy or JAX; a JAX array sharded along its rows is used in place.
-        n_components: ``K``, between 1 and ``n``.
-        mesh: 1-D ``jax.sharding.Mesh`` (default: all devices, :func:`sample_mesh`).
-        key: JAX PRNG key (required unless ``init_params`` is given).
+        x: `(n, D)` float data: NumPy or JAX; a JAX array sharded along its rows is used in place.
+        n_components: `K`, between 1 and `n`.
+        mesh: 1-D `jax.sharding.Mesh` (default: all devices, [`sample_mesh`][jaxprob.scale.sample_mesh]).
+        key: JAX PRNG key (required unless `init_params` is given).
         family: a [Family][jaxprob.em.Family] (default Gaussian with `covariance_type` and `reg_covar`); every
             family works, since only its additive statistics cross devices.
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        covariance_type: `"full"`, `"tied"`, `"diag"` or `"spherical"`.
         n_init: number of restarts (vmapped on every device; the highest final log-likelihood is kept — restarts
             that reach the same optimum, up to rounding and a permutation of the components, may then be chosen
             differently on different numbers of devices).
-        init_method: one of :data:`jaxprob.mixture.INIT_METHODS`.
-        init_params: optional starting :class:`~jaxprob.mixture.GaussianMixture` (every restart starts there).
+        init_method: one of [`jaxprob.mixture.INIT_METHODS`][jaxprob.em.INIT_METHODS].
+        init_params: optional starting [`Mixture`][jaxprob.em.Mixture] (every restart starts there).
         max_iter: hard limit on EM iterations (static).
         tol: threshold on the change of the mean log-likelihood.
         reg_covar: non-negative value added to the covariance diagonals.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        sample_weight: optional `(n,)` non-negative weights.
         callback: optional progress callback, as in [jaxprob.mixture.fit][].
 
     Returns:
-        ``(params, info)``: a :class:`~jaxprob.mixture.GaussianMixture` (replicated on the mesh) and a
-        :class:`~jaxprob.mixture.FitInfo`.
+        `(params, info)`: a [`Mixture`][jaxprob.em.Mixture] (replicated on the mesh) and a
+        [`FitInfo`][jaxprob.em.FitInfo].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -395,7 +399,7 @@ def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | N
 
 @jax.jit(static_argnums=(4, 5, 6))
 def _starts_jit(key, x, w, family, n_components, init_method, n_init):
-    return em.initial_models(key, x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init)
+    return em.initial_models(x, family, n_components, sample_weight=w, init_method=init_method, n_init=n_init, key=key)
 
 
 def _family(family, covariance_type, reg_covar):
@@ -411,8 +415,8 @@ def _family(family, covariance_type, reg_covar):
 # ----------------------------------------------------------------------------------------------------------
 def _lloyd_sums(x, w, c, x_sq=None):
     """Per-cluster weighted sums and weights, inertia and labels of one pass, by the assignment of
-    :mod:`jaxprob.kmeans`: as in its Lloyd iterations when the rows' squared norms ``x_sq`` are given, else at
-    full precision (exact distances)."""
+    [`jaxprob.kmeans`][jaxprob.kmeans]: as in its Lloyd iterations when the rows' squared norms `x_sq` are given, else
+    at full precision (exact distances)."""
     labels, d = kmeans.assign(x, c, exact=x_sq is None, x_sq=x_sq)
     k = c.shape[0]
     # deterministic on every backend (no atomic scatter-add on GPUs, see jaxprob.numerics)
@@ -464,7 +468,7 @@ def _sharded_lloyd_program(mesh, max_iter: int):
 
         s, inert, counts, labels = jax.vmap(one)(starts)
         best = jnp.argmin(inert)
-        result = kmeans.KMeansResult(s.centroids[best], labels[best], inert[best])
+        result = kmeans.KMeans(s.centroids[best], labels[best], inert[best])
         info = kmeans.KMeansInfo(
             converged=s.converged[best],
             n_iter=s.n_iter[best],
@@ -476,41 +480,41 @@ def _sharded_lloyd_program(mesh, max_iter: int):
         )
         return result, info
 
-    out = (kmeans.KMeansResult(P(), P(axis), P()), P())
+    out = (kmeans.KMeans(P(), P(axis), P()), P())
     return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(axis), P(), P()), out_specs=out))
 
 
 def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: str = "kmeans++",
                        init_centroids=None, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4,
                        sample_weight=None):
-    r"""Lloyd's k-means with the samples split over the devices of a 1-D mesh (``shard_map`` + ``psum``).
+    r"""Lloyd's k-means with the samples split over the devices of a 1-D mesh (`shard_map` + `psum`).
 
     Each device assigns its samples to the closest centroid and computes the per-cluster weighted sums
-    :math:`\sum_{i:z_i=k} w_i x_i`, weights and inertia; ``lax.psum`` adds them (the only cross-device
+    $\sum_{i:z_i=k} w_i x_i$, weights and inertia; `lax.psum` adds them (the only cross-device
     reduction, together with the number of samples whose label changed) and every device computes the same new
-    centroids. Iterations stop, as in :func:`jaxprob.kmeans.fit`, when no label changes or the squared centroid
-    shift is at most ``tol`` times the mean feature variance, or after ``max_iter`` steps. Seeding is
-    :func:`jaxprob.kmeans.init` on ``x`` with ``jax.random.split(key, n_init)[r]`` for restart ``r``.
+    centroids. Iterations stop, as in [`jaxprob.kmeans.fit`][jaxprob.kmeans.fit], when no label changes or the squared
+    centroid shift is at most `tol` times the mean feature variance, or after `max_iter` steps. Seeding is
+    [`jaxprob.kmeans.init`][jaxprob.kmeans.init] on `x` with `jax.random.split(key, n_init)[r]` for restart `r`.
 
-    Unlike :func:`jaxprob.kmeans.fit`, a cluster that receives no weight keeps its centroid (relocating it onto
-    the farthest samples would need those samples from every device); such clusters are flagged in
-    ``info.empty_clusters``.
+    Unlike [`jaxprob.kmeans.fit`][jaxprob.kmeans.fit], a cluster that receives no weight keeps its centroid (relocating
+    it onto the farthest samples would need those samples from every device); such clusters are flagged in
+    `info.empty_clusters`.
 
     Args:
-        x: ``(n, D)`` float data (NumPy or JAX; a JAX array sharded along its rows is used in place).
-        n_clusters: ``K``, between 1 and ``n``.
-        mesh: 1-D ``jax.sharding.Mesh`` (default: all devices).
-        key: JAX PRNG key (required unless ``init_centroids`` is given).
-        init_method: ``"kmeans++"`` or ``"random"``.
-        init_centroids: optional ``(K, D)`` starting centroids (then ``n_init`` must be 1).
+        x: `(n, D)` float data (NumPy or JAX; a JAX array sharded along its rows is used in place).
+        n_clusters: `K`, between 1 and `n`.
+        mesh: 1-D `jax.sharding.Mesh` (default: all devices).
+        key: JAX PRNG key (required unless `init_centroids` is given).
+        init_method: `"kmeans++"` or `"random"`.
+        init_centroids: optional `(K, D)` starting centroids (then `n_init` must be 1).
         n_init: number of restarts (vmapped; the lowest inertia is kept).
         max_iter: hard limit on Lloyd steps (static).
         tol: relative tolerance on the squared centroid shift.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        sample_weight: optional `(n,)` non-negative weights.
 
     Returns:
-        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` (``labels`` sharded like the padded ``x``
-        and cut to ``n``) and a :class:`~jaxprob.kmeans.KMeansInfo`.
+        `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] (`labels` sharded like the padded `x`
+        and cut to `n`) and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -542,7 +546,7 @@ def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: 
             raise ValueError("`init_centroids` is required when `x` spans several processes (multi-host)")
 
         def one(k):
-            return kmeans.init(k, x, n_clusters, method=init_method, sample_weight=w)
+            return kmeans.init(x, n_clusters, init_method=init_method, sample_weight=w, key=k)
 
         starts = jax.vmap(one)(jax.random.split(key, n_init))
     n = x.shape[0]
@@ -558,10 +562,10 @@ def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: 
 # chunked data
 # ----------------------------------------------------------------------------------------------------------
 def _file_reader(x):
-    """Read rows [a, b) of a C-ordered ``np.memmap`` with ordinary file reads (no pages left mapped), or None.
+    """Read rows [a, b) of a C-ordered `np.memmap` with ordinary file reads (no pages left mapped), or None.
 
-    Only a read-only map (``mode="r"``) of the whole array, whose file is still there and long enough, is read
-    from its file: a copy-on-write map (``mode="c"``) may hold edits the file does not, and a view, a deleted or
+    Only a read-only map (`mode="r"`) of the whole array, whose file is still there and long enough, is read
+    from its file: a copy-on-write map (`mode="c"`) may hold edits the file does not, and a view, a deleted or
     a truncated file would give other bytes than the array; those are read from the array itself."""
     if not (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.flags.c_contiguous and x.filename):
         return None
@@ -603,8 +607,8 @@ def _split_item(item):
 
 
 def _check_chunk_arrays(xc, wc, where, d, check_values: bool, validate=None):
-    """Shape and dtype checks of one chunk (values only when ``check_values``, with the family's `validate` when
-    given); returns (x, w) as arrays. ``where`` names the chunk in error messages."""
+    """Shape and dtype checks of one chunk (values only when `check_values`, with the family's `validate` when
+    given); returns (x, w) as arrays. `where` names the chunk in error messages."""
     if not isinstance(xc, jax.Array):
         xc = np.asarray(xc)
     if not jnp.issubdtype(xc.dtype, jnp.floating):
@@ -632,22 +636,23 @@ def _check_chunk_arrays(xc, wc, where, d, check_values: bool, validate=None):
 
 
 def iter_chunks(data, *, chunk_size: int | None = None, sample_weight=None):
-    """One pass over the data, chunk by chunk: yields ``(x_chunk, w_chunk)`` pairs (``w_chunk`` may be None).
+    """One pass over the data, chunk by chunk: yields `(x_chunk, w_chunk)` pairs (`w_chunk` may be None).
 
-    ``data`` is either an array of shape ``(n, D)`` — NumPy, ``np.memmap`` or JAX, read ``chunk_size`` rows at a
-    time (a C-ordered ``np.memmap`` is read with ordinary file reads at its offset, so the pages read do not stay
+    `data` is either an array of shape `(n, D)` — NumPy, `np.memmap` or JAX, read `chunk_size` rows at a
+    time (a C-ordered `np.memmap` is read with ordinary file reads at its offset, so the pages read do not stay
     mapped into the process and resident memory stays near one chunk) — or a function with no arguments that
-    returns an iterable of chunks, each an array ``x`` or a pair ``(x, sample_weight)`` (called once per pass, so
+    returns an iterable of chunks, each an array `x` or a pair `(x, sample_weight)` (called once per pass, so
     iterative fits can read the data several times). A bare generator or iterator is refused: it can be read only
     once.
 
     Args:
-        data: an ``(n, D)`` array or a function returning an iterable of chunks.
-        chunk_size: rows per chunk for array data (default :data:`DEFAULT_CHUNK_SIZE`); ignored for functions.
-        sample_weight: optional ``(n,)`` weights for array data (sliced like ``data``).
+        data: an `(n, D)` array or a function returning an iterable of chunks.
+        chunk_size: rows per chunk for array data (default [`DEFAULT_CHUNK_SIZE`][jaxprob.scale.DEFAULT_CHUNK_SIZE]);
+            ignored for functions.
+        sample_weight: optional `(n,)` weights for array data (sliced like `data`).
 
     Returns:
-        An iterator of ``(x_chunk, w_chunk)``.
+        An iterator of `(x_chunk, w_chunk)`.
 
     Examples:
         >>> import numpy as np
@@ -873,28 +878,28 @@ def _lloyd_chunk_jit(acc, x, w, c, center):
 
 def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, sample_weight=None,
                        max_iter: int = 300, tol: float = 1e-4):
-    r"""Exact Lloyd iterations over data read chunk by chunk: one pass is one full-batch Lloyd step.
+    """Exact Lloyd iterations over data read chunk by chunk: one pass is one full-batch Lloyd step.
 
     Each pass adds, over the chunks, the per-cluster weighted sums, weights and the inertia of the current
     centroids (one compiled function); the centroids then move to the means. Iterations stop when the squared
-    centroid shift is at most ``tol`` times the mean feature variance (measured in the first pass; ``tol=0``
-    stops when the centroids no longer move) or after ``max_iter`` steps. A cluster that receives no weight keeps
-    its centroid (flagged in ``info.empty_clusters``). Labels are not kept (the data are not in memory): compute
-    them chunk by chunk with :func:`jaxprob.kmeans.predict`.
+    centroid shift is at most `tol` times the mean feature variance (measured in the first pass; `tol=0`
+    stops when the centroids no longer move) or after `max_iter` steps. A cluster that receives no weight keeps
+    its centroid (flagged in `info.empty_clusters`). Labels are not kept (the data are not in memory): compute
+    them chunk by chunk with [`jaxprob.kmeans.predict`][jaxprob.kmeans.predict].
 
     Args:
-        data: an ``(n, D)`` array (NumPy, ``np.memmap``, JAX) or a function returning an iterable of chunks (see
-            :func:`iter_chunks`).
-        init_centroids: ``(K, D)`` starting centroids, e.g. :func:`jaxprob.kmeans.init` on a sample.
-        chunk_size: rows per computed piece; default automatic, about :math:`2^{19}` distances per piece
-            (32,768 rows at :math:`K=16`). Array data are read ``max(chunk_size, 65536)`` rows at a time.
-        sample_weight: optional ``(n,)`` non-negative weights for array data.
+        data: an `(n, D)` array (NumPy, `np.memmap`, JAX) or a function returning an iterable of chunks (see
+            [`iter_chunks`][jaxprob.scale.iter_chunks]).
+        init_centroids: `(K, D)` starting centroids, e.g. [`jaxprob.kmeans.init`][jaxprob.kmeans.init] on a sample.
+        chunk_size: rows per computed piece; default automatic, about $2^{19}$ distances per piece
+            (32,768 rows at $K=16$). Array data are read `max(chunk_size, 65536)` rows at a time.
+        sample_weight: optional `(n,)` non-negative weights for array data.
         max_iter: hard limit on Lloyd steps.
         tol: relative tolerance on the squared centroid shift.
 
     Returns:
-        ``(result, info)``: a :class:`~jaxprob.kmeans.KMeansResult` with ``labels=None`` and the inertia of the
-        returned centroids, and a :class:`~jaxprob.kmeans.KMeansInfo` (one restart).
+        `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] with `labels=None` and the inertia of the
+        returned centroids, and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo] (one restart).
 
     Examples:
         >>> import numpy as np
@@ -935,7 +940,7 @@ def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, s
         n_iter += 1
         converged = float(jnp.sum(jnp.square(new - c))) <= tol_abs
         c = new
-    result = kmeans.KMeansResult(c, None, inert)
+    result = kmeans.KMeans(c, None, inert)
     info = kmeans.KMeansInfo(
         converged=jnp.asarray(converged),
         n_iter=jnp.asarray(n_iter, jnp.int32),
@@ -1014,21 +1019,21 @@ def _check_step_size(kappa, t0):
 def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: float = 1.0, sample_weight=None):
     r"""One stepwise-EM update (Cappé and Moulines, 2009) from a batch.
 
-    With :math:`\hat s_t` the batch's sufficient statistics divided by its total weight and
-    :math:`\eta_t = (t + t_0)^{-\kappa}`, the running statistics become
-    :math:`s_{t+1} = (1-\eta_t)\, s_t + \eta_t\, \hat s_t` and the parameters their M-step. With ``t0=1`` the
-    first step (:math:`\eta_0 = 1`) is a full EM step on the first batch. :math:`\tfrac12 < \kappa \le 1`
-    (:math:`\sum\eta_t = \infty`, :math:`\sum\eta_t^2 < \infty`); smaller :math:`\kappa` forgets faster.
+    With $\hat s_t$ the batch's sufficient statistics divided by its total weight and
+    $\eta_t = (t + t_0)^{-\kappa}$, the running statistics become
+    $s_{t+1} = (1-\eta_t)\, s_t + \eta_t\, \hat s_t$ and the parameters their M-step. With `t0=1` the
+    first step ($\eta_0 = 1$) is a full EM step on the first batch. $\tfrac12 < \kappa \le 1$
+    ($\sum\eta_t = \infty$, $\sum\eta_t^2 < \infty$); smaller $\kappa$ forgets faster.
 
     Args:
-        state: an :class:`OnlineEMState` (see :func:`online_em_init`).
-        x_batch: ``(b, D)`` samples.
-        kappa: decay exponent of the step size, in ``(0.5, 1]``.
-        t0: step-size offset, ``>= 1``.
-        sample_weight: optional ``(b,)`` non-negative weights.
+        state: an [`OnlineEMState`][jaxprob.scale.OnlineEMState] (see [`online_em_init`][jaxprob.scale.online_em_init]).
+        x_batch: `(b, D)` samples.
+        kappa: decay exponent of the step size, in `(0.5, 1]`.
+        t0: step-size offset, `>= 1`.
+        sample_weight: optional `(b,)` non-negative weights.
 
     Returns:
-        ``(state, batch_log_likelihood)``: the new state and the batch's mean log-likelihood under the parameters
+        `(state, batch_log_likelihood)`: the new state and the batch's mean log-likelihood under the parameters
         *before* the step. A batch whose weights are all zero is skipped (`state.n_skipped` grows, the
         parameters stay) and gives NaN.
 
@@ -1051,7 +1056,7 @@ def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: flo
 
 
 def _stream(batches, n_epochs):
-    """Batches of a stream: an iterable read once, or a function returning one (read ``n_epochs`` times)."""
+    """Batches of a stream: an iterable read once, or a function returning one (read `n_epochs` times)."""
     if callable(batches) and not hasattr(batches, "shape"):
         for _ in range(n_epochs):
             yield from batches()
@@ -1066,19 +1071,20 @@ def _stream(batches, n_epochs):
 
 def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float = 1.0, n_epochs: int = 1,
                callback=None):
-    """Stepwise EM over a stream of batches (each ``x`` or ``(x, sample_weight)``), one :func:`online_em_step` per
+    """Stepwise EM over a stream of batches (each `x` or `(x, sample_weight)`), one
+[`online_em_step`][jaxprob.scale.online_em_step] per
     batch; a batch shorter than the first is padded with weight-0 rows, so the step compiles once.
 
     Args:
-        batches: an iterable of batches (read once), or a function returning one (read ``n_epochs`` times).
-        init_params: starting :class:`~jaxprob.mixture.GaussianMixture`.
-        kappa: decay exponent of the step size, in ``(0.5, 1]``.
-        t0: step-size offset, ``>= 1``.
-        n_epochs: passes over ``batches`` when it is a function.
+        batches: an iterable of batches (read once), or a function returning one (read `n_epochs` times).
+        init_params: starting [`Mixture`][jaxprob.em.Mixture].
+        kappa: decay exponent of the step size, in `(0.5, 1]`.
+        t0: step-size offset, `>= 1`.
+        n_epochs: passes over `batches` when it is a function.
         callback: optional `callback(step, batch_mean_log_likelihood)` called after every batch.
 
     Returns:
-        ``(params, info)``: the final :class:`~jaxprob.mixture.GaussianMixture` and an :class:`OnlineInfo`
+        `(params, info)`: the final [`Mixture`][jaxprob.em.Mixture] and an [`OnlineInfo`][jaxprob.scale.OnlineInfo]
         (mean batch log-likelihood before every step; batches of zero total weight are skipped and counted in
         `info.n_skipped`).
 
@@ -1112,7 +1118,7 @@ def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float =
 
 
 def _stream_pieces(batches, n_epochs, d, dtype, validate=None):
-    """Checked ``(x, w)`` pieces of a stream, all as long as the first non-empty batch (longer batches are cut,
+    """Checked `(x, w)` pieces of a stream, all as long as the first non-empty batch (longer batches are cut,
     shorter pieces padded with weight-0 rows), so the step consuming them compiles once."""
     rows = None
     for i, item in enumerate(_stream(batches, n_epochs)):
@@ -1131,17 +1137,18 @@ def _stream_pieces(batches, n_epochs, d, dtype, validate=None):
 
 
 def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
-    """Mini-batch k-means (:func:`jaxprob.kmeans.minibatch_step`) over a stream of batches (each ``x`` or
-    ``(x, sample_weight)``); a batch shorter than the first is padded with weight-0 rows (one compilation).
+    """Mini-batch k-means ([`jaxprob.kmeans.minibatch_step`][jaxprob.kmeans.minibatch_step]) over a stream of batches
+(each `x` or
+    `(x, sample_weight)`); a batch shorter than the first is padded with weight-0 rows (one compilation).
 
     Args:
-        batches: an iterable of batches (read once), or a function returning one (read ``n_epochs`` times).
-        init_centroids: ``(K, D)`` starting centroids.
-        n_epochs: passes over ``batches`` when it is a function.
+        batches: an iterable of batches (read once), or a function returning one (read `n_epochs` times).
+        init_centroids: `(K, D)` starting centroids.
+        n_epochs: passes over `batches` when it is a function.
 
     Returns:
-        ``(state, info)``: the final :class:`~jaxprob.kmeans.MiniBatchState` (centroids and cumulated counts) and
-        an :class:`OnlineInfo` (mean batch inertia before every step).
+        `(state, info)`: the final [`MiniBatchState`][jaxprob.kmeans.MiniBatchState] (centroids and cumulated counts)
+        and an [`OnlineInfo`][jaxprob.scale.OnlineInfo] (mean batch inertia before every step).
 
     Examples:
         >>> import numpy as np

@@ -1,29 +1,29 @@
 r"""Model selection for Gaussian mixtures in one compiled program: a grid over the number of components, the
 covariance type and restarts, with BIC, AIC and held-out log-likelihood for every cell.
 
-**Padding.** Every number of components :math:`K` of the grid is fitted with :math:`K_{\max}` components of
-which the last :math:`K_{\max} - K` are *masked*: their weight is fixed at 0 (so :math:`\log\alpha_k = -\infty`,
+**Padding.** Every number of components $K$ of the grid is fitted with $K_{\max}$ components of
+which the last $K_{\max} - K$ are *masked*: their weight is fixed at 0 (so $\log\alpha_k = -\infty$,
 their responsibilities are exactly 0 and they do not change the likelihood), they are re-masked after every
 M-step, and they are not counted in the number of parameters. All cells of one covariance type then share their
-shapes and run as one ``vmap`` over (:math:`K`, restart) of the EM loop of :func:`jaxprob.mixture.fit`
-(``lax.while_loop``; finished cells are frozen while the others run).
+shapes and run as one `vmap` over ($K$, restart) of the EM loop of [`jaxprob.mixture.fit`][jaxprob.mixture.fit]
+(`lax.while_loop`; finished cells are frozen while the others run).
 
 **Covariance types.** The four types have different parameter shapes and E-step features (a full covariance
-needs :math:`D(D+1)/2` quadratic features, a diagonal one :math:`D`, a spherical one 1, a tied one none), so they
-cannot share one ``vmap`` without paying the full-covariance cost in every cell. Each type is its own vmapped
+needs $D(D+1)/2$ quadratic features, a diagonal one $D$, a spherical one 1, a tied one none), so they
+cannot share one `vmap` without paying the full-covariance cost in every cell. Each type is its own vmapped
 sub-program; all of them are traced into **one** jitted program, compiled once per data shape and grid.
 
-**Initialisation.** Restart :math:`r` draws :math:`K_{\max}` greedy k-means++ seeds
-(:func:`jaxprob.kmeans.kmeans_plusplus` with key ``jax.random.split(key, n_init)[r]``, shared by every cell);
-the cell with :math:`K` components assigns each sample to the nearest of the first :math:`K` seeds and runs one
-M-step (as :func:`jaxprob.mixture.init`). ``method="random"`` draws random responsibilities over the first
-:math:`K` components. Every cell's starting parameters are returned, so any cell can be re-run alone with
-``mixture.fit(x, K, covariance_type=ct, init_params=cell_params(result, ct, K, r, initial=True))``.
+**Initialisation.** Restart $r$ draws $K_{\max}$ greedy k-means++ seeds
+([`jaxprob.kmeans.kmeans_plusplus`][jaxprob.kmeans.kmeans_plusplus] with key `jax.random.split(key, n_init)[r]`, shared
+by every cell); the cell with $K$ components assigns each sample to the nearest of the first $K$ seeds and runs one
+M-step (as [`jaxprob.mixture.init`][jaxprob.mixture.init]). `method="random"` draws random responsibilities over the
+first $K$ components. Every cell's starting parameters are returned, so any cell can be re-run alone with
+`mixture.fit(x, K, covariance_type=ct, init_params=cell_params(result, ct, K, r, initial=True))`.
 
-**Criteria** (lower is better): :math:`\mathrm{BIC} = -2\log L + p\log n`,
-:math:`\mathrm{AIC} = -2\log L + 2p`, with :math:`\log L = \sum_i w_i\log p(x_i)`, :math:`n = \sum_i w_i` and
-:math:`p` the free parameters of the unpadded model (:func:`jaxprob.mixture.n_parameters`). The held-out
-criterion is the mean log-likelihood of ``x_val`` (higher is better).
+**Criteria** (lower is better): $\mathrm{BIC} = -2\log L + p\log n$,
+$\mathrm{AIC} = -2\log L + 2p$, with $\log L = \sum_i w_i\log p(x_i)$, $n = \sum_i w_i$ and
+$p$ the free parameters of the unpadded model ([`jaxprob.mixture.n_parameters`][jaxprob.mixture.n_parameters]). The
+held-out criterion is the mean log-likelihood of `x_val` (higher is better).
 """
 
 from __future__ import annotations
@@ -51,27 +51,28 @@ INIT_METHODS = ("kmeans++", "random")
 class SelectionResult(NamedTuple):
     """Every cell of a model-selection grid, and the best model.
 
-    Grid arrays are indexed ``[covariance type, number of components, restart]`` in the order of
-    ``covariance_types`` and ``n_components``.
+    Grid arrays are indexed `[covariance type, number of components, restart]` in the order of
+    `covariance_types` and `n_components`.
 
     Attributes:
         covariance_types: the covariance types of the grid (tuple of str).
         n_components: the numbers of components of the grid (tuple of int).
-        log_likelihood: ``(C, G, R)`` mean (weighted) training log-likelihood of the fitted parameters.
-        heldout_log_likelihood: ``(C, G, R)`` mean log-likelihood of ``x_val`` (NaN without ``x_val``).
-        bic: ``(C, G, R)``.
-        aic: ``(C, G, R)``.
-        n_parameters: ``(C, G)`` free parameters of each model (padding excluded).
-        converged: ``(C, G, R)`` bool.
-        n_iter: ``(C, G, R)`` EM iterations run.
-        params: per covariance type, a padded :class:`~jaxprob.mixture.GaussianMixture` whose leaves have leading
-            axes ``(G, R)`` and ``K_max`` components (masked components have weight 0); see :func:`cell_params`.
-        init_params: the starting parameters of every cell, shaped as ``params``.
-        criterion: the criterion used to choose ``best``.
-        best_index: ``(c, g, r)`` of the best cell.
+        log_likelihood: `(C, G, R)` mean (weighted) training log-likelihood of the fitted parameters.
+        heldout_log_likelihood: `(C, G, R)` mean log-likelihood of `x_val` (NaN without `x_val`).
+        bic: `(C, G, R)`.
+        aic: `(C, G, R)`.
+        n_parameters: `(C, G)` free parameters of each model (padding excluded).
+        converged: `(C, G, R)` bool.
+        n_iter: `(C, G, R)` EM iterations run.
+        params: per covariance type, a padded [`Mixture`][jaxprob.em.Mixture] whose leaves have leading
+            axes `(G, R)` and `K_max` components (masked components have weight 0); see
+            [`cell_params`][jaxprob.selection.cell_params].
+        init_params: the starting parameters of every cell, shaped as `params`.
+        criterion: the criterion used to choose `best`.
+        best_index: `(c, g, r)` of the best cell.
         best_covariance_type: its covariance type.
         best_n_components: its number of components.
-        best: its fitted :class:`~jaxprob.mixture.GaussianMixture`, unpadded.
+        best: its fitted [`Mixture`][jaxprob.em.Mixture], unpadded.
     """
 
     covariance_types: tuple
@@ -157,7 +158,7 @@ def _grid_jit(keys, x, w, x_val, w_val, tol, fams, *, ks, method, max_iter):
     for family in fams:
         xm = family.seeding_matrix(x)
         if method == "kmeans++":
-            seeds = jax.vmap(lambda k, xm=xm: kmeans.kmeans_plusplus(k, xm, max(ks), sample_weight=w)[0])(keys)
+            seeds = jax.vmap(lambda k, xm=xm: kmeans.kmeans_plusplus(xm, max(ks), sample_weight=w, key=k)[0])(keys)
         else:
             seeds = jnp.zeros((keys.shape[0], max(ks), xm.shape[1]), xm.dtype)
         out.append(_grid_one_family(family, seeds, keys, x, w, x_val, w_val, tol, ks, method, max_iter))
@@ -178,30 +179,30 @@ def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = CO
              families: Sequence[Family] | None = None, n_init: int = 1, x_val=None, criterion: str = "bic",
              init_method: str = "kmeans++", max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
              sample_weight=None, val_weight=None) -> SelectionResult:
-    r"""Fit every (covariance type, number of components, restart) of a grid by EM in one compiled program and
+    """Fit every (covariance type, number of components, restart) of a grid by EM in one compiled program and
     score each cell by BIC, AIC and held-out log-likelihood.
 
     Args:
-        x: ``(n, D)`` training data.
-        n_components: an int ``K_max`` (the grid is ``1..K_max``) or a sequence of numbers of components.
-        key: a JAX PRNG key (restart ``r`` uses ``jax.random.split(key, n_init)[r]``).
-        covariance_types: a type or a sequence of types among ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``
+        x: `(n, D)` training data.
+        n_components: an int `K_max` (the grid is `1..K_max`) or a sequence of numbers of components.
+        key: a JAX PRNG key (restart `r` uses `jax.random.split(key, n_init)[r]`).
+        covariance_types: a type or a sequence of types among `"full"`, `"tied"`, `"diag"`, `"spherical"`
             (Gaussian families with `reg_covar`; ignored when `families` is given).
         families: optional sequence of [Family][jaxprob.em.Family] objects, one grid row each (any family of
             [jaxprob.families][]); `result.covariance_types` then names them.
         n_init: restarts per cell.
-        x_val: optional ``(m, D)`` held-out data.
-        criterion: ``"bic"`` or ``"aic"`` (lowest wins) or ``"heldout"`` (highest held-out log-likelihood wins;
-            needs ``x_val``).
-        init_method: ``"kmeans++"`` or ``"random"`` (see the module notes).
+        x_val: optional `(m, D)` held-out data.
+        criterion: `"bic"` or `"aic"` (lowest wins) or `"heldout"` (highest held-out log-likelihood wins;
+            needs `x_val`).
+        init_method: `"kmeans++"` or `"random"` (see the module notes).
         max_iter: hard limit on EM iterations per cell (static).
         tol: threshold on the change of the mean log-likelihood.
         reg_covar: non-negative value added to the covariance diagonals.
-        sample_weight: optional ``(n,)`` non-negative weights of ``x``.
-        val_weight: optional ``(m,)`` non-negative weights of ``x_val``.
+        sample_weight: optional `(n,)` non-negative weights of `x`.
+        val_weight: optional `(m,)` non-negative weights of `x_val`.
 
     Returns:
-        A :class:`SelectionResult`.
+        A [`SelectionResult`][jaxprob.selection.SelectionResult].
 
     Raises:
         ValueError: besides bad arguments, when the criterion is NaN in every cell (no model can be chosen:
@@ -297,14 +298,14 @@ def cell_params(result: SelectionResult, covariance_type: str, n_components: int
     """The unpadded mixture of one grid cell (its fitted or starting parameters).
 
     Args:
-        result: a :class:`SelectionResult`.
-        covariance_type: the cell's covariance type (one of ``result.covariance_types``).
-        n_components: the cell's number of components (one of ``result.n_components``).
+        result: a [`SelectionResult`][jaxprob.selection.SelectionResult].
+        covariance_type: the cell's covariance type (one of `result.covariance_types`).
+        n_components: the cell's number of components (one of `result.n_components`).
         restart: the restart; default the restart with the highest training log-likelihood.
         initial: return the starting parameters of the cell instead of the fitted ones.
 
     Returns:
-        A :class:`~jaxprob.mixture.GaussianMixture` with ``n_components`` components.
+        A [`Mixture`][jaxprob.em.Mixture] with `n_components` components.
 
     Examples:
         >>> import jax, jax.numpy as jnp

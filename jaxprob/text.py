@@ -136,7 +136,7 @@ def _tokens_of_paragraph(par: str, apostrophe: str, hyphen: str) -> list[str]:
 
 
 def tokenize(text: str, *, lower: bool = True, apostrophe: str = "join", hyphen: str = "join") -> list[list[str]]:
-    """Split text into sentences of word and punctuation tokens (rules in the module docstring).
+    r"""Split text into sentences of word and punctuation tokens (rules in the module docstring).
 
     Args:
         text: any string, in any script.
@@ -151,7 +151,7 @@ def tokenize(text: str, *, lower: bool = True, apostrophe: str = "join", hyphen:
 
     Examples:
         >>> from jaxprob import text
-        >>> text.tokenize("`Oh dear!' said the Rabbit. I shan't be late,\\n\\nCHAPTER I")
+        >>> text.tokenize("`Oh dear!' said the Rabbit. I shan't be late,\n\nCHAPTER I")
         [['oh', 'dear', '!'], ['said', 'the', 'rabbit', '.'], ['i', "shan't", 'be', 'late', ','],
          ['chapter', 'i']]
         >>> text.tokenize("« L’élève a-t-il un vélo ? » Peut-être…")

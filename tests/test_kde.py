@@ -122,7 +122,7 @@ def test_sample_moments(rng, kernel):
     h = np.array([[0.5, 0.1], [0.1, 0.2]])
     with jax.enable_x64(True):
         model = kde.fit(x, bandwidth=h, kernel=kernel, sample_weight=w)
-        s = np.asarray(kde.sample(jax.random.key(0), model, 100_000))
+        s = np.asarray(kde.sample(model, 100_000, key=jax.random.key(0)))
     wn = w / w.sum()
     mean = wn @ x
     cov_points = (x - mean).T @ ((x - mean) * wn[:, None])
@@ -195,9 +195,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="sample_weight"):
         kde.fit(x, sample_weight=-np.ones(5))
     with pytest.raises(TypeError, match="key"):
-        kde.sample(None, model, 3)
+        kde.sample(model, 3, key=None)
     with pytest.raises(ValueError, match="n_samples"):
-        kde.sample(jax.random.key(0), model, 0)
+        kde.sample(model, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="scales"):
         kde.select_bandwidth(x, x, jnp.array([0.0, 1.0]))
     with pytest.raises(TypeError, match="KDE"):

@@ -88,7 +88,7 @@ def test_kmeanspp_first_centre_follows_the_weights():
     x = jnp.arange(5.0, dtype=jnp.float32)[:, None]
     w = jnp.array([0.0, 1.0, 2.0, 3.0, 4.0], jnp.float32)
     keys = jax.random.split(jax.random.key(0), 4000)
-    idx = np.asarray(jax.vmap(lambda k: kmeans.kmeans_plusplus(k, x, 1, sample_weight=w)[1][0])(keys))
+    idx = np.asarray(jax.vmap(lambda k: kmeans.kmeans_plusplus(x, 1, sample_weight=w, key=k)[1][0])(keys))
     freq = np.bincount(idx, minlength=5) / len(idx)
     expected = np.asarray(w) / 10.0
     assert freq[0] == 0.0
@@ -99,7 +99,7 @@ def test_kmeanspp_never_picks_zero_weight_points(rng):
     x = rng.normal(size=(200, 3)).astype(np.float32)
     w = (rng.random(200) < 0.5).astype(np.float32)
     for seed in range(5):
-        _, idx = kmeans.kmeans_plusplus(jax.random.key(seed), x, 12, sample_weight=w)
+        _, idx = kmeans.kmeans_plusplus(x, 12, sample_weight=w, key=jax.random.key(seed))
         assert np.all(w[np.asarray(idx)] > 0)
         assert len(set(np.asarray(idx).tolist())) == 12
 
@@ -267,7 +267,7 @@ def test_restart_batching_does_not_change_restarts(rng):
     x, _ = make_blobs(rng, 30, FOUR_MEANS, scale=3.0, dtype=np.float32)
     runs = [_fit32(x, 3, restart_batch=b) for b in (1, 3)]
     keys = jax.random.split(jax.random.key(3), 3)
-    single = [float(kmeans.fit(x, 4, init_centroids=kmeans.kmeans_plusplus(k, x, 4)[0])[0].inertia) for k in keys]
+    single = [float(kmeans.fit(x, 4, init_centroids=kmeans.kmeans_plusplus(x, 4, key=k)[0])[0].inertia) for k in keys]
     for _, info in runs:
         np.testing.assert_allclose(np.asarray(info.restart_inertias), single, rtol=1e-5)
     with pytest.raises(ValueError, match="restart_batch"):
@@ -331,7 +331,7 @@ def test_gmm_kmeans_init(rng):
 def test_kmeans_init_methods(rng):
     x = rng.standard_normal((30, 2)).astype(np.float32)
     for method in kmeans.INIT_METHODS:
-        c = kmeans.init(jax.random.key(0), x, 4, method=method)
+        c = kmeans.init(x, 4, init_method=method, key=jax.random.key(0))
         assert c.shape == (4, 2)
         assert all(any(np.array_equal(row, xi) for xi in x) for row in np.asarray(c))
 
@@ -433,7 +433,7 @@ def test_evaluation_functions_on_rescaled_data_against_float64(rng, power):
     state, jb = kmeans.minibatch_step(kmeans.minibatch_init(c), x)
     close(jb, d2.min(1).mean(), 1e-4)
     np.testing.assert_array_equal(np.asarray(state.centroids), np.asarray(new))
-    centers, idx = kmeans.kmeans_plusplus(jax.random.key(0), x, 4)
+    centers, idx = kmeans.kmeans_plusplus(x, 4, key=jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(centers), x[np.asarray(idx)])
     assert len(set(np.asarray(idx).tolist())) == 4
 

@@ -282,12 +282,12 @@ def test_fit_starts_where_init_and_kmeans_plusplus_start(blobs):
     # one restart of fit is seeded by the same k-means++ draw as init and kmeans.kmeans_plusplus with the same key
     x = jnp.asarray(blobs[0], jnp.float32)
     key = jax.random.key(3)
-    starts = jax.jit(jp.em.initial_models, static_argnums=(2, 3))(key, x, jp.families.gaussian("diag"), 3)
+    starts = jax.jit(jp.em.initial_models, static_argnums=(1, 2))(x, jp.families.gaussian("diag"), 3, key=key)
     start = jax.tree.map(lambda a: a[0], starts)
     ref = mixture.init(x, 3, covariance_type="diag", key=key)
     for u, v in zip(jax.tree.leaves(start), jax.tree.leaves(ref), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
-    centers, _ = jp.kmeans.kmeans_plusplus(key, x - jnp.mean(x, axis=0), 3)
+    centers, _ = jp.kmeans.kmeans_plusplus(x - jnp.mean(x, axis=0), 3, key=key)
     labels = np.argmin(((np.asarray(x - jnp.mean(x, axis=0))[:, None] - np.asarray(centers)) ** 2).sum(-1), 1)
     means = np.stack([np.asarray(x)[labels == j].mean(0) for j in range(3)])
     np.testing.assert_allclose(np.asarray(ref.means), means, rtol=1e-4, atol=1e-4)

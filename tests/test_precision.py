@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprob import autoencoder, em, families, kde, kmeans, mixture, nn, numerics, pallas_kmeans
+from jaxprob import autoencoder, em, families, hmm, kde, kmeans, mixture, nn, numerics, pallas_kmeans
+from jaxprob.families.gaussian import make_params as gaussian_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,25 @@ def test_other_families_state_their_precision(x, name):
     assert numerics.default_precision_dots(lambda x, m: mixture.log_prob(x, m), xd, model) == []
 
 
+def test_linear_regression_family_states_its_precision(x):
+    family = families.linear_regression()
+    params = family.make_params(jnp.array([[1.0, 0.0], [0.0, -1.0]]), jnp.zeros(2), jnp.ones(2))
+    model = mixture.make_mixture(jnp.array([0.5, 0.5]), params, family)
+    xy = (x[:, :2], x[:, 2])
+    assert numerics.default_precision_dots(em.step, em.prepare(xy, family), model) == []
+
+
+def test_hmm_kernels_state_their_precision(x):
+    fam = families.gaussian("diag")
+    comps = gaussian_params(jnp.array([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), jnp.ones((2, 3)), "diag")
+    model = hmm.make_hmm(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]), comps, fam)
+    data = hmm.prepare(x, fam)
+    lb = jnp.zeros((48, 2))
+    assert numerics.default_precision_dots(lambda lb: hmm.forward(lb, jnp.log(model.initial),
+                                                                  jnp.log(model.transition)), lb) == []
+    assert numerics.default_precision_dots(lambda d, m: hmm.step(d, m), data, model) == []
+
+
 def test_fits_state_their_precision(x):
     # the whole programs: seeding (k-means++ distances), the loops, the final passes
     key = jax.random.key(0)
@@ -103,6 +123,8 @@ def test_networks_state_their_precision(x):
     assert numerics.default_precision_dots(grad, ae, x) == []
     mlp = nn.MLP(3, 2, (5,), key=jax.random.key(1))
     assert numerics.default_precision_dots(lambda m, x: m(x), mlp, x) == []
+    vae = autoencoder.VAE(3, 2, (4,), key=jax.random.key(2))
+    assert numerics.default_precision_dots(lambda m, x: m.elbo(x, jax.random.key(3)), vae, x) == []
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_starts_are_assignments_to_the_kmeanspp_seeds(data, grid64):
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(0), 2)
         for r in range(2):
-            seeds = np.asarray(kmeans.kmeans_plusplus(keys[r], x, 3)[0])
+            seeds = np.asarray(kmeans.kmeans_plusplus(x, 3, key=keys[r])[0])
             for k in (1, 3):
                 labels = np.argmin(((x[:, None, :] - seeds[None, :k]) ** 2).sum(-1), axis=1)
                 means = np.stack([x[labels == j].mean(0) for j in range(k)])

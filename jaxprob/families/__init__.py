@@ -9,11 +9,13 @@ Each family is an `equinox.Module` subclass of [jaxprob.em.Family][] with a cons
 | [categorical][jaxprob.families.categorical.categorical] | `(n, V)` counts | `(K, V)`, per block, smoothed |
 | [poisson][jaxprob.families.poisson.poisson] | `(n, D)` counts | rates `(K, D)`, floored |
 | [student_t][jaxprob.families.student_t.student_t] | `(n, D)` real, outliers | locations, scales, degrees of freedom |
+| [linear_regression][jaxprob.families.linear_regression.linear_regression] | `(X, y)` pair | lines and noise levels |
 """
 
 from jaxprob.families.bernoulli import Bernoulli, BernoulliParams, bernoulli
 from jaxprob.families.categorical import Categorical, CategoricalParams, categorical, one_hot_features
 from jaxprob.families.gaussian import Gaussian, GaussianParams, gaussian
+from jaxprob.families.linear_regression import LinearRegression, LinearRegressionParams, linear_regression
 from jaxprob.families.poisson import Poisson, PoissonParams, poisson
 from jaxprob.families.student_t import StudentT, StudentTParams, student_t
 
@@ -34,4 +36,7 @@ __all__ = [
     "StudentT",
     "StudentTParams",
     "student_t",
+    "LinearRegression",
+    "LinearRegressionParams",
+    "linear_regression",
 ]
