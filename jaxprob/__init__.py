@@ -23,6 +23,8 @@ from jaxprob import (
     metrics,
     mixture,
     nn,
+    numerics,
+    pallas_kmeans,
     plotting,
     regression,
     scale,
@@ -80,6 +82,8 @@ __all__ = [
     "autoregressive",
     "scale",
     "selection",
+    "numerics",
+    "pallas_kmeans",
     # types
     "BayesClassifier",
     "FitInfo",

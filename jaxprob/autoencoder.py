@@ -40,6 +40,10 @@ from jaxprob import mixture, nn
 from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key
 from jaxprob.decomposition import PCA
 
+# products of weights or bases alone (no samples): full precision on every backend, they cost nothing; the
+# forward passes take the library policy through jaxprob.nn.MLP (see jaxprob.numerics)
+_HIGHEST = jax.lax.Precision.HIGHEST
+
 __all__ = [
     "LOSSES",
     "Autoencoder",
@@ -733,8 +737,9 @@ def latent_log_prob(model: Autoencoder, x: ArrayLike, gmm: mixture.Mixture, *, b
 def _principal_angles(a, b):
     qa, _ = jnp.linalg.qr(a)
     qb, _ = jnp.linalg.qr(b)
-    cos = jnp.linalg.svd(qa.T @ qb, compute_uv=False)  # descending
-    sin = jnp.linalg.svd(qb - qa @ (qa.T @ qb), compute_uv=False)[::-1]  # ascending
+    proj = jnp.matmul(qa.T, qb, precision=_HIGHEST)
+    cos = jnp.linalg.svd(proj, compute_uv=False)  # descending
+    sin = jnp.linalg.svd(qb - jnp.matmul(qa, proj, precision=_HIGHEST), compute_uv=False)[::-1]  # ascending
     # arctan2 of both is accurate for small and large angles alike (arccos alone loses small angles)
     return jnp.arctan2(jnp.clip(sin, 0.0, 1.0), jnp.clip(cos, 0.0, 1.0))
 
@@ -804,7 +809,7 @@ def decoder_matrix(model: Autoencoder) -> jax.Array:
                          "(see linear_autoencoder)")
     w = dec.weights[0]
     for m in dec.weights[1:]:
-        w = w @ m
+        w = jnp.matmul(w, m, precision=_HIGHEST)
     return w
 
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
+from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_choice
 
 __all__ = [
@@ -111,7 +112,7 @@ def _covariances_from_prec_chol(prec_chol, covariance_type):
 
         def one(u):
             inv_u = jax.scipy.linalg.solve_triangular(u, jnp.eye(u.shape[-1], dtype=u.dtype), lower=False)
-            return inv_u.T @ inv_u
+            return jnp.matmul(inv_u.T, inv_u, precision=jax.lax.Precision.HIGHEST)  # parameters only: full
 
         return jax.vmap(one)(prec_chol) if covariance_type == "full" else one(prec_chol)
     return 1.0 / jnp.square(prec_chol)
@@ -193,11 +194,12 @@ def _component_log_prob(x, means, prec_chol, covariance_type):
     """(n, K) log N(x_i | mu_k, Sigma_k); no validation (used inside jitted code)."""
     d = x.shape[-1]
     if covariance_type == "full":
-        y = jnp.einsum("nd,kde->nke", x, prec_chol) - jnp.einsum("kd,kde->ke", means, prec_chol)[None]
+        # the products over samples take the library policy (jaxprob.numerics)
+        y = numerics.einsum("nd,kde->nke", x, prec_chol) - numerics.einsum("kd,kde->ke", means, prec_chol)[None]
         maha = jnp.sum(jnp.square(y), axis=-1)
     elif covariance_type == "tied":
-        y = x @ prec_chol
-        nu = means @ prec_chol
+        y = numerics.matmul(x, prec_chol)
+        nu = numerics.matmul(means, prec_chol)
         maha = jnp.sum(jnp.square(y[:, None, :] - nu[None, :, :]), axis=-1)
     elif covariance_type == "diag":
         maha = jnp.sum(jnp.square((x[:, None, :] - means[None]) * prec_chol[None]), axis=-1)

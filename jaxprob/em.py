@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from jaxprob import kmeans
+from jaxprob import kmeans, numerics
 
 __all__ = [
     "Family",
@@ -346,7 +346,7 @@ def weighted_center(x: Any, w: ArrayLike) -> Any:
     def one(a):
         a = jnp.asarray(a)
         flat = a.reshape(a.shape[0], -1).astype(w.dtype)
-        return (w @ flat).reshape(a.shape[1:]) / total
+        return numerics.matmul(w, flat).reshape(a.shape[1:]) / total
 
     return jax.tree.map(one, x)
 

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxprob import numerics
 from jaxprob._validation import (
     as_float_array,
     check_choice,
@@ -140,10 +141,10 @@ def _log_kernel(sq, kernel, d):
 # ----------------------------------------------------------------------------------------------------------
 def _weighted_cov(x, w):
     w = w / jnp.sum(w)
-    mu = w @ x
+    mu = numerics.matmul(w, x)
     xc = x - mu
     n_eff = 1.0 / jnp.sum(jnp.square(w))
-    cov = (xc * w[:, None]).T @ xc / (1.0 - jnp.sum(jnp.square(w)))  # unbiased for weights
+    cov = numerics.matmul((xc * w[:, None]).T, xc) / (1.0 - jnp.sum(jnp.square(w)))  # unbiased for weights
     return cov, n_eff
 
 
@@ -346,10 +347,10 @@ def _log_density(q, points, weights, chol, kernel, query_chunk, point_chunk):
         # squared distances and s^2 are representable.
         scale = chol[0, 0]
         m_inv = jax.scipy.linalg.solve_triangular(chol / scale, jnp.eye(d, dtype=dtype), lower=True)
-        zp, zq = points @ m_inv.T, q @ m_inv.T
+        zp, zq = numerics.matmul(points, m_inv.T), numerics.matmul(q, m_inv.T)
         threshold = jnp.square(scale)
     else:
-        centre = weights @ points
+        centre = numerics.matmul(weights, points)
         # whiten: z = L^{-1}(x - centre); the kernel needs ||z_q - z_p||^2
         zp = jax.scipy.linalg.solve_triangular(chol, (points - centre).T, lower=True).T
         zq = jax.scipy.linalg.solve_triangular(chol, (q - centre).T, lower=True).T
@@ -372,7 +373,7 @@ def _log_density(q, points, weights, chol, kernel, query_chunk, point_chunk):
                 sq = jnp.sum(jnp.square(zqb[:, None, :] - zpb[None, :, :]), axis=-1)
                 lk = jnp.where(sq < threshold, -_log_unit_ball_volume(d), -jnp.inf)
             else:
-                sq = jnp.maximum(qn[:, None] + pnb[None, :] - 2.0 * (zqb @ zpb.T), 0.0)
+                sq = jnp.maximum(qn[:, None] + pnb[None, :] - 2.0 * numerics.matmul(zqb, zpb.T), 0.0)
                 lk = _log_kernel(sq, kernel, d)
             lk = lk + lwb[None, :]
             new_mx = jnp.maximum(mx, jnp.max(lk, axis=1))
@@ -481,7 +482,7 @@ def _sample_jit(key, points, weights, chol, kernel, n):
     k1, k2 = jax.random.split(key)
     idx = jax.random.choice(k1, points.shape[0], (n,), p=weights)
     z = _kernel_noise(k2, kernel, n, points.shape[1], points.dtype)
-    return points[idx] + z @ chol.T
+    return points[idx] + numerics.matmul(z, chol.T)
 
 
 def sample(kde: KDE, n_samples: int, *, key: jax.Array) -> jax.Array:

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
+from jaxprob import numerics, pallas_kmeans
 from jaxprob._validation import (
     as_float_array,
     check_choice,
@@ -98,17 +99,51 @@ __all__ = [
 
 INIT_METHODS = ("kmeans++", "random")
 
-# The n x K distance matrix is computed chunk by chunk (rows) under lax.scan: the automatic chunk holds about
-# 2**19 entries (2 MiB in float32), which stays in the L2/L3 caches while keeping the number of scan steps
-# (each with its own small matrix product and scatter) low; memory then grows as chunk x K, not n x K.
-# Measured on a 2-core CPU at N=1M, D=16, K=64: 1,024-row chunks 0.11 s per Lloyd step, 4,096 to 16,384 rows
-# 0.054-0.058 s, 65,536 rows 0.11 s (benchmarks/bench_kmeans.py --chunks).
+# The n x K distance matrix is computed chunk by chunk (rows) under lax.scan: memory then grows as chunk x K, not
+# n x K. On a CPU the automatic chunk holds about 2**19 entries (2 MiB in float32), which stays in the L2/L3 caches
+# while keeping the number of scan steps (each with its own small matrix product and scatter) low. Measured on a
+# 2-core CPU at N=1M, D=16, K=64: 1,024-row chunks 0.11 s per Lloyd step, 4,096 to 16,384 rows 0.054-0.058 s,
+# 65,536 rows 0.11 s (benchmarks/bench_kmeans.py --chunks).
 _CHUNK_ENTRIES = 2**19
 # A matrix of at most 2**20 entries (4 MiB in float32) is computed whole: a scan of two chunks costs more per
 # Lloyd step than one pass (session 5, Intel Xeon, 2 cores, marginal ms per step, one chunk against the chunks of
 # the rule above: N=100k D=2 K=8 1.05 vs 1.52; 60k x 16, K=16 1.20 vs 1.80; 200k x 4, K=4 1.77 vs 2.52; 30k x 8,
 # K=32 0.79 vs 0.99).
 _WHOLE_ENTRIES = 2**20
+
+
+class _BackendChoices(NamedTuple):
+    """What the k-means passes do on one backend (static: read when a program is traced).
+
+    Attributes:
+        chunk_entries: target entries of one chunk of the distance matrix (see `_chunk_rows`).
+        whole_entries: a distance matrix of at most this many entries is computed in one piece.
+        pack: carry the labels in the low mantissa bits of the distances in the Lloyd passes (one min reduction
+            instead of two, see `_packed_assign`).
+        pallas: run the Lloyd passes with the fused Pallas kernel of [jaxprob.pallas_kmeans][] (distances, arg
+            min and per-cluster sums in one pass over the data, no chunk x K matrix in memory).
+    """
+
+    chunk_entries: int
+    whole_entries: int
+    pack: bool
+    pallas: bool
+
+
+# CPU: the measured choices above. GPU and TPU: a scan step costs at least a kernel launch and the matrix units want
+# large operands, so chunks are 64 times larger (128 MiB of float32 distances); the labels come from two plain
+# reductions (bit packing exists to spare a CPU reduction that XLA does not vectorise); the fused Pallas kernel is
+# off until it has been measured against this path on the device (docs/accelerators.md lists what is open).
+_BACKENDS = {
+    "cpu": _BackendChoices(_CHUNK_ENTRIES, _WHOLE_ENTRIES, pack=True, pallas=False),
+    "gpu": _BackendChoices(2**25, 2**26, pack=False, pallas=False),
+    "tpu": _BackendChoices(2**25, 2**26, pack=False, pallas=False),
+}
+
+
+def _choices() -> _BackendChoices:
+    """The choices for JAX's default backend (shapes must be static, so the default backend decides them)."""
+    return _BACKENDS.get(jax.default_backend(), _BACKENDS["gpu"])
 
 
 class KMeans(NamedTuple):
@@ -179,7 +214,7 @@ def _sq_dist(x, x_sq, c):
     """(n, m) squared Euclidean distances from rows of x to rows of c, with ||x||^2 precomputed; clipped at
     0."""
     c_sq = jnp.sum(jnp.square(c), axis=-1)
-    return jnp.maximum(x_sq[:, None] - 2.0 * (x @ c.T) + c_sq[None, :], 0.0)
+    return jnp.maximum(x_sq[:, None] - 2.0 * numerics.matmul(x, c.T) + c_sq[None, :], 0.0)
 
 
 def squared_distances(x: ArrayLike, centroids: ArrayLike, *, x_sq: ArrayLike | None = None) -> jax.Array:
@@ -529,12 +564,13 @@ _init_jit = jax.jit(_seed, static_argnums=(3, 4, 5))
 # the chunked assignment pass (the seam shared by Lloyd, mini-batch, predict and inertia)
 # ----------------------------------------------------------------------------------------------------------
 def _chunk_rows(n: int, k: int, chunk_size: int | None) -> int:
-    """Rows per chunk: ``chunk_size`` if given; else all ``n`` rows when ``n * K <= _WHOLE_ENTRIES``, otherwise
-    at most _CHUNK_ENTRIES / K rows (at least 256), preferably a divisor of ``n`` no smaller than half of that (the
-    data then reshapes into chunks without a padded copy); at most n."""
+    """Rows per chunk: ``chunk_size`` if given; else all ``n`` rows when ``n * K`` is at most the backend's
+    ``whole_entries``, otherwise at most ``chunk_entries / K`` rows (at least 256), preferably a divisor of ``n``
+    no smaller than half of that (the data then reshapes into chunks without a padded copy); at most n."""
     if chunk_size is None:
-        target = max(256, _CHUNK_ENTRIES // k)
-        if target >= n or n * k <= _WHOLE_ENTRIES:
+        choices = _choices()
+        target = max(256, choices.chunk_entries // k)
+        if target >= n or n * k <= choices.whole_entries:
             return n
         return next((c for c in range(target, target // 2 - 1, -1) if n % c == 0), target)
     return max(1, min(int(chunk_size), n))
@@ -584,7 +620,7 @@ def _packed_assign(xb, c, c_sq, x_sq):
     fi = jnp.finfo(dtype)
     itype = _INT_OF_WIDTH[fi.bits // 8]
     low = (1 << _index_bits(c.shape[0])) - 1
-    d = jnp.clip(x_sq[:, None] + c_sq[None, :] - 2.0 * (xb @ c.T), fi.tiny, fi.max)
+    d = jnp.clip(x_sq[:, None] + c_sq[None, :] - 2.0 * numerics.matmul(xb, c.T), fi.tiny, fi.max)
     bits = jax.lax.bitcast_convert_type(d, itype)
     ids = jnp.arange(c.shape[0], dtype=itype)
     packed = jax.lax.bitcast_convert_type((bits & ~low) | ids[None, :], dtype)
@@ -596,8 +632,8 @@ def _packed_assign(xb, c, c_sq, x_sq):
 def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     """Labels (lowest index among ties) and squared distances of the rows of one block (``x_sq``: the rows'
     squared norms, used when not ``exact``). Not ``exact`` (the Lloyd passes): by :func:`_packed_assign` when
-    ``K`` allows it."""
-    if not exact and _packable(c.shape[0], xb.dtype):
+    ``K`` allows it and the backend packs labels."""
+    if not exact and _choices().pack and _packable(c.shape[0], xb.dtype):
         return _packed_assign(xb, c, c_sq, x_sq)
     # the minimum of ||c||^2 - 2 x.c is found by a plain min reduction and the label as the smallest index
     # reaching it, a second min reduction over the indices held as floats (exact below 2^24): XLA on CPU runs
@@ -606,7 +642,7 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     # ``best`` is used only here (the exact pass), ``scores <= best`` runs twice as slowly as ``scores - best <= 0``
     # (the broadcast of ``best`` is fused into the first reduction); when ``best`` also gives the distances (the
     # Lloyd pass), it is the other way round. Both tests select the same entries.
-    scores = c_sq[None, :] - 2.0 * (xb @ c.T)
+    scores = c_sq[None, :] - 2.0 * numerics.matmul(xb, c.T)
     best = jnp.min(scores, axis=1)
     ids = jnp.arange(c.shape[0], dtype=scores.dtype)
     hit = (scores - best[:, None] <= 0) if exact else (scores <= best[:, None])
@@ -659,17 +695,24 @@ def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
     ``update``, the per-cluster weighted sums (K, D) and weights (K,). ``x_sq``: the rows' squared norms, chunked
     like ``wr``, when known (Lloyd iterations compute them once)."""
     k = c.shape[0]
-    c_sq = jnp.sum(jnp.square(c), axis=-1)
     if x_sq is None:
         x_sq = jnp.sum(jnp.square(xr), axis=-1)
+    if update and not exact and _choices().pallas and pallas_kmeans.supported(k, xr.shape[2], xr.dtype):
+        # one fused pass over all rows (the kernel blocks the rows itself): no chunk x K matrix in memory
+        n_pad = xr.shape[0] * xr.shape[1]
+        wf = wr.reshape(n_pad)
+        out = pallas_kmeans.lloyd_pass(xr.reshape(n_pad, xr.shape[2]), c, sample_weight=wf, x_sq=x_sq.reshape(n_pad))
+        return out.labels, out.distances, jnp.sum(wf * out.distances), out.sums, out.counts
+    c_sq = jnp.sum(jnp.square(c), axis=-1)
 
     def block(xb, wb, sb):
         labels, d = _assign_block(xb, c, c_sq, exact, sb)
         inert = jnp.sum(wb * d)
         if not update:
             return labels, d, inert, None, None
-        sums = jax.ops.segment_sum(wb[:, None] * xb, labels, k)
-        return labels, d, inert, sums, jax.ops.segment_sum(wb, labels, k)
+        # deterministic on every backend: no atomic scatter-add on GPUs (see jaxprob.numerics)
+        sums = numerics.segment_sum(wb[:, None] * xb, labels, k)
+        return labels, d, inert, sums, numerics.segment_sum(wb, labels, k)
 
     if xr.shape[0] == 1:
         return block(xr[0], wr[0], x_sq[0])
@@ -699,8 +742,8 @@ def _relocate_empty(x, w, d, labels, sums, counts, empty):
     moved = empty & (rank < m) & (far_d[jnp.clip(rank, 0, m - 1)] > 0)
     xp, wp = x[pick], jnp.where(moved, w[pick], 0.0)
     old = labels[pick]
-    sums = sums.at[old].add(-wp[:, None] * xp)
-    counts = counts.at[old].add(-wp)
+    sums = numerics.add_at(sums, old, -wp[:, None] * xp)
+    counts = numerics.add_at(counts, old, -wp)
     sums = jnp.where(moved[:, None], wp[:, None] * xp, sums)
     counts = jnp.where(moved, wp, counts)
     return sums, counts, jnp.sum(moved).astype(jnp.int32)

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_int, check_key, is_tracer
 
 __all__ = [
@@ -148,9 +149,10 @@ class MLP(eqx.Module):
             )
         act = ACTIVATIONS[self.activation]
         h = x
+        # every layer's product takes the library's precision policy (jaxprob.numerics): full float32 by default
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            h = act(h @ w + b)
-        return ACTIVATIONS[self.final_activation](h @ self.weights[-1] + self.biases[-1])
+            h = act(numerics.matmul(h, w) + b)
+        return ACTIVATIONS[self.final_activation](numerics.matmul(h, self.weights[-1]) + self.biases[-1])
 
 
 # ----------------------------------------------------------------------------------------------------------

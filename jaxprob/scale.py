@@ -42,7 +42,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxprob import em, families, kmeans, mixture
+from jaxprob import em, families, kmeans, mixture, numerics
 from jaxprob._validation import (
     as_float_array,
     check_choice,
@@ -274,7 +274,7 @@ def _sharded_em_program(mesh, max_iter: int, callback):
     def local(x, w, starts, tol):
         family = jax.tree.map(lambda a: a[0], starts.family)
         # the reference of the moments: the weighted data mean (two sums reduced once, before the iterations)
-        total, sum_x = jax.lax.psum((jnp.sum(w), w @ x), axis)
+        total, sum_x = jax.lax.psum((jnp.sum(w), numerics.matmul(w, x)), axis)
         prepared = em.prepare(x, family, w, sum_x / total)
 
         def e_step_fn(model):
@@ -423,7 +423,9 @@ def _lloyd_sums(x, w, c, x_sq=None):
     at full precision (exact distances)."""
     labels, d = kmeans.assign(x, c, exact=x_sq is None, x_sq=x_sq)
     k = c.shape[0]
-    return jax.ops.segment_sum(w[:, None] * x, labels, k), jax.ops.segment_sum(w, labels, k), jnp.sum(w * d), labels
+    # deterministic on every backend (no atomic scatter-add on GPUs, see jaxprob.numerics)
+    sums, counts = numerics.segment_sum(w[:, None] * x, labels, k), numerics.segment_sum(w, labels, k)
+    return sums, counts, jnp.sum(w * d), labels
 
 
 def _lloyd_update(c, sums, counts):
@@ -444,9 +446,9 @@ def _sharded_lloyd_program(mesh, max_iter: int):
     axis = mesh.axis_names[0]
 
     def local(x, w, starts, tol):
-        total, sum_x = jax.lax.psum((jnp.sum(w), w @ x), axis)
+        total, sum_x = jax.lax.psum((jnp.sum(w), numerics.matmul(w, x)), axis)
         mean = sum_x / total
-        var = jax.lax.psum(w @ jnp.square(x - mean), axis) / total
+        var = jax.lax.psum(numerics.matmul(w, jnp.square(x - mean)), axis) / total
         tol_abs = tol * jnp.mean(var)  # tolerance relative to the mean feature variance, as kmeans.fit
         x_sq = jnp.sum(jnp.square(x), axis=-1)  # once, not in every iteration (as kmeans.fit)
 
@@ -744,7 +746,7 @@ def _em_chunk_jit(acc, x, w, model, center):
 
 @jax.jit
 def _center_chunk_jit(acc, x, w):
-    return acc[0] + jnp.sum(w), acc[1] + w @ x
+    return acc[0] + jnp.sum(w), acc[1] + numerics.matmul(w, x)
 
 
 @jax.jit
@@ -876,7 +878,7 @@ def fit_chunked(data: ArrayLike | Callable[[], Iterable[Any]], init_params: Mixt
 def _lloyd_chunk_jit(acc, x, w, c, center):
     sums, counts, inert, _ = _lloyd_sums(x, w, c)
     xc = x - center
-    mom = (jnp.sum(w), w @ xc, w @ jnp.square(xc))
+    mom = (jnp.sum(w), numerics.matmul(w, xc), numerics.matmul(w, jnp.square(xc)))
     a_sums, a_counts, a_inert, a_mom = acc
     return a_sums + sums, a_counts + counts, a_inert + inert, tuple(u + v for u, v in zip(a_mom, mom, strict=True))
 

@@ -31,10 +31,10 @@ from jax.typing import ArrayLike
 from jaxprob._validation import is_tracer
 from jaxprob.em import Family, keep_rows
 from jaxprob.families._checks import as_count_array, check_number, check_param_array
+from jaxprob.numerics import matmul_precision
 
 __all__ = ["BernoulliParams", "Bernoulli", "bernoulli", "make_params"]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class BernoulliParams(eqx.Module):
@@ -109,14 +109,14 @@ class Bernoulli(Family):
         return jnp.concatenate([jnp.log(p) - log1m, jnp.sum(log1m, axis=1, keepdims=True)], axis=1)
 
     def log_prob(self, data, params: BernoulliParams, center):
-        return jnp.matmul(data, self._natural(params).T, precision=_HIGHEST)
+        return jnp.matmul(data, self._natural(params).T, precision=matmul_precision())
 
     def component_log_prob(self, x, params: BernoulliParams):
         nat = self._natural(params)
-        return jnp.matmul(x, nat[:, :-1].T, precision=_HIGHEST) + nat[:, -1]
+        return jnp.matmul(x, nat[:, :-1].T, precision=matmul_precision()) + nat[:, -1]
 
     def statistics(self, data, resp, params, center):
-        return jnp.matmul(resp.T, data, precision=_HIGHEST)
+        return jnp.matmul(resp.T, data, precision=matmul_precision())
 
     def m_step(self, stats, counts, center, previous, keep):
         d = stats.shape[1] - 1

@@ -33,10 +33,10 @@ from jax.typing import ArrayLike
 from jaxprob._validation import check_int, is_tracer
 from jaxprob.em import Family, keep_rows
 from jaxprob.families._checks import as_count_array, check_number, check_param_array, default_float
+from jaxprob.numerics import matmul_precision, segment_sum
 
 __all__ = ["CategoricalParams", "Categorical", "categorical", "make_params", "one_hot_features"]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class CategoricalParams(eqx.Module):
@@ -76,7 +76,7 @@ class Categorical(Family):
     def _block_sums(self, a):
         """`(K, V)` -> `(K, V)`: every entry replaced by the sum of its block in its row."""
         seg = self._segments(a.shape[1])
-        sums = jax.ops.segment_sum(a.T, seg, num_segments=len(self._sizes(a.shape[1])), indices_are_sorted=True)
+        sums = segment_sum(a.T, seg, len(self._sizes(a.shape[1])))  # deterministic on every backend
         return sums.T[:, seg]
 
     # ---- checks --------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class Categorical(Family):
     def _constants(self, x):
         """`(n,)` $\\sum_b \\log n_b! - \\sum_v \\log x_v!$, the log multinomial coefficients."""
         seg = self._segments(x.shape[1])
-        n_b = jax.ops.segment_sum(x.T, seg, num_segments=len(self._sizes(x.shape[1])), indices_are_sorted=True)
+        n_b = segment_sum(x.T, seg, len(self._sizes(x.shape[1])))
         return jnp.sum(jax.lax.lgamma(n_b + 1.0), axis=0) - jnp.sum(jax.lax.lgamma(x + 1.0), axis=1)
 
     def prepare(self, x, w, center):
@@ -138,13 +138,13 @@ class Categorical(Family):
 
     def log_prob(self, data, params: CategoricalParams, center):
         nat = jnp.concatenate([jnp.log(params.probs), jnp.ones((params.probs.shape[0], 1), data.dtype)], axis=1)
-        return jnp.matmul(data, nat.T, precision=_HIGHEST)
+        return jnp.matmul(data, nat.T, precision=matmul_precision())
 
     def component_log_prob(self, x, params: CategoricalParams):
-        return jnp.matmul(x, jnp.log(params.probs).T, precision=_HIGHEST) + self._constants(x)[:, None]
+        return jnp.matmul(x, jnp.log(params.probs).T, precision=matmul_precision()) + self._constants(x)[:, None]
 
     def statistics(self, data, resp, params, center):
-        return jnp.matmul(resp.T, data, precision=_HIGHEST)
+        return jnp.matmul(resp.T, data, precision=matmul_precision())
 
     # ---- the M-step ----------------------------------------------------------------------------------------
     def m_step(self, stats, counts, center, previous, keep):

@@ -39,6 +39,7 @@ from jaxprob.densities import (
     precisions_cholesky,
 )
 from jaxprob.em import Family
+from jaxprob.numerics import matmul_precision
 
 __all__ = [
     "GaussianParams",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+# products over samples (E-step, statistics) take the library policy (jaxprob.numerics); products of
+# parameters alone cost nothing and always run at full precision
 _HIGHEST = jax.lax.Precision.HIGHEST
 _RETRIES = 6  # reg_covar x 10, 100, ..., 1e6 before a covariance is declared hopeless
 
@@ -274,11 +277,11 @@ class Gaussian(Family):
         return jnp.concatenate([quad, lin, const[:, None]], axis=1)
 
     def log_prob(self, data, params: GaussianParams, center):
-        lp = jnp.matmul(data, self._natural(params, center).T, precision=_HIGHEST)
+        lp = jnp.matmul(data, self._natural(params, center).T, precision=matmul_precision())
         if self.covariance_type == "tied":
             xc = data[:, self._linear(params.means.shape[1])]
             u = params.precisions_cholesky
-            lp = lp - 0.5 * jnp.sum(jnp.square(jnp.matmul(xc, u, precision=_HIGHEST)), axis=-1, keepdims=True)
+            lp = lp - 0.5 * jnp.sum(jnp.square(jnp.matmul(xc, u, precision=matmul_precision())), axis=-1, keepdims=True)
         return lp
 
     def _linear(self, d):
@@ -288,10 +291,10 @@ class Gaussian(Family):
     def statistics(self, data, resp, params, center):
         d = center.shape[0]
         q = self.table.n_quad(d)
-        s = jnp.matmul(resp.T, data, precision=_HIGHEST)
+        s = jnp.matmul(resp.T, data, precision=matmul_precision())
         if self.table.moments is None:  # tied: second moments of all samples, weighted by sum_k resp
             xc = data[:, q : q + d]
-            sxx = jnp.matmul((xc * jnp.sum(resp, axis=1, keepdims=True)).T, xc, precision=_HIGHEST)
+            sxx = jnp.matmul((xc * jnp.sum(resp, axis=1, keepdims=True)).T, xc, precision=matmul_precision())
         else:
             sxx = self.table.moments(s[:, :q], d)
         return s[:, q : q + d], sxx

@@ -47,6 +47,7 @@ from jax.typing import ArrayLike
 from jaxprob._validation import as_float_array, check_finite, is_tracer
 from jaxprob.em import Family
 from jaxprob.families._checks import check_number
+from jaxprob.numerics import matmul_precision
 
 __all__ = [
     "LinearRegressionParams",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+# products over samples take the library policy (jaxprob.numerics); products of parameters alone always run
+# at full precision
 _HIGHEST = jax.lax.Precision.HIGHEST
 _RIDGES = 6  # ridge sqrt(eps) * mean diagonal times 1, 10, ..., 1e5 for a singular weighted design
 
@@ -223,13 +226,13 @@ class LinearRegression(Family):
 
     def log_prob(self, data, params: LinearRegressionParams, center):
         p = params.coefs.shape[1] + 1
-        mu = jnp.matmul(data[:, :p], self._centred(params, center).T, precision=_HIGHEST)
+        mu = jnp.matmul(data[:, :p], self._centred(params, center).T, precision=matmul_precision())
         return _gaussian_log_density(data[:, p : p + 1], mu, params.sigmas)
 
     def statistics(self, data, resp, params, center):
         d = center[0].shape[0]
         p = d + 1
-        s = jnp.matmul(resp.T, data, precision=_HIGHEST)  # (K, F)
+        s = jnp.matmul(resp.T, data, precision=matmul_precision())  # (K, F)
         zy = s[:, p + 1 : 2 * p + 1]
         yy = s[:, 2 * p + 1]
         sxx = _symmetric(s[:, 2 * p + 2 :], d)  # (K, d, d)
@@ -324,7 +327,7 @@ class LinearRegression(Family):
 
     def conditional_means(self, params: LinearRegressionParams, x) -> jax.Array:
         """`(n, K)` means $\\mu_k(x_i) = w_{k0} + w_k^\\top x_i$ for covariates `x` `(n, d)`."""
-        return jnp.matmul(x, params.coefs.T, precision=_HIGHEST) + params.intercepts
+        return jnp.matmul(x, params.coefs.T, precision=matmul_precision()) + params.intercepts
 
     def component_log_prob(self, x, params: LinearRegressionParams) -> jax.Array:
         """`(n, K)` $\\log \\mathcal N(y_i \\mid \\mu_k(x_i), \\sigma_k^2)$ of raw data `x = (X, y)` (the evaluation

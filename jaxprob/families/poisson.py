@@ -24,10 +24,10 @@ from jax.typing import ArrayLike
 from jaxprob._validation import is_tracer
 from jaxprob.em import Family, keep_rows
 from jaxprob.families._checks import as_count_array, check_number, check_param_array
+from jaxprob.numerics import matmul_precision
 
 __all__ = ["PoissonParams", "Poisson", "poisson", "make_params"]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class PoissonParams(eqx.Module):
@@ -95,15 +95,15 @@ class Poisson(Family):
         k = lam.shape[0]
         nat = jnp.concatenate([jnp.log(lam), jnp.ones((k, 1), lam.dtype), -jnp.sum(lam, axis=1, keepdims=True)],
                               axis=1)
-        return jnp.matmul(data, nat.T, precision=_HIGHEST)
+        return jnp.matmul(data, nat.T, precision=matmul_precision())
 
     def component_log_prob(self, x, params: PoissonParams):
         lam = params.rates
-        lp = jnp.matmul(x, jnp.log(lam).T, precision=_HIGHEST) - jnp.sum(lam, axis=1)
+        lp = jnp.matmul(x, jnp.log(lam).T, precision=matmul_precision()) - jnp.sum(lam, axis=1)
         return lp - jnp.sum(jax.lax.lgamma(x + 1.0), axis=1, keepdims=True)
 
     def statistics(self, data, resp, params, center):
-        return jnp.matmul(resp.T, data, precision=_HIGHEST)
+        return jnp.matmul(resp.T, data, precision=matmul_precision())
 
     def m_step(self, stats, counts, center, previous, keep):
         d = stats.shape[1] - 2

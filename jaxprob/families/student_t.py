@@ -50,9 +50,12 @@ from jaxprob.densities import log_det_precisions_cholesky, precisions_cholesky
 from jaxprob.em import Family
 from jaxprob.families._checks import check_number, check_param_array
 from jaxprob.families.gaussian import COVARIANCE_TABLE, regularized_cholesky
+from jaxprob.numerics import matmul_precision
 
 __all__ = ["StudentTParams", "StudentT", "student_t", "make_params", "solve_dof"]
 
+# products over samples (E-step, statistics) take the library policy (jaxprob.numerics); products of
+# parameters alone cost nothing and always run at full precision
 _HIGHEST = jax.lax.Precision.HIGHEST
 _FULL = COVARIANCE_TABLE["full"]
 
@@ -211,7 +214,7 @@ class StudentT(Family):
         mu = params.means - center
         quad, lin = _FULL.natural(params.precisions_cholesky, mu)
         const = -0.5 * jnp.sum(mu * lin, axis=-1)
-        half = jnp.matmul(data, jnp.concatenate([quad, lin, const[:, None]], axis=1).T, precision=_HIGHEST)
+        half = jnp.matmul(data, jnp.concatenate([quad, lin, const[:, None]], axis=1).T, precision=matmul_precision())
         return jnp.maximum(-2.0 * half, 0.0)  # rounding can leave a tiny negative distance
 
     def _log_density(self, maha, params: StudentTParams):
@@ -226,7 +229,7 @@ class StudentT(Family):
 
     def component_log_prob(self, x, params: StudentTParams):
         u = params.precisions_cholesky
-        y = (jnp.einsum("nd,kde->nke", x, u, precision=_HIGHEST)
+        y = (jnp.einsum("nd,kde->nke", x, u, precision=matmul_precision())
              - jnp.einsum("kd,kde->ke", params.means, u, precision=_HIGHEST)[None])
         return self._log_density(jnp.sum(jnp.square(y), axis=-1), params)
 
@@ -250,7 +253,7 @@ class StudentT(Family):
                         + nk * (digamma(0.5 * dnu) - jnp.log(0.5 * dnu)))
             else:
                 sdof = jnp.zeros_like(nk)
-        s = jnp.matmul(ru.T, data, precision=_HIGHEST)
+        s = jnp.matmul(ru.T, data, precision=matmul_precision())
         return s[:, q + d], s[:, q:q + d], _FULL.moments(s[:, :q], d), sdof
 
     # ---- the M-step ----------------------------------------------------------------------------------------
