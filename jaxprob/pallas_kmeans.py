@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_int
@@ -62,7 +63,7 @@ def _pow2(v: int, least: int) -> int:
     return max(least, 1 << max(0, math.ceil(math.log2(max(v, 1)))))
 
 
-def supported(n_clusters: int, n_features: int, dtype) -> bool:
+def supported(n_clusters: int, n_features: int, dtype: DTypeLike) -> bool:
     """Whether the kernel handles this problem: float32 data, padded `K x D` at most
     [MAX_PARTIAL_ENTRIES][jaxprob.pallas_kmeans.MAX_PARTIAL_ENTRIES].
 
@@ -225,8 +226,9 @@ def _lloyd_pass(x, w, c, x_sq, *, block_rows: int, block_clusters: int, n_segmen
     return LloydPass(labels[:n], dist[:n], jnp.sum(sums, axis=0)[:k, :d], jnp.sum(counts, axis=0)[:k])
 
 
-def lloyd_pass(x, centroids, *, sample_weight=None, x_sq=None, block_rows: int = 64, block_clusters: int = 64,
-               n_segments: int = 512, interpret: bool | None = None) -> LloydPass:
+def lloyd_pass(x: ArrayLike, centroids: ArrayLike, *, sample_weight: ArrayLike | None = None,
+               x_sq: ArrayLike | None = None, block_rows: int = 64, block_clusters: int = 64, n_segments: int = 512,
+               interpret: bool | None = None) -> LloydPass:
     """One fused Lloyd pass: labels, squared distances, per-cluster weighted sums and weights.
 
     Compiled on a GPU or TPU; elsewhere (a CPU) it runs in Pallas interpret mode, which is slow and meant for
