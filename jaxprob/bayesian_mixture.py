@@ -223,13 +223,13 @@ def expected_weights(concentration: ArrayLike, weight_prior_type: str) -> jax.Ar
 # E-step, M-step, bound
 # ----------------------------------------------------------------------------------------------------------
 def _log_lambda(dof, d):
-    """$\\mathbb E[\\log|\\Lambda|] - \\log|W|$: $D \\log 2 + \\sum_{i<D} \\psi((\\nu - i)/2)$ (Wishart)."""
+    r"""$\mathbb E[\log|\Lambda|] - \log|W|$: $D \log 2 + \sum_{i<D} \psi((\nu - i)/2)$ (Wishart)."""
     i = jnp.arange(d, dtype=jnp.asarray(dof).dtype)
     return d * _LOG2 + jnp.sum(digamma(0.5 * (jnp.asarray(dof)[..., None] - i)), axis=-1)
 
 
 def _log_norm_chol(model):
-    """$\\log\\det$ of the Cholesky factors of $W_k$ (the normalised factors carry $\\nu_k$)."""
+    r"""$\log\det$ of the Cholesky factors of $W_k$ (the normalised factors carry $\nu_k$)."""
     d = model.means.shape[1]
     ld = log_det_precisions_cholesky(model.precisions_cholesky, model.family.covariance_type, d)
     return ld - 0.5 * d * jnp.log(model.degrees_of_freedom)
@@ -289,7 +289,7 @@ def e_step(prepared: Prepared, model: BayesianGMM) -> Stats:
 
 
 def _wishart(ct, prior: Prior, nk, mu_c, m0_c, sk, beta):
-    """Posterior degrees of freedom and normalised covariances $(\\nu_k W_k)^{-1}$, per covariance type."""
+    r"""Posterior degrees of freedom and normalised covariances $(\nu_k W_k)^{-1}$, per covariance type."""
     k = nk.shape[0]
     b0 = prior.mean_precision
     diff = mu_c - m0_c

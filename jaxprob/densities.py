@@ -1,24 +1,22 @@
 r"""Densities: Gaussian log-likelihoods, mixture log-densities, entropy, cross-entropy and KL divergence.
 
-Covariance parametrisation
---------------------------
-A set of ``K`` Gaussian components in ``D`` dimensions is described by its means ``(K, D)`` and by the Cholesky
+**Covariance parametrisation**
+
+A set of `K` Gaussian components in `D` dimensions is described by its means `(K, D)` and by the Cholesky
 factors of the *precision* matrices, with one of four covariance types (the shapes follow scikit-learn's
-``precisions_cholesky_``):
+`precisions_cholesky_`):
 
-=============  ======================  ==========================================================
-type           covariances             precisions_cholesky
-=============  ======================  ==========================================================
-``"full"``     ``(K, D, D)``           upper-triangular ``U_k`` with :math:`\Sigma_k^{-1} = U_k U_k^\top`
-``"tied"``     ``(D, D)`` shared       one ``U`` for all components
-``"diag"``     ``(K, D)`` variances    :math:`1/\sigma_{kd}`
-``"spherical"````(K,)`` variances      :math:`1/\sigma_k`
-=============  ======================  ==========================================================
+| type | covariances | precisions_cholesky |
+|---|---|---|
+| `"full"` | `(K, D, D)` | upper-triangular `U_k` with $\Sigma_k^{-1} = U_k U_k^\top$ |
+| `"tied"` | `(D, D)` shared | one `U` for all components |
+| `"diag"` | `(K, D)` variances | $1/\sigma_{kd}$ |
+| `"spherical"` | `(K,)` variances | $1/\sigma_k$ |
 
-With these factors, :math:`\log \mathcal N(x \mid \mu_k, \Sigma_k) = -\tfrac12 \lVert (x-\mu_k) U_k \rVert^2
-+ \sum_d \log U_{k,dd} - \tfrac D2 \log 2\pi`: one matrix product, no solve and no determinant.
+With these factors, $\log \mathcal N(x \mid \mu_k, \Sigma_k) = -\tfrac12 \lVert (x-\mu_k) U_k \rVert^2
++ \sum_d \log U_{k,dd} - \tfrac D2 \log 2\pi$: one matrix product, no solve and no determinant.
 
-All functions are pure, jittable, vmappable and differentiable; they work in the dtype of ``x``.
+All functions are pure, jittable, vmappable and differentiable; they work in the dtype of `x`.
 """
 
 from __future__ import annotations
@@ -56,9 +54,11 @@ __all__ = [
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+"""The Gaussian covariance types: full, tied (shared), diagonal, spherical."""
 _LOG_2PI = math.log(2.0 * math.pi)
 
 logsumexp = jax.nn.logsumexp
+r"""`jax.nn.logsumexp`, re-exported: $\log \sum_i e^{a_i}$ computed stably."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -84,15 +84,15 @@ def precisions_cholesky(covariances: ArrayLike, covariance_type: str = "full", *
     r"""Cholesky factors of the precision matrices, from covariances.
 
     Args:
-        covariances: ``(K, D, D)`` for ``"full"``, ``(D, D)`` for ``"tied"``, ``(K, D)`` variances for
-            ``"diag"``, ``(K,)`` variances for ``"spherical"``.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        covariances: `(K, D, D)` for `"full"`, `(D, D)` for `"tied"`, `(K, D)` variances for
+            `"diag"`, `(K,)` variances for `"spherical"`.
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
         symmetrize: average each matrix with its transpose first; pass False when the covariances are symmetric
             by construction (one kernel less to compile).
 
     Returns:
-        Array of the same shape as ``covariances``: upper-triangular :math:`U` with :math:`\Sigma^{-1} = U U^\top`
-        (full, tied) or :math:`1/\sigma` (diag, spherical). A covariance that is not positive definite gives NaN.
+        Array of the same shape as `covariances`: upper-triangular $U$ with $\Sigma^{-1} = U U^\top$
+        (full, tied) or $1/\sigma$ (diag, spherical). A covariance that is not positive definite gives NaN.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -119,11 +119,12 @@ def _covariances_from_prec_chol(prec_chol, covariance_type):
 
 
 def covariances_from_precisions_cholesky(precisions_cholesky: ArrayLike, covariance_type: str = "full") -> jax.Array:
-    r"""Inverse of :func:`precisions_cholesky`: :math:`\Sigma = (U U^\top)^{-1} = U^{-\top} U^{-1}`.
+    r"""Inverse of [`precisions_cholesky`][jaxprob.densities.precisions_cholesky]:
+$\Sigma = (U U^\top)^{-1} = U^{-\top} U^{-1}$.
 
     Args:
-        precisions_cholesky: factors shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        precisions_cholesky: factors shaped as in [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
         The covariances, same shape as the input.
@@ -231,16 +232,19 @@ def component_log_prob(x: ArrayLike, means: ArrayLike, precisions_cholesky: Arra
                        covariance_type: str = "full") -> jax.Array:
     r"""Log-density of every sample under every Gaussian component.
 
-    .. math:: \ell_{ik} = \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+    $$
+    \ell_{ik} = \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)`` for one sample.
-        means: ``(K, D)`` component means.
-        precisions_cholesky: factors of the precisions, shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        x: `(n, D)` samples, or `(D,)` for one sample.
+        means: `(K, D)` component means.
+        precisions_cholesky: factors of the precisions, shaped as in
+            [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
-        ``(n, K)`` log-densities (``(K,)`` for a single sample).
+        `(n, K)` log-densities (`(K,)` for a single sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -259,17 +263,19 @@ def mixture_log_prob(x: ArrayLike, weights: ArrayLike, means: ArrayLike, precisi
                      covariance_type: str = "full") -> jax.Array:
     r"""Log-density of a Gaussian mixture, by log-sum-exp over components.
 
-    .. math:: \log p(x) = \log \sum_k \alpha_k \mathcal N(x \mid \mu_k, \Sigma_k)
+    $$
+    \log p(x) = \log \sum_k \alpha_k \mathcal N(x \mid \mu_k, \Sigma_k)
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        weights: ``(K,)`` mixing weights (non-negative, summing to one).
-        means: ``(K, D)``.
-        precisions_cholesky: shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        x: `(n, D)` samples, or `(D,)`.
+        weights: `(K,)` mixing weights (non-negative, summing to one).
+        means: `(K, D)`.
+        precisions_cholesky: shaped as in [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
-        ``(n,)`` log-densities (a scalar for a single sample).
+        `(n,)` log-densities (a scalar for a single sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -310,16 +316,18 @@ def _single_gaussian(x, mean, cov, covariance_type, ndim_cov):
 def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> jax.Array:
     r"""Multivariate normal log-density with a full covariance, through the Cholesky factor of the precision.
 
-    .. math:: \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)
-        - \tfrac12 \log\lvert 2\pi\Sigma \rvert
+    $$
+    \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)
+    - \tfrac12 \log\lvert 2\pi\Sigma \rvert
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        cov: ``(D, D)`` symmetric positive definite.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        cov: `(D, D)` symmetric positive definite.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample); NaN when ``cov`` is not positive definite.
+        `(n,)` log-densities (scalar for one sample); NaN when `cov` is not positive definite.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -331,15 +339,15 @@ def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> jax.Arra
 
 
 def gaussian_log_prob_diag(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
-    r"""Gaussian log-density with a diagonal covariance ``diag(var)``.
+    """Gaussian log-density with a diagonal covariance `diag(var)`.
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        var: ``(D,)`` positive variances.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        var: `(D,)` positive variances.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample).
+        `(n,)` log-densities (scalar for one sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -351,15 +359,15 @@ def gaussian_log_prob_diag(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax
 
 
 def gaussian_log_prob_spherical(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
-    r"""Gaussian log-density with an isotropic covariance :math:`\sigma^2 I`.
+    r"""Gaussian log-density with an isotropic covariance $\sigma^2 I$.
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        var: scalar variance :math:`\sigma^2 > 0`.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        var: scalar variance $\sigma^2 > 0$.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample).
+        `(n,)` log-densities (scalar for one sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -385,11 +393,11 @@ def categorical_log_prob(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
     r"""Log-probability of integer labels under categorical distributions given by (unnormalised) logits.
 
     Args:
-        labels: ``(n,)`` integers in ``[0, C)``.
-        logits: ``(n, C)`` or ``(C,)`` (shared by all samples).
+        labels: `(n,)` integers in `[0, C)`.
+        logits: `(n, C)` or `(C,)` (shared by all samples).
 
     Returns:
-        ``(n,)`` values :math:`\log \mathrm{softmax}(\text{logits})_{y_i}`.
+        `(n,)` values $\log \mathrm{softmax}(\text{logits})_{y_i}$.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -411,16 +419,18 @@ def categorical_log_prob(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
 # Information measures
 # ----------------------------------------------------------------------------------------------------------
 def entropy(p: ArrayLike, axis: int = -1) -> jax.Array:
-    r"""Shannon entropy (nats) of discrete distributions, with :math:`0 \log 0 = 0`.
+    r"""Shannon entropy (nats) of discrete distributions, with $0 \log 0 = 0$.
 
-    .. math:: H(p) = -\sum_i p_i \log p_i
+    $$
+    H(p) = -\sum_i p_i \log p_i
+    $$
 
     Args:
-        p: probabilities along ``axis`` (any leading shape).
+        p: probabilities along `axis` (any leading shape).
         axis: the axis holding the distribution.
 
     Returns:
-        Entropy with ``axis`` removed.
+        Entropy with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -433,15 +443,15 @@ def entropy(p: ArrayLike, axis: int = -1) -> jax.Array:
 
 
 def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
-    r"""Cross-entropy (nats) :math:`H(p, q) = -\sum_i p_i \log q_i`; infinite where :math:`q_i = 0 < p_i`.
+    r"""Cross-entropy (nats) $H(p, q) = -\sum_i p_i \log q_i$; infinite where $q_i = 0 < p_i$.
 
     Args:
-        p: reference probabilities along ``axis``.
-        q: model probabilities, same shape as ``p``.
+        p: reference probabilities along `axis`.
+        q: model probabilities, same shape as `p`.
         axis: the axis holding the distributions.
 
     Returns:
-        Cross-entropy with ``axis`` removed.
+        Cross-entropy with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -457,17 +467,17 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
 
 
 def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
-    r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log (p_i / q_i) = H(p,q) - H(p)`.
+    r"""Kullback-Leibler divergence $\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log (p_i / q_i) = H(p,q) - H(p)$.
 
-    Terms with :math:`p_i = 0` contribute zero; the divergence is infinite where :math:`q_i = 0 < p_i`.
+    Terms with $p_i = 0$ contribute zero; the divergence is infinite where $q_i = 0 < p_i$.
 
     Args:
-        p: probabilities along ``axis``.
-        q: probabilities, same shape as ``p``.
+        p: probabilities along `axis`.
+        q: probabilities, same shape as `p`.
         axis: the axis holding the distributions.
 
     Returns:
-        Non-negative divergence with ``axis`` removed.
+        Non-negative divergence with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -483,10 +493,10 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
 
 
 def gaussian_entropy(cov: ArrayLike) -> jax.Array:
-    r"""Differential entropy of :math:`\mathcal N(\mu, \Sigma)`: :math:`\tfrac12 \log\lvert 2\pi e \Sigma\rvert`.
+    r"""Differential entropy of $\mathcal N(\mu, \Sigma)$: $\tfrac12 \log\lvert 2\pi e \Sigma\rvert$.
 
     Args:
-        cov: ``(D, D)`` covariance.
+        cov: `(D, D)` covariance.
 
     Returns:
         Scalar entropy in nats.
@@ -504,16 +514,18 @@ def gaussian_entropy(cov: ArrayLike) -> jax.Array:
 
 
 def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: ArrayLike) -> jax.Array:
-    r"""Closed-form :math:`\mathrm{KL}(\mathcal N(\mu_p, \Sigma_p) \,\|\, \mathcal N(\mu_q, \Sigma_q))`.
+    r"""Closed-form $\mathrm{KL}(\mathcal N(\mu_p, \Sigma_p) \,\|\, \mathcal N(\mu_q, \Sigma_q))$.
 
-    .. math:: \tfrac12 \Big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) + (\mu_q-\mu_p)^\top \Sigma_q^{-1}(\mu_q-\mu_p)
-        - D + \log\frac{\lvert\Sigma_q\rvert}{\lvert\Sigma_p\rvert}\Big]
+    $$
+    \tfrac12 \Big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) + (\mu_q-\mu_p)^\top \Sigma_q^{-1}(\mu_q-\mu_p)
+    - D + \log\frac{\lvert\Sigma_q\rvert}{\lvert\Sigma_p\rvert}\Big]
+    $$
 
     Args:
-        mean_p: ``(D,)``.
-        cov_p: ``(D, D)``.
-        mean_q: ``(D,)``.
-        cov_q: ``(D, D)``.
+        mean_p: `(D,)`.
+        cov_p: `(D, D)`.
+        mean_q: `(D,)`.
+        cov_q: `(D, D)`.
 
     Returns:
         Scalar divergence in nats.
@@ -544,14 +556,14 @@ def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: A
 
 
 def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
-    r"""Numerically stable softmax :math:`\exp(z_i - \operatorname{logsumexp}(z))`.
+    r"""Numerically stable softmax $\exp(z_i - \operatorname{logsumexp}(z))$.
 
     Args:
         logits: any shape.
         axis: the normalised axis.
 
     Returns:
-        Probabilities of the same shape, summing to one along ``axis``.
+        Probabilities of the same shape, summing to one along `axis`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -564,7 +576,7 @@ def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
 
 
 def log_softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
-    r"""Numerically stable :math:`z_i - \operatorname{logsumexp}(z)`.
+    r"""Numerically stable $z_i - \operatorname{logsumexp}(z)$.
 
     Args:
         logits: any shape.

@@ -77,7 +77,7 @@ seeds refined by a few Lloyd steps. Every method but `"random"` assigns each sam
 # the family protocol
 # ----------------------------------------------------------------------------------------------------------
 class Family(eqx.Module):
-    """A family of component distributions $p(x \\mid \\theta)$, as pure functions on pytrees.
+    r"""A family of component distributions $p(x \mid \theta)$, as pure functions on pytrees.
 
     Subclasses are `equinox.Module`s whose fields are the hyper-parameters (static fields such as a covariance
     type, numeric leaves such as a regulariser). Component parameters are a pytree whose leaves have a leading
@@ -95,7 +95,7 @@ class Family(eqx.Module):
 
     @abc.abstractmethod
     def log_prob(self, data, params, center) -> jax.Array:
-        """`(n, K)` component log-likelihoods $\\log p(x_i \\mid \\theta_k)$ from prepared data (`center` as
+        r"""`(n, K)` component log-likelihoods $\log p(x_i \mid \theta_k)$ from prepared data (`center` as
         given to `prepare`)."""
 
     @abc.abstractmethod
@@ -127,7 +127,7 @@ class Family(eqx.Module):
 
     @abc.abstractmethod
     def sample(self, key, params, labels) -> jax.Array:
-        """Draws $x_j \\sim p(x \\mid \\theta_{z_j})$ for `labels` $z$ of shape `(m,)`."""
+        r"""Draws $x_j \sim p(x \mid \theta_{z_j})$ for `labels` $z$ of shape `(m,)`."""
 
     @abc.abstractmethod
     def check_params(self, params, n_features: int | None = None) -> None:
@@ -227,10 +227,10 @@ def keep_rows(keep: ArrayLike, new: Any, previous: Any) -> Any:
 # models, statistics, prepared data
 # ----------------------------------------------------------------------------------------------------------
 class Mixture(eqx.Module):
-    """A finite mixture $p(x) = \\sum_k \\alpha_k p(x \\mid \\theta_k)$ of one family (a pytree).
+    r"""A finite mixture $p(x) = \sum_k \alpha_k p(x \mid \theta_k)$ of one family (a pytree).
 
     Attributes:
-        weights: `(K,)` mixing weights $\\alpha_k$, summing to one.
+        weights: `(K,)` mixing weights $\alpha_k$, summing to one.
         components: the family's component parameters (leaves with leading axis `K`).
         family: the [Family][jaxprob.em.Family] (its hyper-parameters travel with the model).
 
@@ -264,13 +264,13 @@ class Mixture(eqx.Module):
 
 
 class Stats(NamedTuple):
-    """Sufficient statistics of a data set under a model: additive in every leaf.
+    r"""Sufficient statistics of a data set under a model: additive in every leaf.
 
     Attributes:
-        counts: `(K,)` $N_k = \\sum_i w_i r_{ik}$.
+        counts: `(K,)` $N_k = \sum_i w_i r_{ik}$.
         family: the family's statistics (a pytree).
-        log_likelihood: scalar $\\sum_i w_i \\log p(x_i)$ under the model of the E-step.
-        total_weight: scalar $\\sum_i w_i$.
+        log_likelihood: scalar $\sum_i w_i \log p(x_i)$ under the model of the E-step.
+        total_weight: scalar $\sum_i w_i$.
         n_samples: scalar number of samples of positive weight.
     """
 
@@ -380,7 +380,7 @@ def prepare(x: Any, family: Family, w: ArrayLike | None = None, center: Any = No
 
 
 def component_log_probs(prepared: Prepared, model: Mixture) -> jax.Array:
-    """`(n, K)` $\\log \\alpha_k + \\log p(x_i \\mid \\theta_k)$ from prepared data.
+    r"""`(n, K)` $\log \alpha_k + \log p(x_i \mid \theta_k)$ from prepared data.
 
     Args:
         prepared: a [Prepared][jaxprob.em.Prepared] data set.
@@ -394,7 +394,7 @@ def component_log_probs(prepared: Prepared, model: Mixture) -> jax.Array:
 
 
 def weight_log_probs(lp: ArrayLike, weights: ArrayLike) -> jax.Array:
-    """$\\log\\alpha_k + \\ell_{ik}$, exactly $-\\infty$ for a component of weight 0 whatever its parameters
+    r"""$\log\alpha_k + \ell_{ik}$, exactly $-\infty$ for a component of weight 0 whatever its parameters
     (a masked or emptied component may hold non-finite parameters that must not turn into NaN).
 
     Args:

@@ -97,16 +97,17 @@ __all__ = [
 ]
 
 METHODS = ("sequential", "parallel")
+"""Forward–backward and Viterbi methods: a sequential `lax.scan` or a parallel `lax.associative_scan`."""
 
 
 class Posterior(NamedTuple):
-    """Output of [forward_backward][jaxprob.hmm.forward_backward]. Leading axis `B` only for a batch.
+    r"""Output of [forward_backward][jaxprob.hmm.forward_backward]. Leading axis `B` only for a batch.
 
     Attributes:
-        log_likelihood: `(B,)` $\\log p(x_{0:L})$ of each sequence.
-        marginals: `(B, T, K)` posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$, zero at padded steps.
-        transition_counts: `(B, K, K)` expected number of transitions $\\sum_t \\xi_t(i, j)$.
-        pairwise: `(B, T - 1, K, K)` the pairwise marginals $\\xi_t(i, j) = p(z_t = i, z_{t+1} = j \\mid x)$
+        log_likelihood: `(B,)` $\log p(x_{0:L})$ of each sequence.
+        marginals: `(B, T, K)` posterior marginals $\gamma_t(k) = p(z_t = k \mid x)$, zero at padded steps.
+        transition_counts: `(B, K, K)` expected number of transitions $\sum_t \xi_t(i, j)$.
+        pairwise: `(B, T - 1, K, K)` the pairwise marginals $\xi_t(i, j) = p(z_t = i, z_{t+1} = j \mid x)$
             (zero where $t + 1$ is padded) when asked for with `pairwise=True`, else `None`.
     """
 
@@ -117,11 +118,11 @@ class Posterior(NamedTuple):
 
 
 class Forward(NamedTuple):
-    """Output of [forward][jaxprob.hmm.forward]. Leading axis `B` only for a batch.
+    r"""Output of [forward][jaxprob.hmm.forward]. Leading axis `B` only for a batch.
 
     Attributes:
-        log_likelihood: `(B,)` $\\log p(x_{0:L})$ of each sequence.
-        log_filtered: `(B, T, K)` $\\log p(z_t = k \\mid x_{0:t})$; padded steps repeat the last valid one.
+        log_likelihood: `(B,)` $\log p(x_{0:L})$ of each sequence.
+        log_filtered: `(B, T, K)` $\log p(z_t = k \mid x_{0:t})$; padded steps repeat the last valid one.
     """
 
     log_likelihood: jax.Array
@@ -129,11 +130,11 @@ class Forward(NamedTuple):
 
 
 class ViterbiPath(NamedTuple):
-    """Output of [viterbi][jaxprob.hmm.viterbi]. Leading axis `B` only for a batch.
+    r"""Output of [viterbi][jaxprob.hmm.viterbi]. Leading axis `B` only for a batch.
 
     Attributes:
         path: `(B, T)` int32 most probable state sequence, `-1` at padded steps.
-        log_prob: `(B,)` $\\log p(x_{0:L}, z_{0:L})$ of that path.
+        log_prob: `(B,)` $\log p(x_{0:L}, z_{0:L})$ of that path.
     """
 
     path: jax.Array
@@ -167,12 +168,12 @@ def _log_identity(k, dtype):
 
 
 def _logsumexp_product(a, b):
-    """$(a \\otimes b)_{ij} = \\operatorname{logsumexp}_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
+    r"""$(a \otimes b)_{ij} = \operatorname{logsumexp}_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
     return jax.nn.logsumexp(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
 def _max_product(a, b):
-    """$(a \\otimes b)_{ij} = \\max_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
+    r"""$(a \otimes b)_{ij} = \max_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
     return jnp.max(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
@@ -187,14 +188,14 @@ def _scaled_combine(product):
 
 
 def _elements(lb, lA, length):
-    """`(T, K, K)` elements $E_t(i, j) = \\log A_{ij} + \\log b_t(j)$, the identity at padded steps."""
+    r"""`(T, K, K)` elements $E_t(i, j) = \log A_{ij} + \log b_t(j)$, the identity at padded steps."""
     t = jnp.arange(lb.shape[0])
     e = lA[None] + lb[:, None, :]
     return jnp.where((t < length)[:, None, None], e, _log_identity(lA.shape[0], lb.dtype))
 
 
 def _prefix(lb, li, lA, length, product):
-    """Prefix products $E_0 \\otimes \\dots \\otimes E_t$ with $E_0$'s rows all $\\log\\pi + \\log b_0$.
+    r"""Prefix products $E_0 \otimes \dots \otimes E_t$ with $E_0$'s rows all $\log\pi + \log b_0$.
 
     Every prefix then has identical rows: row 0 of prefix $t$ is the unnormalised forward message.
     Returns `(rows (T, K), log scales (T,))`.
@@ -206,7 +207,7 @@ def _prefix(lb, li, lA, length, product):
 
 
 def _suffix(lb, lA, length, product):
-    """Suffix products $E_{t+1} \\otimes \\dots \\otimes E_{T-1} \\otimes \\mathbf{0}$ (all-zero log matrix last).
+    r"""Suffix products $E_{t+1} \otimes \dots \otimes E_{T-1} \otimes \mathbf{0}$ (all-zero log matrix last).
 
     Every suffix has identical columns: column 0 of suffix $t$ is the unnormalised backward message at $t$.
     Returns `(columns (T, K), log scales (T,))`.
@@ -625,10 +626,10 @@ def sample_states(log_initial: ArrayLike, log_transition: ArrayLike, n_steps: in
 # models: any family of the EM engine as emissions, Baum–Welch on the engine's loop
 # =============================================================================================================
 class HMM(eqx.Module):
-    """A hidden Markov model whose emissions are components of one [Family][jaxprob.em.Family] (a pytree).
+    r"""A hidden Markov model whose emissions are components of one [Family][jaxprob.em.Family] (a pytree).
 
     Attributes:
-        initial: `(K,)` initial distribution $\\pi$.
+        initial: `(K,)` initial distribution $\pi$.
         transition: `(K, K)` transition matrix $A$, rows summing to one.
         components: the family's parameters of the $K$ emission distributions (leading axis `K`).
         family: the [Family][jaxprob.em.Family].
@@ -655,16 +656,16 @@ class HMM(eqx.Module):
 
 
 class HMMStats(NamedTuple):
-    """Expected sufficient statistics of a batch of sequences under an HMM: additive in every leaf.
+    r"""Expected sufficient statistics of a batch of sequences under an HMM: additive in every leaf.
 
     Statistics of disjoint sets of sequences (chunks, devices) add up with `jax.tree.map(jnp.add, ...)`.
 
     Attributes:
-        emissions: [Stats][jaxprob.em.Stats] of the emissions: `counts` $\\sum_t \\gamma_t(k)$ over valid
-            steps, the family's statistics weighted by $\\gamma$, the total log-likelihood of the sequences,
+        emissions: [Stats][jaxprob.em.Stats] of the emissions: `counts` $\sum_t \gamma_t(k)$ over valid
+            steps, the family's statistics weighted by $\gamma$, the total log-likelihood of the sequences,
             `total_weight` the number of valid steps.
-        initial: `(K,)` $\\sum_b \\gamma^{(b)}_0(k)$.
-        transitions: `(K, K)` $\\sum_b \\sum_t \\xi^{(b)}_t(i, j)$, the expected transition counts.
+        initial: `(K,)` $\sum_b \gamma^{(b)}_0(k)$.
+        transitions: `(K, K)` $\sum_b \sum_t \xi^{(b)}_t(i, j)$, the expected transition counts.
         n_sequences: number of (non-empty) sequences.
     """
 
@@ -815,7 +816,7 @@ def prepare(x: Any, family: Family, lengths: ArrayLike | None = None, *, center:
 
 
 def emission_log_probs(data: Sequences, model: HMM) -> jax.Array:
-    """`(B, T, K)` emission log-likelihoods $\\log p(x_t \\mid z_t = k)$ of prepared sequences (traceable).
+    r"""`(B, T, K)` emission log-likelihoods $\log p(x_t \mid z_t = k)$ of prepared sequences (traceable).
 
     Args:
         data: [Sequences][jaxprob.hmm.Sequences] prepared for `model.family`.
@@ -868,18 +869,18 @@ def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMSta
 
 def m_step(stats: HMMStats, center: Any, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
            learn_emissions: bool = True, use_previous: bool | jax.Array = True) -> tuple[HMM, jax.Array, jax.Array]:
-    """M-step of Baum–Welch: $\\pi$, $A$ and the emissions from summed statistics (traceable).
+    r"""M-step of Baum–Welch: $\pi$, $A$ and the emissions from summed statistics (traceable).
 
-    $\\pi_k = \\sum_b \\gamma^{(b)}_0(k) / B$ and $A_{ij} = \\sum_t \\xi_t(i, j) / \\sum_{t, j'} \\xi_t(i, j')$ (a
+    $\pi_k = \sum_b \gamma^{(b)}_0(k) / B$ and $A_{ij} = \sum_t \xi_t(i, j) / \sum_{t, j'} \xi_t(i, j')$ (a
     row with no expected transition keeps its previous values, and zeros stay zeros); the emissions come from the
-    family's M-step on the $\\gamma$-weighted statistics, with the engine's rule for collapsed components
+    family's M-step on the $\gamma$-weighted statistics, with the engine's rule for collapsed components
     ([jaxprob.em.m_step][]). Parts that are not learnt are copied from `previous`.
 
     Args:
         stats: summed [HMMStats][jaxprob.hmm.HMMStats].
         center: the reference of the prepared data (`data.prepared.center`).
         previous: the [HMM][jaxprob.hmm.HMM] of the E-step (supplies the family and the fixed parts).
-        learn_initial: update $\\pi$ (static).
+        learn_initial: update $\pi$ (static).
         learn_transition: update $A$ (static).
         learn_emissions: update the emission parameters (static).
         use_previous: traced bool; False ignores `previous` for collapsed components.
@@ -927,10 +928,10 @@ _LEARN = ("learn_initial", "learn_transition", "learn_emissions")
 def initial_models(data: Sequences, x_flat: Any, family: Family, n_states: int, *, key: jax.Array,
                    init_method: str = "kmeans++", n_init: int = 1, initial: ArrayLike | None = None,
                    transition: ArrayLike | None = None) -> HMM:
-    """Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
+    r"""Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
 
     The emissions are those of the engine's mixture initialisation on the pooled valid steps
-    ([jaxprob.em.initial_models][]); $\\pi$ and $A$ are `initial` and `transition`, uniform by default.
+    ([jaxprob.em.initial_models][]); $\pi$ and $A$ are `initial` and `transition`, uniform by default.
 
     Args:
         data: the [Sequences][jaxprob.hmm.Sequences].
@@ -940,7 +941,7 @@ def initial_models(data: Sequences, x_flat: Any, family: Family, n_states: int, 
         key: a PRNG key.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
         n_init: number of restarts (static).
-        initial: optional `(K,)` starting $\\pi$.
+        initial: optional `(K,)` starting $\pi$.
         transition: optional `(K, K)` starting $A$.
 
     Returns:
@@ -961,7 +962,7 @@ def initial_models(data: Sequences, x_flat: Any, family: Family, n_states: int, 
 def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol: float, learn_initial: bool = True,
              learn_transition: bool = True, learn_emissions: bool = True, method: str = "sequential",
              e_step_fn: Callable | None = None, callback: Callable | None = None) -> tuple[HMM, FitInfo]:
-    """Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
+    r"""Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
 
     Traceable; every restart is one `lax.while_loop` and the restarts are vmapped. `e_step_fn` replaces the
     E-step (`model -> HMMStats`), e.g. to `psum` statistics over devices.
@@ -971,7 +972,7 @@ def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol: float, learn_i
         models: an [HMM][jaxprob.hmm.HMM] with a leading `(n_init,)` axis on every leaf.
         max_iter: hard limit on iterations (static).
         tol: threshold on the change of the mean log-likelihood per valid step.
-        learn_initial: update $\\pi$ (static).
+        learn_initial: update $\pi$ (static).
         learn_transition: update $A$ (static).
         learn_emissions: update the emissions (static).
         method: forward–backward method (static).
@@ -1464,7 +1465,7 @@ def _evaluate(x, model, lengths, what, method):
 
 
 def score(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
-    """Log-likelihood $\\log p(x_{0:L})$ of each sequence.
+    r"""Log-likelihood $\log p(x_{0:L})$ of each sequence.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
@@ -1488,7 +1489,7 @@ def score(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str =
 
 
 def predict_proba(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
-    """Posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$.
+    r"""Posterior marginals $\gamma_t(k) = p(z_t = k \mid x)$.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
@@ -1504,13 +1505,13 @@ def predict_proba(x: Any, model: HMM, lengths: ArrayLike | None = None, *, metho
 
 def predict(x: Any, model: HMM, lengths: ArrayLike | None = None, *, algorithm: str = "viterbi",
             method: str = "sequential") -> jax.Array:
-    """Decoded states: the Viterbi path (default) or the posterior mode at each step.
+    r"""Decoded states: the Viterbi path (default) or the posterior mode at each step.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
         model: an [HMM][jaxprob.hmm.HMM].
         lengths: `(B,)` lengths of a padded batch.
-        algorithm: `"viterbi"` (most probable path) or `"posterior"` ($\\arg\\max_k \\gamma_t(k)$).
+        algorithm: `"viterbi"` (most probable path) or `"posterior"` ($\arg\max_k \gamma_t(k)$).
         method: `"sequential"` or `"parallel"`.
 
     Returns:
@@ -1528,13 +1529,13 @@ def _sample_jit(key, model, n_steps):
 
 
 def sample(model: HMM, n_steps: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \\sim p(x \\mid z_t)$.
+    r"""Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \sim p(x \mid z_t)$.
 
     For several sequences, `jax.vmap` over keys.
 
     Args:
         model: an [HMM][jaxprob.hmm.HMM].
-        n_steps: length $T \\ge 1$.
+        n_steps: length $T \ge 1$.
         key: a JAX PRNG key.
 
     Returns:
@@ -1558,7 +1559,7 @@ def sample(model: HMM, n_steps: int, *, key: jax.Array) -> tuple[jax.Array, jax.
 
 
 def n_parameters(model: HMM) -> int:
-    """Free parameters: $(K - 1)$ for $\\pi$, $K(K - 1)$ for $A$, and the family's emission parameters.
+    r"""Free parameters: $(K - 1)$ for $\pi$, $K(K - 1)$ for $A$, and the family's emission parameters.
 
     Args:
         model: an [HMM][jaxprob.hmm.HMM].

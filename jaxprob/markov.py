@@ -95,6 +95,7 @@ __all__ = [
 
 #: Smoothing methods: `"additive"` (a number passed as `smoothing`), `"kneser-ney"`, `"modified-kneser-ney"`.
 METHODS = ("additive", "kneser-ney", "modified-kneser-ney")
+"""Smoothing methods of Markov chains."""
 
 
 class MarkovChain(eqx.Module):

@@ -49,7 +49,9 @@ __all__ = [
 ]
 
 AVERAGES = ("binary", "macro", "micro", "none")
+"""Ways to average per-class scores: `binary` (the positive class), `macro`, `micro`, `none` (per class)."""
 THRESHOLD_CRITERIA = ("f1", "youden", "accuracy")
+"""Criteria to choose a decision threshold on scores: F1, Youden's J, accuracy."""
 
 
 # ----------------------------------------------------------------------------------------------------------

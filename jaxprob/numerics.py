@@ -13,12 +13,9 @@ network code, through one rule, [matmul_precision][jaxprob.numerics.matmul_preci
   `"BF16_BF16_F32_X3"` (three bfloat16 passes, about $10^{-5}$) or `"bfloat16"` (the backend's default).
 
 The choice is read when a function is traced. JAX's own context is part of the cache key of `jax.jit`, so a
-program compiled under one precision is never reused under another. Example:
-
-```python
-with jax.default_matmul_precision("tensorfloat32"):
-    model, info = jaxprob.mixture.fit(x, 16, key=key)   # faster on a GPU, less accurate
-```
+program compiled under one precision is never reused under another: for example
+`with jax.default_matmul_precision("tensorfloat32"): model, info = jaxprob.mixture.fit(x, 16, key=key)` is
+faster on a GPU and less accurate.
 
 **Deterministic sums.** Per-cluster sums by scatter-add are not deterministic on GPUs (atomic additions in any
 order). [segment_sum][jaxprob.numerics.segment_sum] computes them by XLA's scatter on CPUs, where it runs

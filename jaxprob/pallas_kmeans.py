@@ -43,14 +43,14 @@ size (512 KiB in float32)."""
 
 
 class LloydPass(NamedTuple):
-    """The outputs of one fused Lloyd pass (a pytree of arrays).
+    r"""The outputs of one fused Lloyd pass (a pytree of arrays).
 
     Attributes:
         labels: `(n,)` int32 index of the closest centroid (lowest index among ties).
-        distances: `(n,)` squared distance to it, from the expanded form $\\lVert x\\rVert^2 - 2 x^\\top c +
-            \\lVert c\\rVert^2$ (clipped at 0).
-        sums: `(K, D)` per-cluster weighted sums $\\sum_{i: z_i = k} w_i x_i$.
-        counts: `(K,)` per-cluster weights $\\sum_{i: z_i = k} w_i$.
+        distances: `(n,)` squared distance to it, from the expanded form $\lVert x\rVert^2 - 2 x^\top c +
+            \lVert c\rVert^2$ (clipped at 0).
+        sums: `(K, D)` per-cluster weighted sums $\sum_{i: z_i = k} w_i x_i$.
+        counts: `(K,)` per-cluster weights $\sum_{i: z_i = k} w_i$.
     """
 
     labels: jax.Array

@@ -46,7 +46,9 @@ from jaxprob.families.gaussian import gaussian
 __all__ = ["CRITERIA", "INIT_METHODS", "SelectionResult", "fit_grid", "cell_params"]
 
 CRITERIA = ("bic", "aic", "heldout")
+"""Model-selection criteria: BIC and AIC (lower wins) and held-out log-likelihood (higher wins)."""
 INIT_METHODS = ("kmeans++", "random")
+"""Starts of the grid's cells: nearest k-means++ seeds, or random responsibilities."""
 
 
 class SelectionResult(NamedTuple):

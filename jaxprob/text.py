@@ -47,7 +47,12 @@ from jaxprob._validation import check_choice, check_int
 
 __all__ = ["UNK", "BOS", "EOS", "Vocabulary", "tokenize", "build_vocabulary", "encode", "decode"]
 
-UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+UNK = "<unk>"
+"""The token of words outside the vocabulary."""
+BOS = "<s>"
+"""The token that starts a sentence."""
+EOS = "</s>"
+"""The token that ends a sentence."""
 _RESERVED = (UNK, BOS, EOS)
 
 _APOSTROPHES = frozenset("'\u2019\u02bc")

@@ -38,10 +38,10 @@ __all__ = ["BernoulliParams", "Bernoulli", "bernoulli", "make_params"]
 
 
 class BernoulliParams(eqx.Module):
-    """Parameters of $K$ Bernoulli components (a pytree).
+    r"""Parameters of $K$ Bernoulli components (a pytree).
 
     Attributes:
-        probs: `(K, D)` success probabilities $p_{kd} = P(x_d = 1 \\mid k)$, strictly between 0 and 1.
+        probs: `(K, D)` success probabilities $p_{kd} = P(x_d = 1 \mid k)$, strictly between 0 and 1.
     """
 
     probs: jax.Array

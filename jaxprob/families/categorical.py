@@ -128,7 +128,7 @@ class Categorical(Family):
 
     # ---- the E-step ----------------------------------------------------------------------------------------
     def _constants(self, x):
-        """`(n,)` $\\sum_b \\log n_b! - \\sum_v \\log x_v!$, the log multinomial coefficients."""
+        r"""`(n,)` $\sum_b \log n_b! - \sum_v \log x_v!$, the log multinomial coefficients."""
         seg = self._segments(x.shape[1])
         n_b = segment_sum(x.T, seg, len(self._sizes(x.shape[1])))
         return jnp.sum(jax.lax.lgamma(n_b + 1.0), axis=0) - jnp.sum(jax.lax.lgamma(x + 1.0), axis=1)

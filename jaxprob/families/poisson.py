@@ -31,10 +31,10 @@ __all__ = ["PoissonParams", "Poisson", "poisson", "make_params"]
 
 
 class PoissonParams(eqx.Module):
-    """Parameters of $K$ Poisson components (a pytree).
+    r"""Parameters of $K$ Poisson components (a pytree).
 
     Attributes:
-        rates: `(K, D)` positive rates $\\lambda_{kd}$ (the means of the counts).
+        rates: `(K, D)` positive rates $\lambda_{kd}$ (the means of the counts).
     """
 
     rates: jax.Array

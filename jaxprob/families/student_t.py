@@ -61,14 +61,14 @@ _FULL = COVARIANCE_TABLE["full"]
 
 
 class StudentTParams(eqx.Module):
-    """Parameters of $K$ Student-t components (a pytree).
+    r"""Parameters of $K$ Student-t components (a pytree).
 
     Attributes:
-        means: `(K, D)` locations $\\mu_k$ (the means when $\\nu_k > 1$).
-        covariances: `(K, D, D)` scale matrices $\\Sigma_k$ (the covariance is $\\Sigma_k \\nu_k / (\\nu_k - 2)$
-            when $\\nu_k > 2$).
-        precisions_cholesky: `(K, D, D)` upper-triangular $U_k$ with $\\Sigma_k^{-1} = U_k U_k^\\top$.
-        dof: `(K,)` degrees of freedom $\\nu_k$.
+        means: `(K, D)` locations $\mu_k$ (the means when $\nu_k > 1$).
+        covariances: `(K, D, D)` scale matrices $\Sigma_k$ (the covariance is $\Sigma_k \nu_k / (\nu_k - 2)$
+            when $\nu_k > 2$).
+        precisions_cholesky: `(K, D, D)` upper-triangular $U_k$ with $\Sigma_k^{-1} = U_k U_k^\top$.
+        dof: `(K,)` degrees of freedom $\nu_k$.
     """
 
     means: jax.Array
@@ -78,7 +78,7 @@ class StudentTParams(eqx.Module):
 
 
 def _dof_gap(nu):
-    """$\\log(\\nu/2) - \\psi(\\nu/2)$, positive and decreasing from $+\\infty$ to 0."""
+    r"""$\log(\nu/2) - \psi(\nu/2)$, positive and decreasing from $+\infty$ to 0."""
     return jnp.log(0.5 * nu) - digamma(0.5 * nu)
 
 
