@@ -104,7 +104,7 @@ def run(out_dir, seed, n_components, concentrations, pca_dims, n_init, max_iter,
 
 
 def _weights_figure(out_dir, results, gammas, threshold):
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True, sharey=True, gridspec_kw={"hspace": 0.3})
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey=True, layout="constrained")
     for r, (name, res) in enumerate(results.items()):
         for c, prior_type in enumerate(bgm.WEIGHT_PRIOR_TYPES):
             ax = axes[r, c]
@@ -121,7 +121,8 @@ def _weights_figure(out_dir, results, gammas, threshold):
                 ax.set_xlabel("weight concentration prior $\\gamma_0$")
             if c == 0:
                 ax.set_ylabel("posterior weights, sorted")
-    axes[0, 0].legend(title="rank", ncol=2, fontsize=7, loc="lower left")
+    # one legend for the four panels, outside them so that it covers no data point
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), title="rank", ncol=10, fontsize=7, loc="outside lower center")
     fig.suptitle("K = 10 components: the posterior weights collapse onto the components the data support "
                  "(dotted: 1%)")
     save_figure(fig, out_dir, "weights_vs_concentration")
