@@ -33,6 +33,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import mixture, nn
 from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key
@@ -169,9 +171,9 @@ def _check_last_axis(x, size, name, what):
         raise ValueError(f"`{name}` has {jnp.shape(x)[-1]} features but {what} is {size}")
 
 
-def mnist_autoencoder(*, key, in_size: int = 784, hidden: Sequence[int] = (1024, 256), latent_size: int = 128,
-                      activation: str = "relu", latent_activation: str = "identity",
-                      output_activation: str = "sigmoid", dtype=None) -> Autoencoder:
+def mnist_autoencoder(*, key: jax.Array, in_size: int = 784, hidden: Sequence[int] = (1024, 256),
+                      latent_size: int = 128, activation: str = "relu", latent_activation: str = "identity",
+                      output_activation: str = "sigmoid", dtype: DTypeLike | None = None) -> Autoencoder:
     """The classic fully connected layout 784 → 1024 → 256 → 128 → 256 → 1024 → 784 with ReLU.
 
     The decoder mirrors the encoder; the output is a sigmoid (pixels in `[0, 1]`, train with `loss="bce"`
@@ -202,8 +204,8 @@ def mnist_autoencoder(*, key, in_size: int = 784, hidden: Sequence[int] = (1024,
                        latent_activation=latent_activation, output_activation=output_activation, dtype=dtype)
 
 
-def linear_autoencoder(in_size: int, latent_size: int, *, key, hidden: Sequence[int] = (),
-                       dtype=None) -> Autoencoder:
+def linear_autoencoder(in_size: int, latent_size: int, *, key: jax.Array, hidden: Sequence[int] = (),
+                       dtype: DTypeLike | None = None) -> Autoencoder:
     r"""An autoencoder with identity activations everywhere: $\hat x = (x W_e + b_e) W_d + b_d$.
 
     Trained with the squared error it recovers the principal subspace (see
@@ -255,7 +257,7 @@ def _check_finite_rows(x, name):
 # ----------------------------------------------------------------------------------------------------------
 # losses
 # ----------------------------------------------------------------------------------------------------------
-def squared_error(x, x_hat):
+def squared_error(x: ArrayLike, x_hat: ArrayLike) -> jax.Array:
     r"""Per-sample mean squared error $\frac1D\sum_j (x_j - \hat x_j)^2$.
 
     Args:
@@ -274,7 +276,7 @@ def squared_error(x, x_hat):
     return jnp.mean(jnp.square(x - x_hat), axis=-1)
 
 
-def absolute_error(x, x_hat):
+def absolute_error(x: ArrayLike, x_hat: ArrayLike) -> jax.Array:
     r"""Per-sample mean absolute error $\frac1D\sum_j |x_j - \hat x_j|$.
 
     Args:
@@ -293,7 +295,7 @@ def absolute_error(x, x_hat):
     return jnp.mean(jnp.abs(x - x_hat), axis=-1)
 
 
-def bernoulli_cross_entropy(x, logits):
+def bernoulli_cross_entropy(x: ArrayLike, logits: ArrayLike) -> jax.Array:
     r"""Per-sample mean Bernoulli cross-entropy from logits, for targets in $[0, 1]$.
 
     $-\frac1D\sum_j x_j\log\sigma(\ell_j) + (1 - x_j)\log(1 - \sigma(\ell_j))
@@ -401,7 +403,7 @@ def _apply(fn, model, x, batch_size):
     return _chunked(fn, model, x, min(batch_size, x.shape[0]))
 
 
-def encode(model: Autoencoder, x, *, batch_size: int = 4096):
+def encode(model: Autoencoder, x: ArrayLike, *, batch_size: int = 4096) -> jax.Array:
     """Codes of a data set, computed by chunks of `batch_size` samples in one compiled program.
 
     Args:
@@ -426,7 +428,7 @@ def encode(model: Autoencoder, x, *, batch_size: int = 4096):
     return _apply(_enc, model, x, batch_size)
 
 
-def decode(model: Autoencoder, z, *, batch_size: int = 4096):
+def decode(model: Autoencoder, z: ArrayLike, *, batch_size: int = 4096) -> jax.Array:
     """Decode a batch of codes by chunks (see [`encode`][jaxprob.autoencoder.encode]).
 
     Args:
@@ -452,7 +454,7 @@ def decode(model: Autoencoder, z, *, batch_size: int = 4096):
     return _apply(_dec, model, z, batch_size)
 
 
-def reconstruct(model: Autoencoder, x, *, batch_size: int = 4096):
+def reconstruct(model: Autoencoder, x: ArrayLike, *, batch_size: int = 4096) -> jax.Array:
     r"""Reconstructions $\hat x$ of a data set, by chunks (see [`encode`][jaxprob.autoencoder.encode]).
 
     Args:
@@ -475,7 +477,7 @@ def reconstruct(model: Autoencoder, x, *, batch_size: int = 4096):
     return _apply(_rec, model, x, batch_size)
 
 
-def reconstruction_error(model: Autoencoder, x, *, loss: str = "mse", batch_size: int = 4096):
+def reconstruction_error(model: Autoencoder, x: ArrayLike, *, loss: str = "mse", batch_size: int = 4096) -> jax.Array:
     """Per-sample reconstruction loss, the autoencoder's anomaly score (large for inputs unlike the training data).
 
     Args:
@@ -505,9 +507,11 @@ def reconstruction_error(model: Autoencoder, x, *, loss: str = "mse", batch_size
 # ----------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------
-def fit_autoencoder(model: Autoencoder, x, *, key, loss: str = "mse", optimizer=None, learning_rate: float = 1e-3,
-                    n_epochs: int = 20, batch_size: int | None = None, l2: float = 0.0, val_x=None,
-                    patience: int | None = None, progress: bool | int = False, opt_state=None):
+def fit_autoencoder(model: Autoencoder, x: ArrayLike, *, key: jax.Array, loss: str = "mse",
+                    optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-3,
+                    n_epochs: int = 20, batch_size: int | None = None, l2: float = 0.0, val_x: ArrayLike | None = None,
+                    patience: int | None = None, progress: bool | int = False,
+                    opt_state: optax.OptState | None = None) -> tuple[Autoencoder, nn.TrainInfo]:
     r"""Train an autoencoder to reconstruct `x` with the shared loop [`jaxprob.nn.train`][jaxprob.nn.train].
 
     Minimises the mean reconstruction loss (plus $\lambda\sum_W\lVert W\rVert_F^2$ when `l2 > 0`) over
@@ -579,7 +583,7 @@ def _interpolate(model, x1, x2, alphas):
     return model.decode(z)
 
 
-def interpolate(model: Autoencoder, x1, x2, n_steps: int = 8):
+def interpolate(model: Autoencoder, x1: ArrayLike, x2: ArrayLike, n_steps: int = 8) -> tuple[jax.Array, jax.Array]:
     r"""Decode straight-line mixtures of two codes: $g(d_\theta(\alpha z_1 + (1 - \alpha) z_2))$.
 
     Args:
@@ -614,8 +618,9 @@ def interpolate(model: Autoencoder, x1, x2, n_steps: int = 8):
     return _interpolate(model, x1, x2, alphas), alphas
 
 
-def fit_latent_mixture(model: Autoencoder, x, n_components: int, *, key, covariance_type: str = "full",
-                       reg_covar: float = 1e-4, n_init: int = 1, max_iter: int = 200, batch_size: int = 4096):
+def fit_latent_mixture(model: Autoencoder, x: ArrayLike, n_components: int, *, key: jax.Array,
+                       covariance_type: str = "full", reg_covar: float = 1e-4, n_init: int = 1, max_iter: int = 200,
+                       batch_size: int = 4096) -> tuple[mixture.Mixture, mixture.FitInfo]:
     r"""Fit a Gaussian mixture $p(z)=\sum_k\alpha_k\mathcal N(z\mid\mu_k,\Sigma_k)$ to the codes of `x`.
 
     The decoder alone cannot generate: the distribution of the codes is unknown. A mixture fitted to the codes
@@ -661,7 +666,8 @@ def _check_gmm(model, gmm):
                          f"{model.latent_size}")
 
 
-def generate(model: Autoencoder, gmm: mixture.Mixture, n_samples: int, *, key):
+def generate(model: Autoencoder, gmm: mixture.Mixture, n_samples: int, *,
+             key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Sample codes $z \sim p(z)$ from a latent mixture and decode them.
 
     Args:
@@ -691,7 +697,7 @@ def generate(model: Autoencoder, gmm: mixture.Mixture, n_samples: int, *, key):
     return decode(model, z), z, labels
 
 
-def latent_log_prob(model: Autoencoder, x, gmm: mixture.Mixture, *, batch_size: int = 4096):
+def latent_log_prob(model: Autoencoder, x: ArrayLike, gmm: mixture.Mixture, *, batch_size: int = 4096) -> jax.Array:
     r"""Log-density of the codes under a latent mixture, $\log p(e_\phi(x))$.
 
     $-\log p(e_\phi(x))$ is an anomaly score, to compare with
@@ -738,7 +744,7 @@ def _principal_angles(a, b):
     return jnp.arctan2(jnp.clip(sin, 0.0, 1.0), jnp.clip(cos, 0.0, 1.0))
 
 
-def principal_angles(a, b):
+def principal_angles(a: ArrayLike, b: ArrayLike) -> jax.Array:
     r"""Principal angles between the column spaces of `a` and `b`, in radians, ascending.
 
     With orthonormal bases $Q_a, Q_b$, the cosines are the singular values of $Q_a^\top Q_b$ and the
@@ -775,7 +781,7 @@ def principal_angles(a, b):
     return _principal_angles(a, b)
 
 
-def decoder_matrix(model: Autoencoder):
+def decoder_matrix(model: Autoencoder) -> jax.Array:
     r"""The `(d, D)` matrix $W$ of a linear decoder, $\hat x = z W + b$.
 
     The product of the decoder's weight matrices; defined only when its activations are the identity (as in
@@ -807,7 +813,7 @@ def decoder_matrix(model: Autoencoder):
     return w
 
 
-def pca_subspace_angles(model: Autoencoder, pca: PCA):
+def pca_subspace_angles(model: Autoencoder, pca: PCA) -> jax.Array:
     """Principal angles between a linear decoder's subspace and the span of the principal axes of a PCA.
 
     A linear autoencoder trained to its optimum with the squared error spans the top-$d$ principal
@@ -1131,9 +1137,10 @@ def _vae_loss(objective: str, n_samples: int):
     return loss
 
 
-def fit_vae(model: VAE, x, *, key, objective: str = "elbo", n_samples: int = 1, optimizer=None,
-            learning_rate: float = 1e-3, n_epochs: int = 20, batch_size: int | None = None, l2: float = 0.0,
-            val_x=None, patience: int | None = None, progress: bool | int = False, opt_state=None):
+def fit_vae(model: VAE, x: ArrayLike, *, key: jax.Array, objective: str = "elbo", n_samples: int = 1,
+            optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-3, n_epochs: int = 20,
+            batch_size: int | None = None, l2: float = 0.0, val_x: ArrayLike | None = None, patience: int | None = None,
+            progress: bool | int = False, opt_state: optax.OptState | None = None) -> tuple[VAE, nn.TrainInfo]:
     r"""Train a VAE by maximising a variational bound with the shared loop [train][jaxprob.nn.train].
 
     Minimises the mean negative bound per sample (nats): $-\mathcal L(x)$ with `n_samples` reparameterised draws
@@ -1237,7 +1244,7 @@ def _bounds(kind, model, x, key, n_samples, batch_size):
     return _chunked_keyed(_bound_fn(kind, n_samples), model, x, keys, batch_size)
 
 
-def elbo(model: VAE, x, *, key, n_samples: int = 1, batch_size: int | None = None):
+def elbo(model: VAE, x: ArrayLike, *, key: jax.Array, n_samples: int = 1, batch_size: int | None = None) -> jax.Array:
     r"""Per-sample evidence lower bound $\mathcal L(x)$ of a data set, in nats, by chunks in one compiled program.
 
     The same values as `model.elbo(x, key, n_samples)` (see [VAE.elbo][jaxprob.autoencoder.VAE.elbo]): each sample
@@ -1265,7 +1272,8 @@ def elbo(model: VAE, x, *, key, n_samples: int = 1, batch_size: int | None = Non
     return _bounds("elbo", model, x, key, n_samples, batch_size)
 
 
-def iwae_bound(model: VAE, x, *, key, n_samples: int = 100, batch_size: int | None = None):
+def iwae_bound(model: VAE, x: ArrayLike, *, key: jax.Array, n_samples: int = 100,
+               batch_size: int | None = None) -> jax.Array:
     r"""Per-sample importance-weighted bound $\mathcal L_K(x)$ of a data set, in nats (an evaluation metric).
 
     $\mathcal L_K(x) = \log \frac1K\sum_k p_\theta(x \mid z_k)\,p(z_k) / q_\phi(z_k \mid x)$ with $K$ = `n_samples`
@@ -1312,7 +1320,7 @@ def _sample_prior_impl(model, key, n_samples):
     return model.decode(z), z
 
 
-def sample_vae(model: VAE, n_samples: int, *, key):
+def sample_vae(model: VAE, n_samples: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Draw codes from the prior, $z \sim p(z)$, and decode them: new samples of the model.
 
     Args:
@@ -1338,8 +1346,8 @@ def sample_vae(model: VAE, n_samples: int, *, key):
     return _sample_prior(model, key, n_samples)
 
 
-def init_mixture_prior(model: VAE, x, *, key, n_init: int = 3, max_iter: int = 200, reg_covar: float = 1e-4,
-                       batch_size: int = 4096):
+def init_mixture_prior(model: VAE, x: ArrayLike, *, key: jax.Array, n_init: int = 3, max_iter: int = 200,
+                       reg_covar: float = 1e-4, batch_size: int = 4096) -> tuple[VAE, mixture.FitInfo]:
     r"""Place the components of a VAE's mixture prior on the codes of `x`, by EM.
 
     Fits a diagonal Gaussian mixture with the prior's `K` components to the posterior means $\mu_\phi(x)$

@@ -40,6 +40,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob import regression
 from jaxprob._validation import as_float_array, check_finite, check_int, check_key, is_tracer
@@ -127,7 +128,7 @@ def _check_series(y, name, min_length):
     return y
 
 
-def lagged_design(y, order: int):
+def lagged_design(y: ArrayLike, order: int) -> tuple[jax.Array, jax.Array]:
     r"""Regression rows of an AR(p) fit: the lags of each value and the value.
 
     Row $t - p$ of a series holds $(y_{t-1}, \dots, y_{t-p})$ and the target $y_t$, for $t = p, \dots, T-1$;
@@ -162,7 +163,7 @@ def _lagged(y, p):
 # ----------------------------------------------------------------------------------------------------------
 # fit and likelihood
 # ----------------------------------------------------------------------------------------------------------
-def fit(y, order: int) -> ARModel:
+def fit(y: ArrayLike, order: int) -> ARModel:
     r"""Maximum-likelihood AR(p) fit, conditioned on the first `order` values of each series.
 
     The least-squares regression of $y_t$ on $(1, y_{t-1}, \dots, y_{t-p})$, by
@@ -214,7 +215,7 @@ def _log_likelihood_jit(model, y):
     return jnp.sum(-0.5 * (_LOG_2PI + z * z) - jnp.log(model.sigma), axis=1)
 
 
-def log_likelihood(model: ARModel, y):
+def log_likelihood(model: ARModel, y: ArrayLike) -> jax.Array:
     r"""Conditional log-likelihood $\sum_{t=p}^{T-1} \log \mathcal N(y_t \mid c + \sum_i \phi_i y_{t-i}, \sigma^2)$.
 
     Args:
@@ -255,7 +256,7 @@ def _is_stationary(coef):
     return ok
 
 
-def is_stationary(model: ARModel):
+def is_stationary(model: ARModel) -> jax.Array:
     r"""Whether the AR polynomial $1 - \sum_i \phi_i z^i$ has all its roots outside the unit circle.
 
     Args:
@@ -361,7 +362,7 @@ def _forecast_jit(model, window, n_steps):
     return Forecast(mean, model.sigma**2 * acc)
 
 
-def forecast(model: ARModel, history, n_steps: int) -> Forecast:
+def forecast(model: ARModel, history: ArrayLike, n_steps: int) -> Forecast:
     r"""Means and error variances of the next `n_steps` values after `history` (one `lax.scan`).
 
     $\hat y_{T+h} = c + \sum_i \phi_i \hat y_{T+h-i}$ with observed values in place of $\hat y$ up to $T$;
@@ -401,7 +402,7 @@ def _sample_jit(model, window, n_steps, key):
     return jax.lax.scan(step, window, noise)[1]
 
 
-def sample(model: ARModel, initial, n_steps: int, *, key) -> jax.Array:
+def sample(model: ARModel, initial: ArrayLike, n_steps: int, *, key: jax.Array) -> jax.Array:
     r"""Simulate `n_steps` values after `initial` (one `lax.scan`; same key, same path).
 
     Args:

@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob import em
 from jaxprob._validation import check_int, check_key, check_sample_weight, is_tracer
@@ -46,9 +47,10 @@ class BayesClassifier(eqx.Module):
         return self.log_priors.shape[0]
 
 
-def fit(x, y, *, key, n_classes: int | None = None, n_components: int = 1, family: Family | None = None,
-        covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++", max_iter: int = 100,
-        tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None):
+def fit(x: ArrayLike, y: ArrayLike, *, key: jax.Array, n_classes: int | None = None, n_components: int = 1,
+        family: Family | None = None, covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+        max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+        sample_weight: ArrayLike | None = None) -> tuple[BayesClassifier, em.FitInfo]:
     """Fit one Gaussian mixture per class and the class priors.
 
     Args:
@@ -161,7 +163,7 @@ def _class_ll(x, clf):
     return jax.vmap(one, out_axes=1)(clf.mixtures)
 
 
-def class_log_likelihoods(x, clf: BayesClassifier):
+def class_log_likelihoods(x: ArrayLike, clf: BayesClassifier) -> jax.Array:
     r"""Class-conditional log-densities $\log p(x_i \mid c)$.
 
     Args:
@@ -182,7 +184,7 @@ def class_log_likelihoods(x, clf: BayesClassifier):
     return _class_ll(_check_clf(x, clf), clf)
 
 
-def predict_log_proba(x, clf: BayesClassifier):
+def predict_log_proba(x: ArrayLike, clf: BayesClassifier) -> jax.Array:
     r"""Log class posteriors $\log p(c \mid x_i)$.
 
     Args:
@@ -203,7 +205,7 @@ def predict_log_proba(x, clf: BayesClassifier):
     return jax.nn.log_softmax(class_log_likelihoods(x, clf) + clf.log_priors, axis=1)
 
 
-def predict_proba(x, clf: BayesClassifier):
+def predict_proba(x: ArrayLike, clf: BayesClassifier) -> jax.Array:
     r"""Class posteriors $p(c \mid x_i)$.
 
     Args:
@@ -224,7 +226,7 @@ def predict_proba(x, clf: BayesClassifier):
     return jnp.exp(predict_log_proba(x, clf))
 
 
-def predict(x, clf: BayesClassifier):
+def predict(x: ArrayLike, clf: BayesClassifier) -> jax.Array:
     r"""Bayes decision $\arg\max_c \log p(x_i\mid c) + \log\pi_c$.
 
     Args:

@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln, digamma, gammaln
+from jax.typing import ArrayLike
 
 from jaxprob import em
 from jaxprob._validation import (
@@ -159,7 +161,7 @@ class BayesianGMM(eqx.Module):
         return self.means.shape[1]
 
 
-def expected_log_weights(concentration, weight_prior_type: str) -> jax.Array:
+def expected_log_weights(concentration: ArrayLike, weight_prior_type: str) -> jax.Array:
     r"""$\mathbb E_q[\log \pi_k]$ under the posterior of the weights.
 
     Dirichlet: $\psi(\gamma_k) - \psi(\sum_j \gamma_j)$. Dirichlet process:
@@ -186,7 +188,7 @@ def expected_log_weights(concentration, weight_prior_type: str) -> jax.Array:
     return digamma(concentration) - digamma(jnp.sum(concentration))
 
 
-def expected_weights(concentration, weight_prior_type: str) -> jax.Array:
+def expected_weights(concentration: ArrayLike, weight_prior_type: str) -> jax.Array:
     r"""`(K,)` point estimates of the weights from their posterior, as scikit-learn's `weights_`.
 
     Dirichlet: $\gamma_k / \sum_j \gamma_j$. Dirichlet process: the stick-breaking weights of the sticks'
@@ -221,13 +223,13 @@ def expected_weights(concentration, weight_prior_type: str) -> jax.Array:
 # E-step, M-step, bound
 # ----------------------------------------------------------------------------------------------------------
 def _log_lambda(dof, d):
-    """$\\mathbb E[\\log|\\Lambda|] - \\log|W|$: $D \\log 2 + \\sum_{i<D} \\psi((\\nu - i)/2)$ (Wishart)."""
+    r"""$\mathbb E[\log|\Lambda|] - \log|W|$: $D \log 2 + \sum_{i<D} \psi((\nu - i)/2)$ (Wishart)."""
     i = jnp.arange(d, dtype=jnp.asarray(dof).dtype)
     return d * _LOG2 + jnp.sum(digamma(0.5 * (jnp.asarray(dof)[..., None] - i)), axis=-1)
 
 
 def _log_norm_chol(model):
-    """$\\log\\det$ of the Cholesky factors of $W_k$ (the normalised factors carry $\\nu_k$)."""
+    r"""$\log\det$ of the Cholesky factors of $W_k$ (the normalised factors carry $\nu_k$)."""
     d = model.means.shape[1]
     ld = log_det_precisions_cholesky(model.precisions_cholesky, model.family.covariance_type, d)
     return ld - 0.5 * d * jnp.log(model.degrees_of_freedom)
@@ -287,7 +289,7 @@ def e_step(prepared: Prepared, model: BayesianGMM) -> Stats:
 
 
 def _wishart(ct, prior: Prior, nk, mu_c, m0_c, sk, beta):
-    """Posterior degrees of freedom and normalised covariances $(\\nu_k W_k)^{-1}$, per covariance type."""
+    r"""Posterior degrees of freedom and normalised covariances $(\nu_k W_k)^{-1}$, per covariance type."""
     k = nk.shape[0]
     b0 = prior.mean_precision
     diff = mu_c - m0_c
@@ -309,7 +311,7 @@ def _wishart(ct, prior: Prior, nk, mu_c, m0_c, sk, beta):
     return dof, cov / dof
 
 
-def m_step(stats: Stats, prior: Prior, family: Gaussian, center):
+def m_step(stats: Stats, prior: Prior, family: Gaussian, center: Any) -> tuple[BayesianGMM, jax.Array]:
     r"""Variational M-step: the posterior of weights, means and precisions from summed statistics.
 
     Args:
@@ -405,7 +407,8 @@ def lower_bound(stats: Stats, model: BayesianGMM) -> jax.Array:
 # ----------------------------------------------------------------------------------------------------------
 # the loop
 # ----------------------------------------------------------------------------------------------------------
-def loop_steps(prepared: Prepared, prior: Prior, family: Gaussian, e_step_fn: Callable | None = None):
+def loop_steps(prepared: Prepared, prior: Prior, family: Gaussian,
+               e_step_fn: Callable | None = None) -> tuple[Callable, Callable]:
     r"""The E-step and M-step callables of coordinate-ascent VI, as [jaxprob.em.run][] takes them.
 
     The engine's loop scores the statistics its E-step returns. Here the score of iteration $t$ is the bound
@@ -447,8 +450,8 @@ def _zeros_like_output(fn):
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def fit_from(prepared: Prepared, prior: Prior, family: Gaussian, stats: Stats, *, max_iter: int, tol,
-             e_step_fn: Callable | None = None):
+def fit_from(prepared: Prepared, prior: Prior, family: Gaussian, stats: Stats, *, max_iter: int, tol: float,
+             e_step_fn: Callable | None = None) -> tuple[BayesianGMM, FitInfo]:
     r"""Coordinate-ascent VI from stacked starting statistics, one loop per restart (vmapped), the restart with
     the highest final bound kept (traceable, no validation).
 
@@ -520,10 +523,12 @@ def _data_prior_jit(x, w, covariance_type):
     return mean, cov
 
 
-def make_prior(x, n_components: int, covariance_type: str = "full", *,
-               weight_concentration_prior_type: str = "dirichlet_process", weight_concentration_prior=None,
-               mean_precision_prior=None, mean_prior=None, degrees_of_freedom_prior=None, covariance_prior=None,
-               sample_weight=None) -> Prior:
+def make_prior(x: ArrayLike, n_components: int, covariance_type: str = "full", *,
+               weight_concentration_prior_type: str = "dirichlet_process",
+               weight_concentration_prior: float | ArrayLike | None = None,
+               mean_precision_prior: float | ArrayLike | None = None, mean_prior: ArrayLike | None = None,
+               degrees_of_freedom_prior: float | ArrayLike | None = None,
+               covariance_prior: float | ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> Prior:
     r"""The conjugate prior of a fit, with scikit-learn's data-dependent defaults (checked eagerly).
 
     Defaults: $\gamma_0 = 1/K$, $\beta_0 = 1$, $m_0$ the (weighted) data mean, $\nu_0 = D$, and $W_0^{-1}$ the
@@ -652,12 +657,14 @@ def _fit_resp_jit(resp, x, w, prior, family, tol, max_iter):
     return fit_from(prepared, prior, family, stats, max_iter=max_iter, tol=tol)
 
 
-def fit(x, n_components: int, *, key=None, covariance_type: str = "full",
-        weight_concentration_prior_type: str = "dirichlet_process", weight_concentration_prior=None,
-        mean_precision_prior=None, mean_prior=None, degrees_of_freedom_prior=None, covariance_prior=None,
+def fit(x: ArrayLike, n_components: int, *, key: jax.Array | None = None, covariance_type: str = "full",
+        weight_concentration_prior_type: str = "dirichlet_process",
+        weight_concentration_prior: float | ArrayLike | None = None,
+        mean_precision_prior: float | ArrayLike | None = None, mean_prior: ArrayLike | None = None,
+        degrees_of_freedom_prior: float | ArrayLike | None = None, covariance_prior: float | ArrayLike | None = None,
         prior: Prior | None = None, reg_covar: float = 1e-6, n_init: int = 1, init_method: str = "kmeans++",
-        init_resp=None, max_iter: int = 100, tol: float = 1e-3,
-        sample_weight=None) -> tuple[BayesianGMM, FitInfo]:
+        init_resp: ArrayLike | None = None, max_iter: int = 100, tol: float = 1e-3,
+        sample_weight: ArrayLike | None = None) -> tuple[BayesianGMM, FitInfo]:
     r"""Fit a variational Bayesian Gaussian mixture by coordinate ascent, with `n_init` restarts run as one
     vmapped program.
 
@@ -771,7 +778,7 @@ def _proba_jit(x, model):
     return jax.nn.softmax(rho, axis=1)
 
 
-def predict_proba(x, model: BayesianGMM) -> jax.Array:
+def predict_proba(x: ArrayLike, model: BayesianGMM) -> jax.Array:
     r"""Variational responsibilities $r_{ik} \propto \exp(\mathbb E[\log \pi_k] + \mathbb E[\log \mathcal N(x_i
     \mid \mu_k, \Lambda_k)])$, as scikit-learn's `predict_proba`.
 
@@ -795,7 +802,7 @@ def predict_proba(x, model: BayesianGMM) -> jax.Array:
     return _proba_jit(_check_model_x(x, model), model)
 
 
-def predict(x, model: BayesianGMM) -> jax.Array:
+def predict(x: ArrayLike, model: BayesianGMM) -> jax.Array:
     """Most responsible component under the variational posterior.
 
     Args:

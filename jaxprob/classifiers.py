@@ -29,14 +29,20 @@ The generative Bayes classifier lives in [`jaxprob.bayes`][jaxprob.bayes]; the m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import nn
 from jaxprob._validation import as_float_array, as_labels, check_finite, check_int, check_key, check_labels
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "SoftmaxRegression",
@@ -117,7 +123,7 @@ def _xent(logits, labels):
     return -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     r"""Per-sample cross-entropy $-\sum_c q_c \log \operatorname{softmax}(z)_c$ computed from logits.
 
     Computed with a log-sum-exp (no overflow for large logits, no `log(0)`).
@@ -176,8 +182,8 @@ def _ce_objective(params, x, y, l2):
 # ----------------------------------------------------------------------------------------------------------
 # construction and training
 # ----------------------------------------------------------------------------------------------------------
-def mlp_classifier(n_features: int, n_classes: int, hidden: Sequence[int] = (32,), *, key,
-                   activation: str = "tanh", dtype=None) -> nn.MLP:
+def mlp_classifier(n_features: int, n_classes: int, hidden: Sequence[int] = (32,), *, key: jax.Array,
+                   activation: str = "tanh", dtype: DTypeLike | None = None) -> nn.MLP:
     """An MLP that outputs `n_classes` logits (a [`jaxprob.nn.MLP`][jaxprob.nn.MLP] with an identity output layer).
 
     Args:
@@ -234,9 +240,10 @@ def _check_two_classes(y, name="y"):
         raise ValueError(f"`{name}` holds a single class ({int(arr[0])}): a classifier needs at least two")
 
 
-def fit(model, x, y, *, key, optimizer=None, learning_rate: float = 1e-2, n_epochs: int = 100,
-        batch_size: int = 64, l2: float = 0.0, val_data=None, patience: int | None = None,
-        progress: bool | int = False):
+def fit(model: eqx.Module, x: ArrayLike, y: ArrayLike, *, key: jax.Array,
+        optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-2, n_epochs: int = 100,
+        batch_size: int = 64, l2: float = 0.0, val_data: tuple[ArrayLike, ArrayLike] | None = None,
+        patience: int | None = None, progress: bool | int = False) -> tuple[eqx.Module, nn.TrainInfo]:
     """Train a classifier (any module mapping `(n, d)` to `(n, C)` logits) by minibatch cross-entropy.
 
     A thin layer over [`jaxprob.nn.train`][jaxprob.nn.train] with the mean cross-entropy as loss.
@@ -287,8 +294,9 @@ def fit(model, x, y, *, key, optimizer=None, learning_rate: float = 1e-2, n_epoc
                     progress=progress)
 
 
-def fit_softmax_regression(x, y, *, n_classes: int | None = None, l2: float = 0.0, optimizer=None,
-                           max_iter: int = 1000, tol: float = 1e-6):
+def fit_softmax_regression(x: ArrayLike, y: ArrayLike, *, n_classes: int | None = None, l2: float = 0.0,
+                           optimizer: optax.GradientTransformation | None = None, max_iter: int = 1000,
+                           tol: float = 1e-6) -> tuple[SoftmaxRegression, nn.MinimizeInfo]:
     r"""Softmax regression fitted to tolerance by full-batch optimisation (L-BFGS by default).
 
     Minimises $-\frac1n\sum_i \log\operatorname{softmax}(x_i W + b)_{y_i} + \lambda\lVert W\rVert_F^2$
@@ -338,7 +346,7 @@ def _logits(model, x):
     return model(x)
 
 
-def predict_logits(x, model):
+def predict_logits(x: ArrayLike, model: eqx.Module) -> jax.Array:
     """Logits `model(x)`, validated and compiled.
 
     Args:
@@ -360,7 +368,7 @@ def predict_logits(x, model):
     return _logits(model, x)
 
 
-def predict_log_proba(x, model):
+def predict_log_proba(x: ArrayLike, model: eqx.Module) -> jax.Array:
     r"""Log class probabilities $\log p(c \mid x)$.
 
     Args:
@@ -380,7 +388,7 @@ def predict_log_proba(x, model):
     return jax.nn.log_softmax(predict_logits(x, model), axis=-1)
 
 
-def predict_proba(x, model):
+def predict_proba(x: ArrayLike, model: eqx.Module) -> jax.Array:
     r"""Class probabilities $p(c \mid x) = \operatorname{softmax}(f(x))_c$.
 
     Args:
@@ -399,7 +407,7 @@ def predict_proba(x, model):
     return jax.nn.softmax(predict_logits(x, model), axis=-1)
 
 
-def predict(x, model):
+def predict(x: ArrayLike, model: eqx.Module) -> jax.Array:
     r"""Most probable class $\arg\max_c f(x)_c$.
 
     Args:
@@ -422,7 +430,8 @@ def predict(x, model):
 # ----------------------------------------------------------------------------------------------------------
 # decision boundaries in 2-D
 # ----------------------------------------------------------------------------------------------------------
-def decision_boundary_grid(predict_fn: Callable, x, *, resolution: int = 200, margin: float = 0.5):
+def decision_boundary_grid(predict_fn: Callable, x: ArrayLike, *, resolution: int = 200,
+                           margin: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evaluate a classifier on a regular grid covering 2-D data.
 
     Args:
@@ -455,9 +464,9 @@ def decision_boundary_grid(predict_fn: Callable, x, *, resolution: int = 200, ma
     return xx, yy, zz
 
 
-def plot_decision_boundary(predict_fn: Callable, x, y=None, *, ax=None, resolution: int = 200,
-                           margin: float = 0.5, cmap: str = "coolwarm", title: str | None = None,
-                           xlabel: str = "$x_1$", ylabel: str = "$x_2$"):
+def plot_decision_boundary(predict_fn: Callable, x: ArrayLike, y: ArrayLike | None = None, *, ax: Axes | None = None,
+                           resolution: int = 200, margin: float = 0.5, cmap: str = "coolwarm", title: str | None = None,
+                           xlabel: str = "$x_1$", ylabel: str = "$x_2$") -> Axes:
     """Plot the predicted class regions of a 2-D classifier (filled contours) with the data on top.
 
     Args:

@@ -23,6 +23,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from jax.typing import DTypeLike
 
 __all__ = [
     "load_faithful", "load_shuttle", "load_digits", "package_data_path", "load_alice", "load_breast_cancer",
@@ -63,7 +64,7 @@ def package_data_path(package: str, relative: str) -> Path:
     raise FileNotFoundError(f"{relative!r} not found in the installed package {package!r}")
 
 
-def load_faithful(dtype=np.float32):
+def load_faithful(dtype: DTypeLike = np.float32) -> np.ndarray:
     """Old Faithful geyser eruptions: duration (minutes) and waiting time to the next eruption (minutes).
 
     272 observations, the classic two-cluster example for Gaussian mixtures (Azzalini and Bowman, 1990; R's
@@ -83,7 +84,7 @@ def load_faithful(dtype=np.float32):
     return np.loadtxt(_HERE / "data" / "faithful.csv", delimiter=",", skiprows=4, dtype=dtype)
 
 
-def load_shuttle(dtype=np.float32):
+def load_shuttle(dtype: DTypeLike = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Statlog shuttle in its ODDS anomaly-detection form: 9 sensor readings, label 1 for the rare classes.
 
     49,097 samples of which 3,511 (7.15%) are anomalies. Read from the `river` wheel
@@ -107,7 +108,7 @@ def load_shuttle(dtype=np.float32):
     return table[:, :9].astype(dtype), table[:, 9].astype(np.int32)
 
 
-def load_digits(dtype=np.float32):
+def load_digits(dtype: DTypeLike = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Handwritten digits, 8x8 images with 17 grey levels (0-16), 1,797 samples (UCI optdigits test set).
 
     Read from the file shipped in the `scikit-learn` wheel (`sklearn/datasets/data/digits.csv.gz`);
@@ -148,7 +149,7 @@ def load_alice() -> str:
     return (_HERE / "data" / "alice29.txt").read_text(encoding="ascii").replace("\r\n", "\n")
 
 
-def load_breast_cancer(dtype=np.float32):
+def load_breast_cancer(dtype: DTypeLike = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Wisconsin diagnostic breast cancer: 30 features of cell nuclei, label 1 for malignant.
 
     569 samples (212 malignant, 357 benign). Read from the file shipped in the `scikit-learn` wheel
@@ -172,7 +173,7 @@ def load_breast_cancer(dtype=np.float32):
     return table[:, :-1].astype(dtype), (1 - table[:, -1]).astype(np.int32)
 
 
-def load_sample_photo(name: str = "china", dtype=np.float32):
+def load_sample_photo(name: str = "china", dtype: DTypeLike = np.float32) -> np.ndarray:
     """A colour photograph shipped in the `scikit-learn` wheel (`china.jpg` or `flower.jpg`, CC-BY 2.0).
 
     Decoded with Pillow (a matplotlib dependency); scikit-learn itself is not imported.
@@ -213,7 +214,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_mnist(split: str = "train", dtype=np.float32):
+def load_mnist(split: str = "train", dtype: DTypeLike = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """MNIST handwritten digits, 28x28 grey levels in `[0, 1)` flattened to 784 features.
 
     The 70,000 images in the split of the `mnist.pkl.gz` file used by the deep-learning tutorials: 50,000 for

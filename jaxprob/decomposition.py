@@ -13,6 +13,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_finite, check_int
 
@@ -50,7 +51,7 @@ def _pca_fit(x, n_components):
     return PCA(mean, vt[:n_components], var[:n_components], ratio[:n_components], s[:n_components])
 
 
-def pca_fit(x, n_components: int) -> PCA:
+def pca_fit(x: ArrayLike, n_components: int) -> PCA:
     """Fit a PCA.
 
     Args:
@@ -79,7 +80,7 @@ def _check_pca(pca):
         raise TypeError(f"`pca` must be a PCA, got {type(pca).__name__}")
 
 
-def pca_transform(x, pca: PCA):
+def pca_transform(x: ArrayLike, pca: PCA) -> jax.Array:
     r"""Project onto the principal axes: $z = (x - \bar x) V_d$.
 
     Args:
@@ -103,7 +104,7 @@ def pca_transform(x, pca: PCA):
     return (x - pca.mean) @ pca.components.T
 
 
-def pca_inverse_transform(z, pca: PCA):
+def pca_inverse_transform(z: ArrayLike, pca: PCA) -> jax.Array:
     r"""Map scores back to the data space: $\hat x = \bar x + z V_d^\top$.
 
     Args:

@@ -1,24 +1,22 @@
 r"""Densities: Gaussian log-likelihoods, mixture log-densities, entropy, cross-entropy and KL divergence.
 
-Covariance parametrisation
---------------------------
-A set of ``K`` Gaussian components in ``D`` dimensions is described by its means ``(K, D)`` and by the Cholesky
+**Covariance parametrisation**
+
+A set of `K` Gaussian components in `D` dimensions is described by its means `(K, D)` and by the Cholesky
 factors of the *precision* matrices, with one of four covariance types (the shapes follow scikit-learn's
-``precisions_cholesky_``):
+`precisions_cholesky_`):
 
-=============  ======================  ==========================================================
-type           covariances             precisions_cholesky
-=============  ======================  ==========================================================
-``"full"``     ``(K, D, D)``           upper-triangular ``U_k`` with :math:`\Sigma_k^{-1} = U_k U_k^\top`
-``"tied"``     ``(D, D)`` shared       one ``U`` for all components
-``"diag"``     ``(K, D)`` variances    :math:`1/\sigma_{kd}`
-``"spherical"````(K,)`` variances      :math:`1/\sigma_k`
-=============  ======================  ==========================================================
+| type | covariances | precisions_cholesky |
+|---|---|---|
+| `"full"` | `(K, D, D)` | upper-triangular `U_k` with $\Sigma_k^{-1} = U_k U_k^\top$ |
+| `"tied"` | `(D, D)` shared | one `U` for all components |
+| `"diag"` | `(K, D)` variances | $1/\sigma_{kd}$ |
+| `"spherical"` | `(K,)` variances | $1/\sigma_k$ |
 
-With these factors, :math:`\log \mathcal N(x \mid \mu_k, \Sigma_k) = -\tfrac12 \lVert (x-\mu_k) U_k \rVert^2
-+ \sum_d \log U_{k,dd} - \tfrac D2 \log 2\pi`: one matrix product, no solve and no determinant.
+With these factors, $\log \mathcal N(x \mid \mu_k, \Sigma_k) = -\tfrac12 \lVert (x-\mu_k) U_k \rVert^2
++ \sum_d \log U_{k,dd} - \tfrac D2 \log 2\pi$: one matrix product, no solve and no determinant.
 
-All functions are pure, jittable, vmappable and differentiable; they work in the dtype of ``x``.
+All functions are pure, jittable, vmappable and differentiable; they work in the dtype of `x`.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
+from jax.typing import ArrayLike
 
 from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_choice
@@ -55,9 +54,11 @@ __all__ = [
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+"""The Gaussian covariance types: full, tied (shared), diagonal, spherical."""
 _LOG_2PI = math.log(2.0 * math.pi)
 
 logsumexp = jax.nn.logsumexp
+r"""`jax.nn.logsumexp`, re-exported: $\log \sum_i e^{a_i}$ computed stably."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -79,19 +80,19 @@ def _precisions_cholesky(covariances, covariance_type, symmetrize=True):
     return jax.lax.rsqrt(covariances)
 
 
-def precisions_cholesky(covariances, covariance_type: str = "full", *, symmetrize: bool = True):
+def precisions_cholesky(covariances: ArrayLike, covariance_type: str = "full", *, symmetrize: bool = True) -> jax.Array:
     r"""Cholesky factors of the precision matrices, from covariances.
 
     Args:
-        covariances: ``(K, D, D)`` for ``"full"``, ``(D, D)`` for ``"tied"``, ``(K, D)`` variances for
-            ``"diag"``, ``(K,)`` variances for ``"spherical"``.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        covariances: `(K, D, D)` for `"full"`, `(D, D)` for `"tied"`, `(K, D)` variances for
+            `"diag"`, `(K,)` variances for `"spherical"`.
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
         symmetrize: average each matrix with its transpose first; pass False when the covariances are symmetric
             by construction (one kernel less to compile).
 
     Returns:
-        Array of the same shape as ``covariances``: upper-triangular :math:`U` with :math:`\Sigma^{-1} = U U^\top`
-        (full, tied) or :math:`1/\sigma` (diag, spherical). A covariance that is not positive definite gives NaN.
+        Array of the same shape as `covariances`: upper-triangular $U$ with $\Sigma^{-1} = U U^\top$
+        (full, tied) or $1/\sigma$ (diag, spherical). A covariance that is not positive definite gives NaN.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -117,12 +118,13 @@ def _covariances_from_prec_chol(prec_chol, covariance_type):
     return 1.0 / jnp.square(prec_chol)
 
 
-def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: str = "full"):
-    r"""Inverse of :func:`precisions_cholesky`: :math:`\Sigma = (U U^\top)^{-1} = U^{-\top} U^{-1}`.
+def covariances_from_precisions_cholesky(precisions_cholesky: ArrayLike, covariance_type: str = "full") -> jax.Array:
+    r"""Inverse of [`precisions_cholesky`][jaxprob.densities.precisions_cholesky]:
+$\Sigma = (U U^\top)^{-1} = U^{-\top} U^{-1}$.
 
     Args:
-        precisions_cholesky: factors shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        precisions_cholesky: factors shaped as in [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
         The covariances, same shape as the input.
@@ -142,7 +144,7 @@ def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: s
 # ----------------------------------------------------------------------------------------------------------
 # Gaussian log-densities
 # ----------------------------------------------------------------------------------------------------------
-def diagonal_entries(a):
+def diagonal_entries(a: ArrayLike) -> jax.Array:
     """Diagonals of a stack of square matrices, as a strided slice of the flattened matrices.
 
     XLA on the CPU compiles a slice to much less code than the gather of `jnp.diagonal`.
@@ -163,7 +165,7 @@ def diagonal_entries(a):
     return a.reshape(a.shape[:-2] + (d * d,))[..., :: d + 1]
 
 
-def log_det_precisions_cholesky(prec_chol, covariance_type: str, n_features: int):
+def log_det_precisions_cholesky(prec_chol: ArrayLike, covariance_type: str, n_features: int) -> jax.Array:
     r"""$\log\det U = -\tfrac12 \log\det\Sigma$ of precision Cholesky factors, per component (a scalar when tied).
 
     Args:
@@ -226,19 +228,23 @@ def _check_components(x, means, prec_chol, covariance_type):
     return x.astype(dtype), means.astype(dtype), prec_chol.astype(dtype)
 
 
-def component_log_prob(x, means, precisions_cholesky, covariance_type: str = "full"):
+def component_log_prob(x: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike,
+                       covariance_type: str = "full") -> jax.Array:
     r"""Log-density of every sample under every Gaussian component.
 
-    .. math:: \ell_{ik} = \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+    $$
+    \ell_{ik} = \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)`` for one sample.
-        means: ``(K, D)`` component means.
-        precisions_cholesky: factors of the precisions, shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        x: `(n, D)` samples, or `(D,)` for one sample.
+        means: `(K, D)` component means.
+        precisions_cholesky: factors of the precisions, shaped as in
+            [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
-        ``(n, K)`` log-densities (``(K,)`` for a single sample).
+        `(n, K)` log-densities (`(K,)` for a single sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -253,20 +259,23 @@ def component_log_prob(x, means, precisions_cholesky, covariance_type: str = "fu
     return out[0] if single else out
 
 
-def mixture_log_prob(x, weights, means, precisions_cholesky, covariance_type: str = "full"):
+def mixture_log_prob(x: ArrayLike, weights: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike,
+                     covariance_type: str = "full") -> jax.Array:
     r"""Log-density of a Gaussian mixture, by log-sum-exp over components.
 
-    .. math:: \log p(x) = \log \sum_k \alpha_k \mathcal N(x \mid \mu_k, \Sigma_k)
+    $$
+    \log p(x) = \log \sum_k \alpha_k \mathcal N(x \mid \mu_k, \Sigma_k)
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        weights: ``(K,)`` mixing weights (non-negative, summing to one).
-        means: ``(K, D)``.
-        precisions_cholesky: shaped as in :func:`precisions_cholesky`.
-        covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        x: `(n, D)` samples, or `(D,)`.
+        weights: `(K,)` mixing weights (non-negative, summing to one).
+        means: `(K, D)`.
+        precisions_cholesky: shaped as in [`precisions_cholesky`][jaxprob.densities.precisions_cholesky].
+        covariance_type: one of `"full"`, `"tied"`, `"diag"`, `"spherical"`.
 
     Returns:
-        ``(n,)`` log-densities (a scalar for a single sample).
+        `(n,)` log-densities (a scalar for a single sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -304,19 +313,21 @@ def _single_gaussian(x, mean, cov, covariance_type, ndim_cov):
     return out[0] if single else out
 
 
-def gaussian_log_prob(x, mean, cov):
+def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> jax.Array:
     r"""Multivariate normal log-density with a full covariance, through the Cholesky factor of the precision.
 
-    .. math:: \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)
-        - \tfrac12 \log\lvert 2\pi\Sigma \rvert
+    $$
+    \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)
+    - \tfrac12 \log\lvert 2\pi\Sigma \rvert
+    $$
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        cov: ``(D, D)`` symmetric positive definite.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        cov: `(D, D)` symmetric positive definite.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample); NaN when ``cov`` is not positive definite.
+        `(n,)` log-densities (scalar for one sample); NaN when `cov` is not positive definite.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -327,16 +338,16 @@ def gaussian_log_prob(x, mean, cov):
     return _single_gaussian(x, mean, cov, "full", 2)
 
 
-def gaussian_log_prob_diag(x, mean, var):
-    r"""Gaussian log-density with a diagonal covariance ``diag(var)``.
+def gaussian_log_prob_diag(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
+    """Gaussian log-density with a diagonal covariance `diag(var)`.
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        var: ``(D,)`` positive variances.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        var: `(D,)` positive variances.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample).
+        `(n,)` log-densities (scalar for one sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -347,16 +358,16 @@ def gaussian_log_prob_diag(x, mean, var):
     return _single_gaussian(x, mean, var, "diag", 1)
 
 
-def gaussian_log_prob_spherical(x, mean, var):
-    r"""Gaussian log-density with an isotropic covariance :math:`\sigma^2 I`.
+def gaussian_log_prob_spherical(x: ArrayLike, mean: ArrayLike, var: ArrayLike) -> jax.Array:
+    r"""Gaussian log-density with an isotropic covariance $\sigma^2 I$.
 
     Args:
-        x: ``(n, D)`` samples, or ``(D,)``.
-        mean: ``(D,)``.
-        var: scalar variance :math:`\sigma^2 > 0`.
+        x: `(n, D)` samples, or `(D,)`.
+        mean: `(D,)`.
+        var: scalar variance $\sigma^2 > 0$.
 
     Returns:
-        ``(n,)`` log-densities (scalar for one sample).
+        `(n,)` log-densities (scalar for one sample).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -378,15 +389,15 @@ def gaussian_log_prob_spherical(x, mean, var):
     return out[0] if single else out
 
 
-def categorical_log_prob(labels, logits):
+def categorical_log_prob(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
     r"""Log-probability of integer labels under categorical distributions given by (unnormalised) logits.
 
     Args:
-        labels: ``(n,)`` integers in ``[0, C)``.
-        logits: ``(n, C)`` or ``(C,)`` (shared by all samples).
+        labels: `(n,)` integers in `[0, C)`.
+        logits: `(n, C)` or `(C,)` (shared by all samples).
 
     Returns:
-        ``(n,)`` values :math:`\log \mathrm{softmax}(\text{logits})_{y_i}`.
+        `(n,)` values $\log \mathrm{softmax}(\text{logits})_{y_i}$.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -407,17 +418,19 @@ def categorical_log_prob(labels, logits):
 # ----------------------------------------------------------------------------------------------------------
 # Information measures
 # ----------------------------------------------------------------------------------------------------------
-def entropy(p, axis: int = -1):
-    r"""Shannon entropy (nats) of discrete distributions, with :math:`0 \log 0 = 0`.
+def entropy(p: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Shannon entropy (nats) of discrete distributions, with $0 \log 0 = 0$.
 
-    .. math:: H(p) = -\sum_i p_i \log p_i
+    $$
+    H(p) = -\sum_i p_i \log p_i
+    $$
 
     Args:
-        p: probabilities along ``axis`` (any leading shape).
+        p: probabilities along `axis` (any leading shape).
         axis: the axis holding the distribution.
 
     Returns:
-        Entropy with ``axis`` removed.
+        Entropy with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -429,16 +442,16 @@ def entropy(p, axis: int = -1):
     return -jnp.sum(xlogy(p, p), axis=axis)
 
 
-def cross_entropy(p, q, axis: int = -1):
-    r"""Cross-entropy (nats) :math:`H(p, q) = -\sum_i p_i \log q_i`; infinite where :math:`q_i = 0 < p_i`.
+def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Cross-entropy (nats) $H(p, q) = -\sum_i p_i \log q_i$; infinite where $q_i = 0 < p_i$.
 
     Args:
-        p: reference probabilities along ``axis``.
-        q: model probabilities, same shape as ``p``.
+        p: reference probabilities along `axis`.
+        q: model probabilities, same shape as `p`.
         axis: the axis holding the distributions.
 
     Returns:
-        Cross-entropy with ``axis`` removed.
+        Cross-entropy with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -453,18 +466,18 @@ def cross_entropy(p, q, axis: int = -1):
     return -jnp.sum(xlogy(p, q), axis=axis)
 
 
-def kl_divergence(p, q, axis: int = -1):
-    r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log (p_i / q_i) = H(p,q) - H(p)`.
+def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Kullback-Leibler divergence $\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log (p_i / q_i) = H(p,q) - H(p)$.
 
-    Terms with :math:`p_i = 0` contribute zero; the divergence is infinite where :math:`q_i = 0 < p_i`.
+    Terms with $p_i = 0$ contribute zero; the divergence is infinite where $q_i = 0 < p_i$.
 
     Args:
-        p: probabilities along ``axis``.
-        q: probabilities, same shape as ``p``.
+        p: probabilities along `axis`.
+        q: probabilities, same shape as `p`.
         axis: the axis holding the distributions.
 
     Returns:
-        Non-negative divergence with ``axis`` removed.
+        Non-negative divergence with `axis` removed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -479,11 +492,11 @@ def kl_divergence(p, q, axis: int = -1):
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
 
 
-def gaussian_entropy(cov):
-    r"""Differential entropy of :math:`\mathcal N(\mu, \Sigma)`: :math:`\tfrac12 \log\lvert 2\pi e \Sigma\rvert`.
+def gaussian_entropy(cov: ArrayLike) -> jax.Array:
+    r"""Differential entropy of $\mathcal N(\mu, \Sigma)$: $\tfrac12 \log\lvert 2\pi e \Sigma\rvert$.
 
     Args:
-        cov: ``(D, D)`` covariance.
+        cov: `(D, D)` covariance.
 
     Returns:
         Scalar entropy in nats.
@@ -500,17 +513,19 @@ def gaussian_entropy(cov):
     return 0.5 * (d * (1.0 + _LOG_2PI) + log_det)
 
 
-def gaussian_kl(mean_p, cov_p, mean_q, cov_q):
-    r"""Closed-form :math:`\mathrm{KL}(\mathcal N(\mu_p, \Sigma_p) \,\|\, \mathcal N(\mu_q, \Sigma_q))`.
+def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: ArrayLike) -> jax.Array:
+    r"""Closed-form $\mathrm{KL}(\mathcal N(\mu_p, \Sigma_p) \,\|\, \mathcal N(\mu_q, \Sigma_q))$.
 
-    .. math:: \tfrac12 \Big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) + (\mu_q-\mu_p)^\top \Sigma_q^{-1}(\mu_q-\mu_p)
-        - D + \log\frac{\lvert\Sigma_q\rvert}{\lvert\Sigma_p\rvert}\Big]
+    $$
+    \tfrac12 \Big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) + (\mu_q-\mu_p)^\top \Sigma_q^{-1}(\mu_q-\mu_p)
+    - D + \log\frac{\lvert\Sigma_q\rvert}{\lvert\Sigma_p\rvert}\Big]
+    $$
 
     Args:
-        mean_p: ``(D,)``.
-        cov_p: ``(D, D)``.
-        mean_q: ``(D,)``.
-        cov_q: ``(D, D)``.
+        mean_p: `(D,)`.
+        cov_p: `(D, D)`.
+        mean_q: `(D,)`.
+        cov_q: `(D, D)`.
 
     Returns:
         Scalar divergence in nats.
@@ -540,15 +555,15 @@ def gaussian_kl(mean_p, cov_p, mean_q, cov_q):
     return 0.5 * (jnp.sum(jnp.square(m)) + jnp.sum(jnp.square(z)) - d + log_det_ratio)
 
 
-def softmax(logits, axis: int = -1):
-    r"""Numerically stable softmax :math:`\exp(z_i - \operatorname{logsumexp}(z))`.
+def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Numerically stable softmax $\exp(z_i - \operatorname{logsumexp}(z))$.
 
     Args:
         logits: any shape.
         axis: the normalised axis.
 
     Returns:
-        Probabilities of the same shape, summing to one along ``axis``.
+        Probabilities of the same shape, summing to one along `axis`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -560,8 +575,8 @@ def softmax(logits, axis: int = -1):
     return jax.nn.softmax(logits, axis=axis)
 
 
-def log_softmax(logits, axis: int = -1):
-    r"""Numerically stable :math:`z_i - \operatorname{logsumexp}(z)`.
+def log_softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Numerically stable $z_i - \operatorname{logsumexp}(z)$.
 
     Args:
         logits: any shape.

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import kmeans, numerics
 
@@ -76,7 +77,7 @@ seeds refined by a few Lloyd steps. Every method but `"random"` assigns each sam
 # the family protocol
 # ----------------------------------------------------------------------------------------------------------
 class Family(eqx.Module):
-    """A family of component distributions $p(x \\mid \\theta)$, as pure functions on pytrees.
+    r"""A family of component distributions $p(x \mid \theta)$, as pure functions on pytrees.
 
     Subclasses are `equinox.Module`s whose fields are the hyper-parameters (static fields such as a covariance
     type, numeric leaves such as a regulariser). Component parameters are a pytree whose leaves have a leading
@@ -94,7 +95,7 @@ class Family(eqx.Module):
 
     @abc.abstractmethod
     def log_prob(self, data, params, center) -> jax.Array:
-        """`(n, K)` component log-likelihoods $\\log p(x_i \\mid \\theta_k)$ from prepared data (`center` as
+        r"""`(n, K)` component log-likelihoods $\log p(x_i \mid \theta_k)$ from prepared data (`center` as
         given to `prepare`)."""
 
     @abc.abstractmethod
@@ -126,7 +127,7 @@ class Family(eqx.Module):
 
     @abc.abstractmethod
     def sample(self, key, params, labels) -> jax.Array:
-        """Draws $x_j \\sim p(x \\mid \\theta_{z_j})$ for `labels` $z$ of shape `(m,)`."""
+        r"""Draws $x_j \sim p(x \mid \theta_{z_j})$ for `labels` $z$ of shape `(m,)`."""
 
     @abc.abstractmethod
     def check_params(self, params, n_features: int | None = None) -> None:
@@ -180,7 +181,7 @@ class Family(eqx.Module):
         return jax.tree.leaves(params)[0].shape[0]
 
 
-def take_components(family: Family, params, index):
+def take_components(family: Family, params: Any, index: int | slice | ArrayLike) -> Any:
     """Component parameters indexed along their component axis (shared leaves are kept whole).
 
     Args:
@@ -195,7 +196,7 @@ def take_components(family: Family, params, index):
     return jax.tree.map(lambda a, m: a[index] if m else a, params, mask)
 
 
-def keep_rows(keep, new, previous):
+def keep_rows(keep: ArrayLike, new: Any, previous: Any) -> Any:
     """Per component, `previous` where `keep` else `new`, for every leaf with a leading `(K,)` axis.
 
     Args:
@@ -226,10 +227,10 @@ def keep_rows(keep, new, previous):
 # models, statistics, prepared data
 # ----------------------------------------------------------------------------------------------------------
 class Mixture(eqx.Module):
-    """A finite mixture $p(x) = \\sum_k \\alpha_k p(x \\mid \\theta_k)$ of one family (a pytree).
+    r"""A finite mixture $p(x) = \sum_k \alpha_k p(x \mid \theta_k)$ of one family (a pytree).
 
     Attributes:
-        weights: `(K,)` mixing weights $\\alpha_k$, summing to one.
+        weights: `(K,)` mixing weights $\alpha_k$, summing to one.
         components: the family's component parameters (leaves with leading axis `K`).
         family: the [Family][jaxprob.em.Family] (its hyper-parameters travel with the model).
 
@@ -263,13 +264,13 @@ class Mixture(eqx.Module):
 
 
 class Stats(NamedTuple):
-    """Sufficient statistics of a data set under a model: additive in every leaf.
+    r"""Sufficient statistics of a data set under a model: additive in every leaf.
 
     Attributes:
-        counts: `(K,)` $N_k = \\sum_i w_i r_{ik}$.
+        counts: `(K,)` $N_k = \sum_i w_i r_{ik}$.
         family: the family's statistics (a pytree).
-        log_likelihood: scalar $\\sum_i w_i \\log p(x_i)$ under the model of the E-step.
-        total_weight: scalar $\\sum_i w_i$.
+        log_likelihood: scalar $\sum_i w_i \log p(x_i)$ under the model of the E-step.
+        total_weight: scalar $\sum_i w_i$.
         n_samples: scalar number of samples of positive weight.
     """
 
@@ -324,7 +325,7 @@ class FitInfo(NamedTuple):
     best_restart: jax.Array
 
 
-def weighted_center(x, w):
+def weighted_center(x: Any, w: ArrayLike) -> Any:
     """Weighted mean of every leaf of `x` along its first axis.
 
     Args:
@@ -350,7 +351,7 @@ def weighted_center(x, w):
     return jax.tree.map(one, x)
 
 
-def prepare(x, family: Family, w=None, center=None) -> Prepared:
+def prepare(x: Any, family: Family, w: ArrayLike | None = None, center: Any = None) -> Prepared:
     """Prepare a data set for EM with `family` (traceable; no validation).
 
     Args:
@@ -378,8 +379,8 @@ def prepare(x, family: Family, w=None, center=None) -> Prepared:
     return Prepared(family.prepare(x, w, center), w, center)
 
 
-def component_log_probs(prepared: Prepared, model: Mixture):
-    """`(n, K)` $\\log \\alpha_k + \\log p(x_i \\mid \\theta_k)$ from prepared data.
+def component_log_probs(prepared: Prepared, model: Mixture) -> jax.Array:
+    r"""`(n, K)` $\log \alpha_k + \log p(x_i \mid \theta_k)$ from prepared data.
 
     Args:
         prepared: a [Prepared][jaxprob.em.Prepared] data set.
@@ -392,8 +393,8 @@ def component_log_probs(prepared: Prepared, model: Mixture):
     return weight_log_probs(lp, model.weights)
 
 
-def weight_log_probs(lp, weights):
-    """$\\log\\alpha_k + \\ell_{ik}$, exactly $-\\infty$ for a component of weight 0 whatever its parameters
+def weight_log_probs(lp: ArrayLike, weights: ArrayLike) -> jax.Array:
+    r"""$\log\alpha_k + \ell_{ik}$, exactly $-\infty$ for a component of weight 0 whatever its parameters
     (a masked or emptied component may hold non-finite parameters that must not turn into NaN).
 
     Args:
@@ -444,7 +445,8 @@ def e_step(prepared: Prepared, model: Mixture) -> Stats:
     return Stats(jnp.sum(resp, axis=0), fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(dtype)))
 
 
-def m_step(family: Family, stats: Stats, center, previous: Mixture | None = None, use_previous=True):
+def m_step(family: Family, stats: Stats, center: Any, previous: Mixture | None = None,
+           use_previous: bool | jax.Array = True) -> tuple[Mixture, jax.Array, jax.Array]:
     """M-step of a mixture: weights from the counts, components from the family.
 
     A component holding less than one sample's worth of responsibility (`counts` below the mean sample
@@ -484,7 +486,7 @@ def m_step(family: Family, stats: Stats, center, previous: Mixture | None = None
     return Mixture(nk / jnp.sum(nk), comps, family), collapsed, regularized
 
 
-def step(prepared: Prepared, model: Mixture):
+def step(prepared: Prepared, model: Mixture) -> tuple[Mixture, jax.Array]:
     """One EM iteration on prepared data: E-step, then M-step (traceable, cheap inside the caller's `jit`).
 
     Args:
@@ -509,7 +511,7 @@ def step(prepared: Prepared, model: Mixture):
     return new, stats.log_likelihood / stats.total_weight
 
 
-def statistics_from_responsibilities(prepared: Prepared, resp, family: Family, params=None) -> Stats:
+def statistics_from_responsibilities(prepared: Prepared, resp: ArrayLike, family: Family, params: Any = None) -> Stats:
     """Statistics of prepared data under given responsibilities (an initialisation; no log-likelihood).
 
     Args:
@@ -549,7 +551,7 @@ class LoopState(NamedTuple):
     last_good: Any
 
 
-def run(model, stats, e_step_fn: Callable, m_step_fn: Callable, *, max_iter: int, tol, given: bool,
+def run(model: Any, stats: Any, e_step_fn: Callable, m_step_fn: Callable, *, max_iter: int, tol: float, given: bool,
         n_flags: int, callback: Callable | None = None) -> LoopState:
     r"""The EM loop, as one `lax.while_loop` whose pass is an M-step followed by an E-step.
 
@@ -630,7 +632,7 @@ def run(model, stats, e_step_fn: Callable, m_step_fn: Callable, *, max_iter: int
     return jax.lax.while_loop(lambda s: ~s.done, body, state)
 
 
-def best_restart(states: LoopState):
+def best_restart(states: LoopState) -> tuple[Any, FitInfo]:
     """The restart with the highest final log-likelihood (NaN never wins), and its [FitInfo][jaxprob.em.FitInfo].
 
     Args:
@@ -659,7 +661,7 @@ def best_restart(states: LoopState):
 # ----------------------------------------------------------------------------------------------------------
 # initialisation and the mixture fit
 # ----------------------------------------------------------------------------------------------------------
-def restart_draws(n_init: int, n_components: int, method: str, dtype, *, key):
+def restart_draws(n_init: int, n_components: int, method: str, dtype: DTypeLike, *, key: jax.Array) -> jax.Array:
     """The randomness of every restart, stacked on `(n_init,)`.
 
     For k-means++ these are its uniforms, all from one draw of `key` (with one restart the seeds are those of
@@ -671,7 +673,7 @@ def restart_draws(n_init: int, n_components: int, method: str, dtype, *, key):
     return jax.random.split(key, n_init)
 
 
-def initial_responsibilities(draw, xm, w, n_components: int, method: str):
+def initial_responsibilities(draw: jax.Array, xm: ArrayLike, w: ArrayLike, n_components: int, method: str) -> jax.Array:
     """`(n, K)` starting responsibilities of one restart.
 
     Args:
@@ -699,8 +701,8 @@ def _seeding(family, x, w):
     return xm - weighted_center(xm, w)
 
 
-def initial_stats(x, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int, *, key,
-                  draws=None):
+def initial_stats(x: Any, prepared: Prepared, family: Family, n_components: int, method: str, n_init: int, *,
+                  key: jax.Array, draws: jax.Array | None = None) -> Stats:
     """Initial statistics of every restart, stacked on `(n_init,)` (`draws` overrides
     [restart_draws][jaxprob.em.restart_draws])."""
     xm = _seeding(family, x, prepared.weights)
@@ -716,7 +718,7 @@ def initial_stats(x, prepared: Prepared, family: Family, n_components: int, meth
     return jax.vmap(one)(rs)
 
 
-def initial_models(x, family: Family, n_components: int, *, key, sample_weight=None,
+def initial_models(x: Any, family: Family, n_components: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
                    init_method: str = "kmeans++", n_init: int = 1) -> Mixture:
     """The starting models of the `n_init` restarts of [fit][jaxprob.em.fit] for `key`, stacked (traceable).
 
@@ -745,7 +747,7 @@ def _placeholder(tree_fn):
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def mixture_steps(prepared: Prepared, family: Family, project=None):
+def mixture_steps(prepared: Prepared, family: Family, project: Callable | None = None) -> tuple[Callable, Callable]:
     """The E-step and M-step callables of a mixture on prepared data, as [run][jaxprob.em.run] takes them.
 
     Args:
@@ -769,8 +771,9 @@ def mixture_steps(prepared: Prepared, family: Family, project=None):
     return e_fn, m_fn
 
 
-def fit_from(prepared: Prepared, family: Family, models=None, stats=None, *, max_iter: int, tol,
-             project=None, callback=None, e_step_fn=None):
+def fit_from(prepared: Prepared, family: Family, models: Mixture | None = None, stats: Stats | None = None, *,
+             max_iter: int, tol: float, project: Callable | None = None, callback: Callable | None = None,
+             e_step_fn: Callable | None = None) -> tuple[Mixture, FitInfo]:
     """EM from stacked starting models (or starting statistics), one loop per restart, best restart kept.
 
     Exactly one of `models` (a [Mixture][jaxprob.em.Mixture] whose leaves have a leading `(n_init,)` axis)
@@ -803,8 +806,9 @@ def fit_from(prepared: Prepared, family: Family, models=None, stats=None, *, max
     return best_restart(states)
 
 
-def fit(x, family: Family, n_components: int, *, key, sample_weight=None, init_method: str = "kmeans++",
-        n_init: int = 1, max_iter: int = 100, tol=1e-3, callback=None):
+def fit(x: Any, family: Family, n_components: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
+        init_method: str = "kmeans++", n_init: int = 1, max_iter: int = 100, tol: float = 1e-3,
+        callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
     """Fit a mixture of `family` by EM from data: initialisation, vmapped restarts, the best kept (traceable).
 
     This is the engine's core, without validation; [jaxprob.mixture.fit][] is the checked public front-end.

@@ -47,7 +47,7 @@ chunked ([fit_chunked][jaxprob.hmm.fit_chunked]) drivers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxprob import em
 from jaxprob._validation import as_float_array, check_choice, check_finite, check_int, check_key, is_tracer
@@ -96,16 +97,17 @@ __all__ = [
 ]
 
 METHODS = ("sequential", "parallel")
+"""Forward–backward and Viterbi methods: a sequential `lax.scan` or a parallel `lax.associative_scan`."""
 
 
 class Posterior(NamedTuple):
-    """Output of [forward_backward][jaxprob.hmm.forward_backward]. Leading axis `B` only for a batch.
+    r"""Output of [forward_backward][jaxprob.hmm.forward_backward]. Leading axis `B` only for a batch.
 
     Attributes:
-        log_likelihood: `(B,)` $\\log p(x_{0:L})$ of each sequence.
-        marginals: `(B, T, K)` posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$, zero at padded steps.
-        transition_counts: `(B, K, K)` expected number of transitions $\\sum_t \\xi_t(i, j)$.
-        pairwise: `(B, T - 1, K, K)` the pairwise marginals $\\xi_t(i, j) = p(z_t = i, z_{t+1} = j \\mid x)$
+        log_likelihood: `(B,)` $\log p(x_{0:L})$ of each sequence.
+        marginals: `(B, T, K)` posterior marginals $\gamma_t(k) = p(z_t = k \mid x)$, zero at padded steps.
+        transition_counts: `(B, K, K)` expected number of transitions $\sum_t \xi_t(i, j)$.
+        pairwise: `(B, T - 1, K, K)` the pairwise marginals $\xi_t(i, j) = p(z_t = i, z_{t+1} = j \mid x)$
             (zero where $t + 1$ is padded) when asked for with `pairwise=True`, else `None`.
     """
 
@@ -116,11 +118,11 @@ class Posterior(NamedTuple):
 
 
 class Forward(NamedTuple):
-    """Output of [forward][jaxprob.hmm.forward]. Leading axis `B` only for a batch.
+    r"""Output of [forward][jaxprob.hmm.forward]. Leading axis `B` only for a batch.
 
     Attributes:
-        log_likelihood: `(B,)` $\\log p(x_{0:L})$ of each sequence.
-        log_filtered: `(B, T, K)` $\\log p(z_t = k \\mid x_{0:t})$; padded steps repeat the last valid one.
+        log_likelihood: `(B,)` $\log p(x_{0:L})$ of each sequence.
+        log_filtered: `(B, T, K)` $\log p(z_t = k \mid x_{0:t})$; padded steps repeat the last valid one.
     """
 
     log_likelihood: jax.Array
@@ -128,11 +130,11 @@ class Forward(NamedTuple):
 
 
 class ViterbiPath(NamedTuple):
-    """Output of [viterbi][jaxprob.hmm.viterbi]. Leading axis `B` only for a batch.
+    r"""Output of [viterbi][jaxprob.hmm.viterbi]. Leading axis `B` only for a batch.
 
     Attributes:
         path: `(B, T)` int32 most probable state sequence, `-1` at padded steps.
-        log_prob: `(B,)` $\\log p(x_{0:L}, z_{0:L})$ of that path.
+        log_prob: `(B,)` $\log p(x_{0:L}, z_{0:L})$ of that path.
     """
 
     path: jax.Array
@@ -166,12 +168,12 @@ def _log_identity(k, dtype):
 
 
 def _logsumexp_product(a, b):
-    """$(a \\otimes b)_{ij} = \\operatorname{logsumexp}_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
+    r"""$(a \otimes b)_{ij} = \operatorname{logsumexp}_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
     return jax.nn.logsumexp(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
 def _max_product(a, b):
-    """$(a \\otimes b)_{ij} = \\max_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
+    r"""$(a \otimes b)_{ij} = \max_k(a_{ik} + b_{kj})$ on `(..., K, K)`."""
     return jnp.max(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
@@ -186,14 +188,14 @@ def _scaled_combine(product):
 
 
 def _elements(lb, lA, length):
-    """`(T, K, K)` elements $E_t(i, j) = \\log A_{ij} + \\log b_t(j)$, the identity at padded steps."""
+    r"""`(T, K, K)` elements $E_t(i, j) = \log A_{ij} + \log b_t(j)$, the identity at padded steps."""
     t = jnp.arange(lb.shape[0])
     e = lA[None] + lb[:, None, :]
     return jnp.where((t < length)[:, None, None], e, _log_identity(lA.shape[0], lb.dtype))
 
 
 def _prefix(lb, li, lA, length, product):
-    """Prefix products $E_0 \\otimes \\dots \\otimes E_t$ with $E_0$'s rows all $\\log\\pi + \\log b_0$.
+    r"""Prefix products $E_0 \otimes \dots \otimes E_t$ with $E_0$'s rows all $\log\pi + \log b_0$.
 
     Every prefix then has identical rows: row 0 of prefix $t$ is the unnormalised forward message.
     Returns `(rows (T, K), log scales (T,))`.
@@ -205,7 +207,7 @@ def _prefix(lb, li, lA, length, product):
 
 
 def _suffix(lb, lA, length, product):
-    """Suffix products $E_{t+1} \\otimes \\dots \\otimes E_{T-1} \\otimes \\mathbf{0}$ (all-zero log matrix last).
+    r"""Suffix products $E_{t+1} \otimes \dots \otimes E_{T-1} \otimes \mathbf{0}$ (all-zero log matrix last).
 
     Every suffix has identical columns: column 0 of suffix $t$ is the unnormalised backward message at $t$.
     Returns `(columns (T, K), log scales (T,))`.
@@ -416,7 +418,7 @@ def _check_inputs(log_emissions, log_initial, log_transition, lengths, method):
     return lb, li, lA, lengths
 
 
-def check_lengths(lengths, x, name: str = "lengths"):
+def check_lengths(lengths: ArrayLike, x: ArrayLike, name: str = "lengths") -> jax.Array | None:
     """Check `lengths: (B,)` against a padded batch `x: (B, T, ...)` and return it as an int32 array.
 
     `None` means every sequence has the full length $T$ (and returns `None` for a single sequence, `x` of rank 2
@@ -455,7 +457,8 @@ def check_lengths(lengths, x, name: str = "lengths"):
 
 
 # ---- public kernels --------------------------------------------------------------------------------------------
-def forward_backward(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential",
+def forward_backward(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+                     lengths: ArrayLike | None = None, *, method: str = "sequential",
                      pairwise: bool = False) -> Posterior:
     r"""Posterior marginals, expected transition counts and log-likelihood of each sequence.
 
@@ -485,7 +488,8 @@ def forward_backward(log_emissions, log_initial, log_transition, lengths=None, *
     return _forward_backward_jit(lb, li, lA, lengths, method, bool(pairwise))
 
 
-def forward(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential") -> Forward:
+def forward(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+            lengths: ArrayLike | None = None, *, method: str = "sequential") -> Forward:
     r"""Log-likelihood and filtered log-probabilities $\log p(z_t \mid x_{0:t})$ (the forward pass only).
 
     Args:
@@ -509,7 +513,8 @@ def forward(log_emissions, log_initial, log_transition, lengths=None, *, method:
     return _forward_jit(lb, li, lA, lengths, method)
 
 
-def viterbi(log_emissions, log_initial, log_transition, lengths=None, *, method: str = "sequential") -> ViterbiPath:
+def viterbi(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+            lengths: ArrayLike | None = None, *, method: str = "sequential") -> ViterbiPath:
     r"""Most probable state sequence $\arg\max_z p(z, x)$ and its log joint probability.
 
     Ties go to the lowest state with `"sequential"`; `"parallel"` takes the arg max of the max-marginals at
@@ -537,8 +542,8 @@ def viterbi(log_emissions, log_initial, log_transition, lengths=None, *, method:
     return _viterbi_jit(lb, li, lA, lengths, method)
 
 
-def posterior_decode(log_emissions, log_initial, log_transition, lengths=None, *,
-                     method: str = "sequential") -> jax.Array:
+def posterior_decode(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
+                     lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
     r"""The state of largest posterior marginal at each step, $\hat z_t = \arg\max_k \gamma_t(k)$.
 
     It maximises the expected number of correct states, not the probability of the whole path (the path
@@ -583,7 +588,7 @@ def _sample_states_jit(key, li, lA, n_steps):
     return jnp.concatenate([z0[None], rest])
 
 
-def sample_states(log_initial, log_transition, n_steps: int, *, key) -> jax.Array:
+def sample_states(log_initial: ArrayLike, log_transition: ArrayLike, n_steps: int, *, key: jax.Array) -> jax.Array:
     r"""Draw one state sequence $z_0 \sim \pi$, $z_t \sim A_{z_{t-1}, \cdot}$ (a `lax.scan`).
 
     For several sequences, `jax.vmap` over keys.
@@ -621,10 +626,10 @@ def sample_states(log_initial, log_transition, n_steps: int, *, key) -> jax.Arra
 # models: any family of the EM engine as emissions, Baum–Welch on the engine's loop
 # =============================================================================================================
 class HMM(eqx.Module):
-    """A hidden Markov model whose emissions are components of one [Family][jaxprob.em.Family] (a pytree).
+    r"""A hidden Markov model whose emissions are components of one [Family][jaxprob.em.Family] (a pytree).
 
     Attributes:
-        initial: `(K,)` initial distribution $\\pi$.
+        initial: `(K,)` initial distribution $\pi$.
         transition: `(K, K)` transition matrix $A$, rows summing to one.
         components: the family's parameters of the $K$ emission distributions (leading axis `K`).
         family: the [Family][jaxprob.em.Family].
@@ -651,16 +656,16 @@ class HMM(eqx.Module):
 
 
 class HMMStats(NamedTuple):
-    """Expected sufficient statistics of a batch of sequences under an HMM: additive in every leaf.
+    r"""Expected sufficient statistics of a batch of sequences under an HMM: additive in every leaf.
 
     Statistics of disjoint sets of sequences (chunks, devices) add up with `jax.tree.map(jnp.add, ...)`.
 
     Attributes:
-        emissions: [Stats][jaxprob.em.Stats] of the emissions: `counts` $\\sum_t \\gamma_t(k)$ over valid
-            steps, the family's statistics weighted by $\\gamma$, the total log-likelihood of the sequences,
+        emissions: [Stats][jaxprob.em.Stats] of the emissions: `counts` $\sum_t \gamma_t(k)$ over valid
+            steps, the family's statistics weighted by $\gamma$, the total log-likelihood of the sequences,
             `total_weight` the number of valid steps.
-        initial: `(K,)` $\\sum_b \\gamma^{(b)}_0(k)$.
-        transitions: `(K, K)` $\\sum_b \\sum_t \\xi^{(b)}_t(i, j)$, the expected transition counts.
+        initial: `(K,)` $\sum_b \gamma^{(b)}_0(k)$.
+        transitions: `(K, K)` $\sum_b \sum_t \xi^{(b)}_t(i, j)$, the expected transition counts.
         n_sequences: number of (non-empty) sequences.
     """
 
@@ -685,7 +690,7 @@ class Sequences(eqx.Module):
     n_steps: int = eqx.field(static=True)
 
 
-def make_hmm(initial, transition, components, family: Family) -> HMM:
+def make_hmm(initial: ArrayLike, transition: ArrayLike, components: Any, family: Family) -> HMM:
     """An HMM from its initial distribution, transition matrix and emission parameters (checked eagerly).
 
     Args:
@@ -734,7 +739,7 @@ def _check_model(model, name="model"):
     return model
 
 
-def pad_sequences(sequences, *, pad_value=0) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(sequences: Sequence[ArrayLike], *, pad_value: Any = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stack sequences of different lengths into a padded batch.
 
     Args:
@@ -780,7 +785,7 @@ def _float_dtype(x):
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
 
 
-def prepare(x, family: Family, lengths=None, *, center=None) -> Sequences:
+def prepare(x: Any, family: Family, lengths: ArrayLike | None = None, *, center: Any = None) -> Sequences:
     """Prepare sequences for Baum–Welch with `family` (traceable; no validation).
 
     Args:
@@ -811,7 +816,7 @@ def prepare(x, family: Family, lengths=None, *, center=None) -> Sequences:
 
 
 def emission_log_probs(data: Sequences, model: HMM) -> jax.Array:
-    """`(B, T, K)` emission log-likelihoods $\\log p(x_t \\mid z_t = k)$ of prepared sequences (traceable).
+    r"""`(B, T, K)` emission log-likelihoods $\log p(x_t \mid z_t = k)$ of prepared sequences (traceable).
 
     Args:
         data: [Sequences][jaxprob.hmm.Sequences] prepared for `model.family`.
@@ -862,20 +867,20 @@ def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMSta
                     jnp.sum(nonempty.astype(w.dtype)))
 
 
-def m_step(stats: HMMStats, center, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
-           learn_emissions: bool = True, use_previous=True):
-    """M-step of Baum–Welch: $\\pi$, $A$ and the emissions from summed statistics (traceable).
+def m_step(stats: HMMStats, center: Any, previous: HMM, *, learn_initial: bool = True, learn_transition: bool = True,
+           learn_emissions: bool = True, use_previous: bool | jax.Array = True) -> tuple[HMM, jax.Array, jax.Array]:
+    r"""M-step of Baum–Welch: $\pi$, $A$ and the emissions from summed statistics (traceable).
 
-    $\\pi_k = \\sum_b \\gamma^{(b)}_0(k) / B$ and $A_{ij} = \\sum_t \\xi_t(i, j) / \\sum_{t, j'} \\xi_t(i, j')$ (a
+    $\pi_k = \sum_b \gamma^{(b)}_0(k) / B$ and $A_{ij} = \sum_t \xi_t(i, j) / \sum_{t, j'} \xi_t(i, j')$ (a
     row with no expected transition keeps its previous values, and zeros stay zeros); the emissions come from the
-    family's M-step on the $\\gamma$-weighted statistics, with the engine's rule for collapsed components
+    family's M-step on the $\gamma$-weighted statistics, with the engine's rule for collapsed components
     ([jaxprob.em.m_step][]). Parts that are not learnt are copied from `previous`.
 
     Args:
         stats: summed [HMMStats][jaxprob.hmm.HMMStats].
         center: the reference of the prepared data (`data.prepared.center`).
         previous: the [HMM][jaxprob.hmm.HMM] of the E-step (supplies the family and the fixed parts).
-        learn_initial: update $\\pi$ (static).
+        learn_initial: update $\pi$ (static).
         learn_transition: update $A$ (static).
         learn_emissions: update the emission parameters (static).
         use_previous: traced bool; False ignores `previous` for collapsed components.
@@ -901,7 +906,7 @@ def m_step(stats: HMMStats, center, previous: HMM, *, learn_initial: bool = True
     return HMM(initial, transition, components, family), collapsed, regularized
 
 
-def step(data: Sequences, model: HMM, *, method: str = "sequential"):
+def step(data: Sequences, model: HMM, *, method: str = "sequential") -> tuple[HMM, jax.Array]:
     """One Baum–Welch iteration on prepared sequences (traceable; cheap inside the caller's `jit`).
 
     Args:
@@ -920,12 +925,13 @@ def step(data: Sequences, model: HMM, *, method: str = "sequential"):
 _LEARN = ("learn_initial", "learn_transition", "learn_emissions")
 
 
-def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, key, init_method: str = "kmeans++",
-                   n_init: int = 1, initial=None, transition=None) -> HMM:
-    """Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
+def initial_models(data: Sequences, x_flat: Any, family: Family, n_states: int, *, key: jax.Array,
+                   init_method: str = "kmeans++", n_init: int = 1, initial: ArrayLike | None = None,
+                   transition: ArrayLike | None = None) -> HMM:
+    r"""Starting models of the `n_init` restarts, stacked on a leading axis (traceable).
 
     The emissions are those of the engine's mixture initialisation on the pooled valid steps
-    ([jaxprob.em.initial_models][]); $\\pi$ and $A$ are `initial` and `transition`, uniform by default.
+    ([jaxprob.em.initial_models][]); $\pi$ and $A$ are `initial` and `transition`, uniform by default.
 
     Args:
         data: the [Sequences][jaxprob.hmm.Sequences].
@@ -935,7 +941,7 @@ def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, ke
         key: a PRNG key.
         init_method: one of [INIT_METHODS][jaxprob.em.INIT_METHODS] (static).
         n_init: number of restarts (static).
-        initial: optional `(K,)` starting $\\pi$.
+        initial: optional `(K,)` starting $\pi$.
         transition: optional `(K, K)` starting $A$.
 
     Returns:
@@ -953,10 +959,10 @@ def initial_models(data: Sequences, x_flat, family: Family, n_states: int, *, ke
     return HMM(stack(initial), stack(transition), mix.components, jax.tree.map(stack, family))
 
 
-def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol, learn_initial: bool = True,
+def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol: float, learn_initial: bool = True,
              learn_transition: bool = True, learn_emissions: bool = True, method: str = "sequential",
-             e_step_fn: Callable | None = None, callback: Callable | None = None):
-    """Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
+             e_step_fn: Callable | None = None, callback: Callable | None = None) -> tuple[HMM, FitInfo]:
+    r"""Baum–Welch from stacked starting models on the engine's loop ([jaxprob.em.run][]), best restart kept.
 
     Traceable; every restart is one `lax.while_loop` and the restarts are vmapped. `e_step_fn` replaces the
     E-step (`model -> HMMStats`), e.g. to `psum` statistics over devices.
@@ -966,7 +972,7 @@ def fit_from(data: Sequences, models: HMM, *, max_iter: int, tol, learn_initial:
         models: an [HMM][jaxprob.hmm.HMM] with a leading `(n_init,)` axis on every leaf.
         max_iter: hard limit on iterations (static).
         tol: threshold on the change of the mean log-likelihood per valid step.
-        learn_initial: update $\\pi$ (static).
+        learn_initial: update $\pi$ (static).
         learn_transition: update $A$ (static).
         learn_emissions: update the emissions (static).
         method: forward–backward method (static).
@@ -1115,11 +1121,11 @@ def _fit_setup(x, n_states, key, lengths, family, covariance_type, n_init, init_
     return x, lengths, models, tol, learn, max_iter
 
 
-def fit(x, n_states: int, *, key=None, lengths=None, family: Family | None = None, covariance_type: str = "full",
-        n_init: int = 1, init_method: str = "kmeans++", init_model: HMM | None = None, initial=None,
-        transition=None, learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True,
-        max_iter: int = 100, tol: float = 1e-4, method: str = "sequential",
-        callback: Callable | None = None) -> tuple[HMM, FitInfo]:
+def fit(x: Any, n_states: int, *, key: jax.Array | None = None, lengths: ArrayLike | None = None,
+        family: Family | None = None, covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
+        init_model: HMM | None = None, initial: ArrayLike | None = None, transition: ArrayLike | None = None,
+        learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100,
+        tol: float = 1e-4, method: str = "sequential", callback: Callable | None = None) -> tuple[HMM, FitInfo]:
     r"""Fit an HMM by Baum–Welch (EM) on the engine's loop, `n_init` restarts vmapped, the best one kept.
 
     Each iteration runs forward–backward on every sequence (one `vmap` over the padded batch), adds the
@@ -1214,9 +1220,10 @@ def _center_jit(x, lengths, family):
     return em.weighted_center(flat, w)
 
 
-def fit_sharded(x, n_states: int, *, mesh, key=None, lengths=None, family: Family | None = None,
-                covariance_type: str = "full", n_init: int = 1, init_method: str = "kmeans++",
-                init_model: HMM | None = None, initial=None, transition=None, learn_initial: bool = True,
+def fit_sharded(x: Any, n_states: int, *, mesh: jax.sharding.Mesh, key: jax.Array | None = None,
+                lengths: ArrayLike | None = None, family: Family | None = None, covariance_type: str = "full",
+                n_init: int = 1, init_method: str = "kmeans++", init_model: HMM | None = None,
+                initial: ArrayLike | None = None, transition: ArrayLike | None = None, learn_initial: bool = True,
                 learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100, tol: float = 1e-4,
                 method: str = "sequential") -> tuple[HMM, FitInfo]:
     r"""Baum–Welch with the sequences split over the devices of a 1-D mesh (`shard_map`, statistics `psum`).
@@ -1292,9 +1299,9 @@ def _m_step_jit(stats, center, model, learn_initial, learn_transition, learn_emi
                   learn_emissions=learn_emissions)
 
 
-def fit_chunked(x, init_model: HMM, *, lengths=None, chunk_size: int = 256, learn_initial: bool = True,
-                learn_transition: bool = True, learn_emissions: bool = True, max_iter: int = 100,
-                tol: float = 1e-4, method: str = "sequential") -> tuple[HMM, FitInfo]:
+def fit_chunked(x: Any, init_model: HMM, *, lengths: ArrayLike | None = None, chunk_size: int = 256,
+                learn_initial: bool = True, learn_transition: bool = True, learn_emissions: bool = True,
+                max_iter: int = 100, tol: float = 1e-4, method: str = "sequential") -> tuple[HMM, FitInfo]:
     r"""Exact Baum–Welch over a batch of sequences read `chunk_size` sequences at a time (larger than memory).
 
     One pass over the chunks is one iteration: the [HMMStats][jaxprob.hmm.HMMStats] of the chunks are added
@@ -1457,8 +1464,8 @@ def _evaluate(x, model, lengths, what, method):
     return out[0] if single else out
 
 
-def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
-    """Log-likelihood $\\log p(x_{0:L})$ of each sequence.
+def score(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
+    r"""Log-likelihood $\log p(x_{0:L})$ of each sequence.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
@@ -1481,8 +1488,8 @@ def score(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Arr
     return _evaluate(x, model, lengths, "score", method)
 
 
-def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") -> jax.Array:
-    """Posterior marginals $\\gamma_t(k) = p(z_t = k \\mid x)$.
+def predict_proba(x: Any, model: HMM, lengths: ArrayLike | None = None, *, method: str = "sequential") -> jax.Array:
+    r"""Posterior marginals $\gamma_t(k) = p(z_t = k \mid x)$.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
@@ -1496,14 +1503,15 @@ def predict_proba(x, model: HMM, lengths=None, *, method: str = "sequential") ->
     return _evaluate(x, model, lengths, "proba", method)
 
 
-def predict(x, model: HMM, lengths=None, *, algorithm: str = "viterbi", method: str = "sequential") -> jax.Array:
-    """Decoded states: the Viterbi path (default) or the posterior mode at each step.
+def predict(x: Any, model: HMM, lengths: ArrayLike | None = None, *, algorithm: str = "viterbi",
+            method: str = "sequential") -> jax.Array:
+    r"""Decoded states: the Viterbi path (default) or the posterior mode at each step.
 
     Args:
         x: `(T, ...)` one sequence, or with `lengths` a padded batch `(B, T, ...)`.
         model: an [HMM][jaxprob.hmm.HMM].
         lengths: `(B,)` lengths of a padded batch.
-        algorithm: `"viterbi"` (most probable path) or `"posterior"` ($\\arg\\max_k \\gamma_t(k)$).
+        algorithm: `"viterbi"` (most probable path) or `"posterior"` ($\arg\max_k \gamma_t(k)$).
         method: `"sequential"` or `"parallel"`.
 
     Returns:
@@ -1520,14 +1528,14 @@ def _sample_jit(key, model, n_steps):
     return model.family.sample(k_x, model.components, states), states
 
 
-def sample(model: HMM, n_steps: int, *, key) -> tuple[jax.Array, jax.Array]:
-    """Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \\sim p(x \\mid z_t)$.
+def sample(model: HMM, n_steps: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""Draw one sequence: states by [sample_states][jaxprob.hmm.sample_states], then $x_t \sim p(x \mid z_t)$.
 
     For several sequences, `jax.vmap` over keys.
 
     Args:
         model: an [HMM][jaxprob.hmm.HMM].
-        n_steps: length $T \\ge 1$.
+        n_steps: length $T \ge 1$.
         key: a JAX PRNG key.
 
     Returns:
@@ -1551,7 +1559,7 @@ def sample(model: HMM, n_steps: int, *, key) -> tuple[jax.Array, jax.Array]:
 
 
 def n_parameters(model: HMM) -> int:
-    """Free parameters: $(K - 1)$ for $\\pi$, $K(K - 1)$ for $A$, and the family's emission parameters.
+    r"""Free parameters: $(K - 1)$ for $\pi$, $K(K - 1)$ for $A$, and the family's emission parameters.
 
     Args:
         model: an [HMM][jaxprob.hmm.HMM].
@@ -1573,7 +1581,7 @@ def n_parameters(model: HMM) -> int:
     return (k - 1) + k * (k - 1) + int(model.family.n_parameters(model.components))
 
 
-def bic(x, model: HMM, lengths=None) -> jax.Array:
+def bic(x: Any, model: HMM, lengths: ArrayLike | None = None) -> jax.Array:
     r"""Bayesian information criterion $-2 \log p(x) + p \log n$ ($n$ valid steps; lower is better).
 
     Args:

@@ -1,34 +1,34 @@
 r"""Kernel density estimation.
 
-The estimate from points :math:`x_1,\dots,x_n` with weights :math:`w_i` (summing to one) and a bandwidth
-matrix :math:`H` (the kernel's scale, a covariance for the Gaussian kernel) is
+The estimate from points $x_1,\dots,x_n$ with weights $w_i$ (summing to one) and a bandwidth
+matrix $H$ (the kernel's scale, a covariance for the Gaussian kernel) is
 
-.. math::
+$$
+\hat f(x) = \sum_{i=1}^n w_i K_H(x - x_i), \qquad
+K_H(u) = |H|^{-1/2} K\!\left(H^{-1/2} u\right),
+$$
 
-    \hat f(x) = \sum_{i=1}^n w_i K_H(x - x_i), \qquad
-    K_H(u) = |H|^{-1/2} K\!\left(H^{-1/2} u\right),
+with $w_i = 1/n$ without weights. Kernels (`KERNELS`), for $z \in \mathbb R^D$:
 
-with :math:`w_i = 1/n` without weights. Kernels (:data:`KERNELS`), for :math:`z \in \mathbb R^D`:
-
-* ``"gaussian"``: :math:`K(z) = (2\pi)^{-D/2} \exp(-\lVert z\rVert^2/2)`;
-* ``"epanechnikov"``: :math:`K(z) = \frac{D+2}{2 V_D} (1 - \lVert z\rVert^2)_+` with :math:`V_D` the volume
-  of the unit ball (compact support: the log-density is :math:`-\infty` far from every point);
-* ``"tophat"``: :math:`K(z) = \mathbb 1[\lVert z\rVert < 1] / V_D`. The ball is open, as in scikit-learn's
+* `"gaussian"`: $K(z) = (2\pi)^{-D/2} \exp(-\lVert z\rVert^2/2)$;
+* `"epanechnikov"`: $K(z) = \frac{D+2}{2 V_D} (1 - \lVert z\rVert^2)_+$ with $V_D$ the volume
+  of the unit ball (compact support: the log-density is $-\infty$ far from every point);
+* `"tophat"`: $K(z) = \mathbb 1[\lVert z\rVert < 1] / V_D$. The ball is open, as in scikit-learn's
   `KernelDensity` (whose kernel is 1 for a distance `< h`): a point exactly one bandwidth away from a query adds
   nothing. The test is made on the differences of the coordinates, not on the expanded squared norms, so that
   it is exact where the data allow it (integer data and an integer scalar bandwidth), and not decided by
   rounding.
 
-A scalar bandwidth :math:`h` means :math:`H = h^2 I` (scikit-learn's ``KernelDensity(bandwidth=h)``).
+A scalar bandwidth $h$ means $H = h^2 I$ (scikit-learn's `KernelDensity(bandwidth=h)`).
 
-The log-density is a log-sum-exp over the points, evaluated in blocks of queries (``lax.map``) and blocks of
-points (``lax.scan`` with a running maximum), so memory is ``query_chunk x point_chunk`` whatever the sizes:
+The log-density is a log-sum-exp over the points, evaluated in blocks of queries (`lax.map`) and blocks of
+points (`lax.scan` with a running maximum), so memory is `query_chunk x point_chunk` whatever the sizes:
 100k queries against 100k points run in a few dozen megabytes.
 
-Bandwidths: Scott's rule :math:`H = n_\text{eff}^{-2/(D+4)}\,\hat\Sigma`, Silverman's rule
-:math:`H = \left(n_\text{eff}(D+2)/4\right)^{-2/(D+4)}\hat\Sigma` (:math:`\hat\Sigma` the weighted covariance,
-full or its diagonal; :math:`n_\text{eff} = (\sum w)^2 / \sum w^2`), and :func:`select_bandwidth`, which
-scales a base bandwidth by each factor of a grid and keeps the one with the highest held-out log-likelihood
+Bandwidths: Scott's rule $H = n_\text{eff}^{-2/(D+4)}\,\hat\Sigma$, Silverman's rule
+$H = \left(n_\text{eff}(D+2)/4\right)^{-2/(D+4)}\hat\Sigma$ ($\hat\Sigma$ the weighted covariance,
+full or its diagonal; $n_\text{eff} = (\sum w)^2 / \sum w^2$), and [`select_bandwidth`][jaxprob.kde.select_bandwidth],
+which scales a base bandwidth by each factor of a grid and keeps the one with the highest held-out log-likelihood
 (one vmapped program over the grid).
 """
 
@@ -41,6 +41,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob import numerics
 from jaxprob._validation import (
@@ -68,19 +69,21 @@ __all__ = [
 ]
 
 KERNELS = ("gaussian", "epanechnikov", "tophat")
+"""Kernels of the density estimate."""
 BANDWIDTH_RULES = ("scott", "silverman")
+"""Rules of thumb for the bandwidth."""
 _BANDWIDTH_TYPES = ("full", "diag")
 
 
 class KDE(eqx.Module):
-    """A fitted kernel density estimate (a pytree; ``kernel`` is static).
+    r"""A fitted kernel density estimate (a pytree; `kernel` is static).
 
     Attributes:
-        points: ``(n, D)`` the data points.
-        weights: ``(n,)`` non-negative weights summing to one.
-        bandwidth: ``(D, D)`` bandwidth matrix :math:`H` (symmetric positive definite).
-        bandwidth_cholesky: ``(D, D)`` lower Cholesky factor :math:`L` of :math:`H = L L^\\top`.
-        kernel: one of :data:`KERNELS`.
+        points: `(n, D)` the data points.
+        weights: `(n,)` non-negative weights summing to one.
+        bandwidth: `(D, D)` bandwidth matrix $H$ (symmetric positive definite).
+        bandwidth_cholesky: `(D, D)` lower Cholesky factor $L$ of $H = L L^\top$.
+        kernel: one of `KERNELS`.
     """
 
     points: jax.Array
@@ -99,15 +102,15 @@ class KDE(eqx.Module):
 
 
 class BandwidthSearch(NamedTuple):
-    """Result of :func:`select_bandwidth`.
+    """Result of [`select_bandwidth`][jaxprob.kde.select_bandwidth].
 
     Attributes:
-        scales: ``(G,)`` the grid of factors applied to the base bandwidth's scale (:math:`H = s^2 H_0`).
-        scores: ``(G,)`` mean held-out log-density for each scale (``-inf`` where a held-out point falls
+        scales: `(G,)` the grid of factors applied to the base bandwidth's scale ($H = s^2 H_0$).
+        scores: `(G,)` mean held-out log-density for each scale (`-inf` where a held-out point falls
             outside the support of a compact kernel).
         best_index: index of the best scale.
         best_scale: the best factor.
-        best_bandwidth: ``(D, D)`` the bandwidth matrix at the best factor.
+        best_bandwidth: `(D, D)` the bandwidth matrix at the best factor.
     """
 
     scales: jax.Array
@@ -211,16 +214,16 @@ def _well_conditioned(h, dtype) -> bool:
     return bool(np.linalg.eigvalsh(corr).min() > 16 * h.shape[0] * np.finfo(dtype).eps)
 
 
-def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
-    r"""Scott's rule: :math:`H = n_\text{eff}^{-2/(D+4)}\,\hat\Sigma`.
+def bandwidth_scott(x: ArrayLike, *, sample_weight: ArrayLike | None = None, bandwidth_type: str = "full") -> jax.Array:
+    r"""Scott's rule: $H = n_\text{eff}^{-2/(D+4)}\,\hat\Sigma$.
 
     Args:
-        x: ``(n, D)`` data, ``n >= 2``.
-        sample_weight: optional ``(n,)`` non-negative weights.
-        bandwidth_type: ``"full"`` (the covariance) or ``"diag"`` (its diagonal).
+        x: `(n, D)` data, `n >= 2`.
+        sample_weight: optional `(n,)` non-negative weights.
+        bandwidth_type: `"full"` (the covariance) or `"diag"` (its diagonal).
 
     Returns:
-        ``(D, D)`` bandwidth matrix.
+        `(D, D)` bandwidth matrix.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -232,16 +235,17 @@ def bandwidth_scott(x, *, sample_weight=None, bandwidth_type: str = "full"):
     return _rule(x, "scott", sample_weight, bandwidth_type)
 
 
-def bandwidth_silverman(x, *, sample_weight=None, bandwidth_type: str = "full"):
-    r"""Silverman's rule: :math:`H = \left(n_\text{eff}(D+2)/4\right)^{-2/(D+4)}\,\hat\Sigma`.
+def bandwidth_silverman(x: ArrayLike, *, sample_weight: ArrayLike | None = None,
+                        bandwidth_type: str = "full") -> jax.Array:
+    r"""Silverman's rule: $H = \left(n_\text{eff}(D+2)/4\right)^{-2/(D+4)}\,\hat\Sigma$.
 
     Args:
-        x: ``(n, D)`` data, ``n >= 2``.
-        sample_weight: optional ``(n,)`` non-negative weights.
-        bandwidth_type: ``"full"`` (the covariance) or ``"diag"`` (its diagonal).
+        x: `(n, D)` data, `n >= 2`.
+        sample_weight: optional `(n,)` non-negative weights.
+        bandwidth_type: `"full"` (the covariance) or `"diag"` (its diagonal).
 
     Returns:
-        ``(D, D)`` bandwidth matrix.
+        `(D, D)` bandwidth matrix.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -284,21 +288,21 @@ def _bandwidth_matrix(bandwidth, d, dtype):
     return b
 
 
-def fit(x, *, bandwidth="scott", kernel: str = "gaussian", sample_weight=None,
-        bandwidth_type: str = "full") -> KDE:
-    """Build a kernel density estimate from data.
+def fit(x: ArrayLike, *, bandwidth: str | float | ArrayLike = "scott", kernel: str = "gaussian",
+        sample_weight: ArrayLike | None = None, bandwidth_type: str = "full") -> KDE:
+    r"""Build a kernel density estimate from data.
 
     Args:
-        x: ``(n, D)`` data points (float16 and bfloat16 are computed in float32, the library's policy).
-        bandwidth: ``"scott"`` or ``"silverman"`` (rules, see :func:`bandwidth_scott`), a positive number
-            :math:`h` (:math:`H = h^2 I`), a ``(D,)`` array of per-feature scales
-            (:math:`H = \\mathrm{diag}(h^2)`) or a ``(D, D)`` bandwidth matrix :math:`H`.
-        kernel: one of :data:`KERNELS`.
-        sample_weight: optional ``(n,)`` non-negative weights (normalised to sum to one).
-        bandwidth_type: for the rules, ``"full"`` covariance or ``"diag"`` (its diagonal).
+        x: `(n, D)` data points (float16 and bfloat16 are computed in float32, the library's policy).
+        bandwidth: `"scott"` or `"silverman"` (rules, see [`bandwidth_scott`][jaxprob.kde.bandwidth_scott]), a positive
+            number $h$ ($H = h^2 I$), a `(D,)` array of per-feature scales
+            ($H = \mathrm{diag}(h^2)$) or a `(D, D)` bandwidth matrix $H$.
+        kernel: one of `KERNELS`.
+        sample_weight: optional `(n,)` non-negative weights (normalised to sum to one).
+        bandwidth_type: for the rules, `"full"` covariance or `"diag"` (its diagonal).
 
     Returns:
-        A :class:`KDE`.
+        A [`KDE`][jaxprob.kde.KDE].
 
     Examples:
         >>> import jax.numpy as jnp
@@ -409,17 +413,17 @@ def _check_queries(x, model):
     return x.astype(jnp.result_type(x.dtype, model.points.dtype))
 
 
-def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
-    r"""Log-density :math:`\log \hat f(x)` at each query, by a chunked log-sum-exp.
+def log_prob(x: ArrayLike, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096) -> jax.Array:
+    r"""Log-density $\log \hat f(x)$ at each query, by a chunked log-sum-exp.
 
     Args:
-        x: ``(m, D)`` queries.
-        kde: a :class:`KDE`.
-        query_chunk: queries per block (memory is ``query_chunk x point_chunk``).
+        x: `(m, D)` queries.
+        kde: a [`KDE`][jaxprob.kde.KDE].
+        query_chunk: queries per block (memory is `query_chunk x point_chunk`).
         point_chunk: points per block.
 
     Returns:
-        ``(m,)`` log-densities (``-inf`` outside the support of a compact kernel, never NaN).
+        `(m,)` log-densities (`-inf` outside the support of a compact kernel, never NaN).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -437,17 +441,17 @@ def log_prob(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
                          kde.bandwidth_cholesky.astype(dtype), kde.kernel, query_chunk, point_chunk)
 
 
-def score(x, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096):
+def score(x: ArrayLike, kde: KDE, *, query_chunk: int = 1024, point_chunk: int = 4096) -> jax.Array:
     """Mean log-density of the queries (the held-out log-likelihood per point).
 
     Args:
-        x: ``(m, D)`` queries.
-        kde: a :class:`KDE`.
+        x: `(m, D)` queries.
+        kde: a [`KDE`][jaxprob.kde.KDE].
         query_chunk: queries per block.
         point_chunk: points per block.
 
     Returns:
-        Scalar mean of :func:`log_prob`.
+        Scalar mean of [`log_prob`][jaxprob.kde.log_prob].
 
     Examples:
         >>> import jax.numpy as jnp
@@ -483,16 +487,16 @@ def _sample_jit(key, points, weights, chol, kernel, n):
     return points[idx] + numerics.matmul(z, chol.T)
 
 
-def sample(kde: KDE, n_samples: int, *, key):
-    """Draw samples: pick a point with probability :math:`w_i`, then add kernel noise :math:`L z`.
+def sample(kde: KDE, n_samples: int, *, key: jax.Array) -> jax.Array:
+    """Draw samples: pick a point with probability $w_i$, then add kernel noise $L z$.
 
     Args:
         key: a JAX PRNG key.
-        kde: a :class:`KDE`.
+        kde: a [`KDE`][jaxprob.kde.KDE].
         n_samples: number of samples.
 
     Returns:
-        ``(n_samples, D)`` samples.
+        `(n_samples, D)` samples.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -519,27 +523,28 @@ def _grid_scores_jit(x_valid, points, weights, chol0, scales, kernel, query_chun
     return jax.vmap(one)(scales)
 
 
-def select_bandwidth(x_train, x_valid, scales, *, base="scott", kernel: str = "gaussian", sample_weight=None,
-                     bandwidth_type: str = "full", query_chunk: int = 1024,
+def select_bandwidth(x_train: ArrayLike, x_valid: ArrayLike, scales: ArrayLike, *,
+                     base: str | float | ArrayLike = "scott", kernel: str = "gaussian",
+                     sample_weight: ArrayLike | None = None, bandwidth_type: str = "full", query_chunk: int = 1024,
                      point_chunk: int = 4096) -> BandwidthSearch:
-    r"""Choose the bandwidth :math:`H = s^2 H_0` maximising the held-out mean log-density over a grid.
+    """Choose the bandwidth $H = s^2 H_0$ maximising the held-out mean log-density over a grid.
 
     All scales are evaluated in one vmapped program.
 
     Args:
-        x_train: ``(n, D)`` points of the estimate.
-        x_valid: ``(m, D)`` held-out points.
-        scales: ``(G,)`` positive factors.
-        base: the base bandwidth :math:`H_0` in any form :func:`fit` accepts (a rule name by default).
-        kernel: one of :data:`KERNELS`.
-        sample_weight: optional ``(n,)`` weights of ``x_train``.
-        bandwidth_type: for a rule ``base``, ``"full"`` or ``"diag"``.
+        x_train: `(n, D)` points of the estimate.
+        x_valid: `(m, D)` held-out points.
+        scales: `(G,)` positive factors.
+        base: the base bandwidth $H_0$ in any form [`fit`][jaxprob.kde.fit] accepts (a rule name by default).
+        kernel: one of `KERNELS`.
+        sample_weight: optional `(n,)` weights of `x_train`.
+        bandwidth_type: for a rule `base`, `"full"` or `"diag"`.
         query_chunk: queries per block.
         point_chunk: points per block.
 
     Returns:
-        A :class:`BandwidthSearch`; ``fit(x_train, bandwidth=result.best_bandwidth)`` builds the chosen
-        estimate.
+        A [`BandwidthSearch`][jaxprob.kde.BandwidthSearch]; `fit(x_train, bandwidth=result.best_bandwidth)` builds the
+        chosen estimate.
 
     Examples:
         >>> import jax, jax.numpy as jnp

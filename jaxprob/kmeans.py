@@ -3,39 +3,39 @@ r"""k-means: seeding (k-means++ and random points), Lloyd iterations, restarts a
 The objective is the (weighted) *inertia*, the sum of squared distances of the samples to their closest
 centroid,
 
-.. math::
-
-    J(c, z) = \sum_{i=1}^n w_i \lVert x_i - c_{z_i} \rVert^2 .
+$$
+J(c, z) = \sum_{i=1}^n w_i \lVert x_i - c_{z_i} \rVert^2 .
+$$
 
 **Seeding.** k-means++ (Arthur and Vassilvitskii, 2007) picks the first centre with probability proportional
 to
-the sample weight, then each next centre with probability proportional to :math:`w_i D(x_i)^2`, the weighted
-squared distance to the closest centre already chosen. The *greedy* variant draws ``n_local_trials``
+the sample weight, then each next centre with probability proportional to $w_i D(x_i)^2$, the weighted
+squared distance to the closest centre already chosen. The *greedy* variant draws `n_local_trials`
 candidates at
-each step and keeps the one that lowers the potential :math:`\sum_i w_i D(x_i)^2` the most
-(``n_local_trials = 2 + floor(log K)`` by default, as in scikit-learn).
+each step and keeps the one that lowers the potential $\sum_i w_i D(x_i)^2$ the most
+(`n_local_trials = 2 + floor(log K)` by default, as in scikit-learn).
 
-**Lloyd's algorithm** alternates the assignment :math:`z_i = \arg\min_k \lVert x_i - c_k\rVert^2` (distances
+**Lloyd's algorithm** alternates the assignment $z_i = \arg\min_k \lVert x_i - c_k\rVert^2$ (distances
 as
-:math:`\lVert x\rVert^2 - 2 x^\top c + \lVert c\rVert^2`, one matrix product) and the update
-:math:`c_k = \sum_{i: z_i = k} w_i x_i / \sum_{i: z_i = k} w_i` (segment sums). Neither step can
-increase :math:`J`. :func:`fit` runs it inside one ``lax.while_loop`` and ``n_init`` restarts in one compiled
-program (``lax.map``, vmapped in groups of ``restart_batch``). When the ``n x K`` distance matrix would be
-large the samples are processed in chunks of rows (``lax.scan``), so memory grows as ``chunk_size x K``
-rather than ``n x K``.
+$\lVert x\rVert^2 - 2 x^\top c + \lVert c\rVert^2$, one matrix product) and the update
+$c_k = \sum_{i: z_i = k} w_i x_i / \sum_{i: z_i = k} w_i$ (segment sums). Neither step can
+increase $J$. [`fit`][jaxprob.kmeans.fit] runs it inside one `lax.while_loop` and `n_init` restarts in one compiled
+program (`lax.map`, vmapped in groups of `restart_batch`). When the `n x K` distance matrix would be
+large the samples are processed in chunks of rows (`lax.scan`), so memory grows as `chunk_size x K`
+rather than `n x K`.
 
 **Precision of the assignments.** Inside the iterations the label of a sample travels in the low
-``ceil(log2 K)`` mantissa bits of its distances, so that one min reduction gives the closest centroid and its
+`ceil(log2 K)` mantissa bits of its distances, so that one min reduction gives the closest centroid and its
 index at once (1.5x faster per step than a second reduction for the index). Distances are then compared to
-``nmant - ceil(log2 K)`` significant bits (17 of float32's 23 with ``K = 64``, 46 of float64's 52), and ties
-at that precision go to the lowest index; float32 with ``K > 256`` keeps the two reductions. The labels and
-inertia that :func:`fit` returns, and those of :func:`predict` and :func:`inertia`, come from a separate pass at
-full precision on the returned centroids.
+`nmant - ceil(log2 K)` significant bits (17 of float32's 23 with `K = 64`, 46 of float64's 52), and ties
+at that precision go to the lowest index; float32 with `K > 256` keeps the two reductions. The labels and
+inertia that [`fit`][jaxprob.kmeans.fit] returns, and those of [`predict`][jaxprob.kmeans.predict] and
+[`inertia`][jaxprob.kmeans.inertia], come from a separate pass at full precision on the returned centroids.
 
 **Empty clusters.** A cluster that receives no weight is moved onto the sample farthest from its own centroid
 (the second empty one onto the second farthest, ...), and that sample is taken out of its former cluster, as
 in
-scikit-learn. This cannot increase :math:`J`, never produces a NaN centroid, and is counted in the info.
+scikit-learn. This cannot increase $J$, never produces a NaN centroid, and is counted in the info.
 
 **Scale.** Squared distances square the data: float32 values beyond about $2^{32}$ (or below $2^{-31}$)
 overflow to infinity (or lose their precision in subnormals) once squared and summed. The public functions
@@ -48,8 +48,8 @@ reported, with `converged=False`, by `info.nonfinite`. The pure kernels ([assign
 
 **Mini-batch k-means** (Sculley, 2010) updates each centroid towards the mean of the batch samples assigned
 to it
-with a per-centroid learning rate :math:`\eta_k = b_k / N_k` (batch weight over cumulated weight), see
-:func:`fit_minibatch` and :func:`minibatch_step`.
+with a per-centroid learning rate $\eta_k = b_k / N_k$ (batch weight over cumulated weight), see
+[`fit_minibatch`][jaxprob.kmeans.fit_minibatch] and [`minibatch_step`][jaxprob.kmeans.minibatch_step].
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import numerics, pallas_kmeans
 from jaxprob._validation import (
@@ -97,6 +98,7 @@ __all__ = [
 ]
 
 INIT_METHODS = ("kmeans++", "random")
+"""Seedings of k-means: greedy k-means++ or distinct samples drawn by weight."""
 
 # The n x K distance matrix is computed chunk by chunk (rows) under lax.scan: memory then grows as chunk x K, not
 # n x K. On a CPU the automatic chunk holds about 2**19 entries (2 MiB in float32), which stays in the L2/L3 caches
@@ -146,13 +148,13 @@ def _choices() -> _BackendChoices:
 
 
 class KMeans(NamedTuple):
-    """A fitted k-means model (a pytree of arrays): what `fit` returns and `predict` / `transform` / `inertia`
+    r"""A fitted k-means model (a pytree of arrays): what `fit` returns and `predict` / `transform` / `inertia`
     take (they also take bare `(K, D)` centroids).
 
     Attributes:
         centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
-        labels: ``(n,)`` int32 index of the closest centroid of every sample (computed from ``centroids``).
-        inertia: scalar :math:`\\sum_i w_i \\lVert x_i - c_{z_i}\\rVert^2` of ``centroids`` and ``labels``.
+        labels: `(n,)` int32 index of the closest centroid of every sample (computed from `centroids`).
+        inertia: scalar $\sum_i w_i \lVert x_i - c_{z_i}\rVert^2$ of `centroids` and `labels`.
     """
 
     centroids: jax.Array
@@ -161,19 +163,20 @@ class KMeans(NamedTuple):
 
 
 class KMeansInfo(NamedTuple):
-    """Diagnostics returned by :func:`fit` and :func:`fit_minibatch` (a pytree of arrays).
+    """Diagnostics returned by [`fit`][jaxprob.kmeans.fit] and [`fit_minibatch`][jaxprob.kmeans.fit_minibatch] (a
+pytree of arrays).
 
     Attributes:
         converged: bool, the assignments were stable or the squared centroid shift fell below the tolerance
-            before ``max_iter``.
+            before `max_iter`.
         n_iter: number of iterations (Lloyd steps or mini-batch steps) run.
-        inertia_trace: ``(max_iter,)`` inertia of the centroids at the start of every iteration (for
-            mini-batch k-means: the batch inertia divided by the batch weight); NaN after ``n_iter``.
+        inertia_trace: `(max_iter,)` inertia of the centroids at the start of every iteration (for
+            mini-batch k-means: the batch inertia divided by the batch weight); NaN after `n_iter`.
         n_relocated: total number of empty-cluster relocations over all iterations.
-        empty_clusters: ``(K,)`` bool, clusters holding no (positive) weight in the returned ``labels``: this
-            happens when ``K`` exceeds the number of distinct samples (the returned centroids then include
-            duplicates), never with ``K`` distinct points.
-        restart_inertias: ``(n_init,)`` final inertia of every restart (different seeds reach different local
+        empty_clusters: `(K,)` bool, clusters holding no (positive) weight in the returned `labels`: this
+            happens when `K` exceeds the number of distinct samples (the returned centroids then include
+            duplicates), never with `K` distinct points.
+        restart_inertias: `(n_init,)` final inertia of every restart (different seeds reach different local
             minima).
         best_restart: index of the restart that was kept (lowest inertia).
         nonfinite: bool, the returned inertia (or a centroid) is not finite in the dtype of `x`: the data is so
@@ -199,7 +202,7 @@ class MiniBatchState(NamedTuple):
 
     Attributes:
         centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
-        counts: ``(K,)`` cumulated weight of the samples assigned to each centroid so far.
+        counts: `(K,)` cumulated weight of the samples assigned to each centroid so far.
     """
 
     centroids: jax.Array
@@ -216,7 +219,7 @@ def _sq_dist(x, x_sq, c):
     return jnp.maximum(x_sq[:, None] - 2.0 * numerics.matmul(x, c.T) + c_sq[None, :], 0.0)
 
 
-def squared_distances(x, centroids, *, x_sq=None):
+def squared_distances(x: ArrayLike, centroids: ArrayLike, *, x_sq: ArrayLike | None = None) -> jax.Array:
     r"""Squared Euclidean distances $\lVert x_i - c_k \rVert^2 = \lVert x_i\rVert^2 - 2 x_i^\top c_k
     + \lVert c_k\rVert^2$, computed with one matrix product (clipped at 0).
 
@@ -246,8 +249,8 @@ def squared_distances(x, centroids, *, x_sq=None):
 
 
 def _inverse_cdf(cdf, u):
-    """Indices ``i`` with ``cdf[i-1] <= u * cdf[-1] < cdf[i]`` for uniforms ``u`` of any shape (entries of
-    probability 0 are never drawn). Counting ``cdf <= target`` is one fused reduction: it compiles to less code
+    """Indices `i` with `cdf[i-1] <= u * cdf[-1] < cdf[i]` for uniforms `u` of any shape (entries of
+    probability 0 are never drawn). Counting `cdf <= target` is one fused reduction: it compiles to less code
     than a binary search."""
     target = u * cdf[-1]
     hit = cdf <= target[..., None]
@@ -259,14 +262,15 @@ def _inverse_cdf(cdf, u):
 
 
 def _kpp_uniforms(key, n_restarts: int, n_clusters: int, n_local_trials: int, dtype):
-    """All the uniforms k-means++ needs for ``n_restarts`` restarts, ``(n_restarts, K, n_local_trials)``, in one
-    draw: ``u[r, 0, 0]`` picks the first centre of restart ``r`` and ``u[r, c]`` the candidates of its centre
-    ``c``. A 1-D draw reshaped: the generator compiles about twice as fast as for a 3-D shape."""
+    """All the uniforms k-means++ needs for `n_restarts` restarts, `(n_restarts, K, n_local_trials)`, in one
+    draw: `u[r, 0, 0]` picks the first centre of restart `r` and `u[r, c]` the candidates of its centre
+    `c`. A 1-D draw reshaped: the generator compiles about twice as fast as for a 3-D shape."""
     u = jax.random.uniform(key, (n_restarts * n_clusters * n_local_trials,), dtype)
     return u.reshape(n_restarts, n_clusters, n_local_trials)
 
 
-def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: int, dtype=jnp.float32, *, key):
+def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: int, dtype: DTypeLike = jnp.float32, *,
+                             key: jax.Array) -> jax.Array:
     """All the uniform draws that greedy k-means++ needs for `n_restarts` restarts, in one draw.
 
     Restart `r` of [kmeans_plusplus_from_uniforms][jaxprob.kmeans.kmeans_plusplus_from_uniforms] takes `u[r]`:
@@ -296,7 +300,7 @@ def kmeans_plusplus_uniforms(n_restarts: int, n_clusters: int, n_local_trials: i
     return _kpp_uniforms(key, n_restarts, n_clusters, n_local_trials, dtype)
 
 
-def kmeans_plusplus_from_uniforms(u, x, weights):
+def kmeans_plusplus_from_uniforms(u: ArrayLike, x: ArrayLike, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Greedy weighted k-means++ driven by given uniform draws: a pure kernel with no random-number generator.
 
     The same uniforms give the same centres; [kmeans_plusplus][jaxprob.kmeans.kmeans_plusplus] is this function on
@@ -351,7 +355,7 @@ def _kmeans_plusplus(key, x, weights, n_clusters: int, n_local_trials: int):
 
 
 def _kmeans_plusplus_u(u, x, weights):
-    """k-means++ driven by the uniforms ``u`` of shape ``(K, n_local_trials)`` (see :func:`_kpp_uniforms`): the
+    """k-means++ driven by the uniforms `u` of shape `(K, n_local_trials)` (see `_kpp_uniforms`): the
     loop body holds no random-number generator. The first centre is drawn by the same loop body (step 0 samples
     by weight and keeps its first candidate), so that the inverse-CDF code is compiled once."""
     n_clusters = u.shape[0]
@@ -421,7 +425,7 @@ def _times_sq(a, s):
 
 
 def _scale_for_pair(x, c):
-    """:func:`_scale_for` of the samples and centroids together."""
+    """`_scale_for` of the samples and centroids together."""
     if is_tracer(x) or is_tracer(c):
         return _scale_for(jnp.concatenate([x, c]))
     m = np.maximum(np.max(np.abs(np.asarray(x)), axis=0), np.max(np.abs(np.asarray(c)), axis=0))
@@ -445,19 +449,20 @@ def _default_trials(n_clusters):
     return 2 + int(math.log(n_clusters))
 
 
-def kmeans_plusplus(x, n_clusters: int, *, key, sample_weight=None, n_local_trials: int | None = None):
-    r"""Greedy k-means++ seeding.
+def kmeans_plusplus(x: ArrayLike, n_clusters: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
+                    n_local_trials: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Greedy k-means++ seeding.
 
     Args:
         key: a JAX PRNG key.
-        x: ``(n, D)`` samples.
-        n_clusters: number of centres ``K`` (``1 <= K <= n``).
-        sample_weight: optional ``(n,)`` non-negative weights (a point of weight 0 is never chosen
+        x: `(n, D)` samples.
+        n_clusters: number of centres `K` (`1 <= K <= n`).
+        sample_weight: optional `(n,)` non-negative weights (a point of weight 0 is never chosen
             while a point of positive weight remains at positive distance).
-        n_local_trials: candidates per step; default ``2 + floor(log K)``.
+        n_local_trials: candidates per step; default `2 + floor(log K)`.
 
     Returns:
-        ``(centers, indices)``: ``(K, D)`` centres and the ``(K,)`` indices of the chosen samples.
+        `(centers, indices)`: `(K, D)` centres and the `(K,)` indices of the chosen samples.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -476,17 +481,18 @@ def kmeans_plusplus(x, n_clusters: int, *, key, sample_weight=None, n_local_tria
     return (centers if scale is None else x[idx]), idx
 
 
-def random_centroids(x, n_clusters: int, *, key, sample_weight=None):
-    r"""Random initial centres: ``K`` distinct samples drawn with probability proportional to their weight.
+def random_centroids(x: ArrayLike, n_clusters: int, *, key: jax.Array,
+                     sample_weight: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
+    """Random initial centres: `K` distinct samples drawn with probability proportional to their weight.
 
     Args:
         key: a JAX PRNG key.
-        x: ``(n, D)`` samples.
-        n_clusters: number of centres ``K`` (``1 <= K <= n``).
-        sample_weight: optional ``(n,)`` non-negative weights.
+        x: `(n, D)` samples.
+        n_clusters: number of centres `K` (`1 <= K <= n`).
+        sample_weight: optional `(n,)` non-negative weights.
 
     Returns:
-        ``(centers, indices)``: ``(K, D)`` and ``(K,)``.
+        `(centers, indices)`: `(K, D)` and `(K,)`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -510,27 +516,27 @@ def _seed(key, x, w, n_clusters, method, n_local_trials):
 
 
 def init(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key,
+    key: jax.Array,
     init_method: str = "kmeans++",
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
-):
-    """Initial centroids from an explicit key: greedy k-means++ (``"kmeans++"``) or random samples
-    (``"random"``).
+) -> jax.Array:
+    """Initial centroids from an explicit key: greedy k-means++ (`"kmeans++"`) or random samples
+    (`"random"`).
 
     Args:
         key: a JAX PRNG key.
-        x: ``(n, D)`` samples.
-        n_clusters: ``K``, between 1 and ``n``.
-        init_method: one of :data:`INIT_METHODS`.
-        sample_weight: optional ``(n,)`` non-negative weights.
-        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
+        x: `(n, D)` samples.
+        n_clusters: `K`, between 1 and `n`.
+        init_method: one of `INIT_METHODS`.
+        sample_weight: optional `(n,)` non-negative weights.
+        n_local_trials: k-means++ candidates per step; default `2 + floor(log K)`.
 
     Returns:
-        ``(K, D)`` centroids (rows of ``x``).
+        `(K, D)` centroids (rows of `x`).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -560,8 +566,8 @@ _init_jit = jax.jit(_seed, static_argnums=(3, 4, 5))
 # the chunked assignment pass (the seam shared by Lloyd, mini-batch, predict and inertia)
 # ----------------------------------------------------------------------------------------------------------
 def _chunk_rows(n: int, k: int, chunk_size: int | None) -> int:
-    """Rows per chunk: ``chunk_size`` if given; else all ``n`` rows when ``n * K`` is at most the backend's
-    ``whole_entries``, otherwise at most ``chunk_entries / K`` rows (at least 256), preferably a divisor of ``n``
+    """Rows per chunk: `chunk_size` if given; else all `n` rows when `n * K` is at most the backend's
+    `whole_entries`, otherwise at most `chunk_entries / K` rows (at least 256), preferably a divisor of `n`
     no smaller than half of that (the data then reshapes into chunks without a padded copy); at most n."""
     if chunk_size is None:
         choices = _choices()
@@ -604,12 +610,12 @@ def _packable(k: int, dtype) -> bool:
 def _packed_assign(xb, c, c_sq, x_sq):
     """Labels and squared distances of the rows of one block by one min reduction.
 
-    The distances ``||x||^2 - 2 x.c + ||c||^2`` are clipped to [smallest normal, largest finite], where the
-    bit patterns of floats are ordered as their values; the low ``b = ceil(log2 K)`` mantissa bits of each are
+    The distances `||x||^2 - 2 x.c + ||c||^2` are clipped to [smallest normal, largest finite], where the
+    bit patterns of floats are ordered as their values; the low `b = ceil(log2 K)` mantissa bits of each are
     replaced by the column index, and the row minimum of these floats holds both the (truncated) minimum and
-    its index. Distances are thus compared to ``nmant - b`` significant bits (17 in float32 with K = 64), ties
+    its index. Distances are thus compared to `nmant - b` significant bits (17 in float32 with K = 64), ties
     at that precision going to the lowest index; the returned distance is the truncated one, at most
-    ``2**(b - nmant)`` relative below (0 when it was clipped to the smallest normal). Measured at N=1M, D=16,
+    `2**(b - nmant)` relative below (0 when it was clipped to the smallest normal). Measured at N=1M, D=16,
     K=64 on a 2-core CPU: 41 ms per Lloyd pass against 62 ms for a min and a second, label, reduction (XLA
     hands the product and the min reduction to its library kernels, not the label selection)."""
     dtype = xb.dtype
@@ -626,9 +632,9 @@ def _packed_assign(xb, c, c_sq, x_sq):
 
 
 def _assign_block(xb, c, c_sq, exact: bool, x_sq):
-    """Labels (lowest index among ties) and squared distances of the rows of one block (``x_sq``: the rows'
-    squared norms, used when not ``exact``). Not ``exact`` (the Lloyd passes): by :func:`_packed_assign` when
-    ``K`` allows it and the backend packs labels."""
+    """Labels (lowest index among ties) and squared distances of the rows of one block (`x_sq`: the rows'
+    squared norms, used when not `exact`). Not `exact` (the Lloyd passes): by `_packed_assign` when
+    `K` allows it and the backend packs labels."""
     if not exact and _choices().pack and _packable(c.shape[0], xb.dtype):
         return _packed_assign(xb, c, c_sq, x_sq)
     # the minimum of ||c||^2 - 2 x.c is found by a plain min reduction and the label as the smallest index
@@ -650,7 +656,8 @@ def _assign_block(xb, c, c_sq, exact: bool, x_sq):
     return labels, d
 
 
-def assign(x, centroids, *, exact: bool = True, x_sq=None):
+def assign(x: ArrayLike, centroids: ArrayLike, *, exact: bool = True,
+           x_sq: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     """Labels and squared distances of a block of samples: the assignment step of Lloyd's algorithm.
 
     A pure kernel, usable inside `jit`, `vmap` and `shard_map` (only ranks and shapes are checked); the drivers in
@@ -687,8 +694,8 @@ def assign(x, centroids, *, exact: bool = True, x_sq=None):
 
 def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
     """One pass over chunked data: labels (n_pad,), per-sample squared distance (n_pad,), inertia and, when
-    ``update``, the per-cluster weighted sums (K, D) and weights (K,). ``x_sq``: the rows' squared norms, chunked
-    like ``wr``, when known (Lloyd iterations compute them once)."""
+    `update`, the per-cluster weighted sums (K, D) and weights (K,). `x_sq`: the rows' squared norms, chunked
+    like `wr`, when known (Lloyd iterations compute them once)."""
     k = c.shape[0]
     if x_sq is None:
         x_sq = jnp.sum(jnp.square(xr), axis=-1)
@@ -727,7 +734,7 @@ def _pass(xr, wr, c, update: bool, exact: bool = False, x_sq=None):
 
 
 def _relocate_empty(x, w, d, labels, sums, counts, empty):
-    """Move every ``empty`` cluster onto one of the samples farthest from their centroid (sklearn's
+    """Move every `empty` cluster onto one of the samples farthest from their centroid (sklearn's
     policy)."""
     m = min(counts.shape[0], w.shape[0])
     score = jnp.where(w > 0, d, -1.0)
@@ -829,8 +836,8 @@ def _tol_abs(x, w, tol):
 
 
 def _map_restarts(one, keys, restart_batch):
-    """Run ``one`` over the restart keys: directly for one restart, else ``lax.map`` in vmapped groups of
-    ``restart_batch``."""
+    """Run `one` over the restart keys: directly for one restart, else `lax.map` in vmapped groups of
+    `restart_batch`."""
     if keys.shape[0] == 1:
         return jax.tree.map(lambda a: a[None], one(keys[0]))
     return jax.lax.map(one, keys, batch_size=restart_batch if restart_batch > 1 else None)
@@ -932,20 +939,21 @@ def _step_jit(x, w, c, chunk):
     return new, labels, inert
 
 
-def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = None):
+def lloyd_step(x: ArrayLike, centroids: ArrayLike, *, sample_weight: ArrayLike | None = None,
+               chunk_size: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""One Lloyd step: assign every sample to its closest centroid, then move each centroid to the weighted
     mean of its samples (empty clusters are relocated, see the module notes).
 
     Args:
-        x: ``(n, D)`` samples.
-        centroids: ``(K, D)`` current centroids.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        x: `(n, D)` samples.
+        centroids: `(K, D)` current centroids.
+        sample_weight: optional `(n,)` non-negative weights.
         chunk_size: rows per chunk of the distance computation; default automatic.
 
     Returns:
-        ``(new_centroids, labels, inertia)``: ``(K, D)`` updated centroids, and the ``(n,)`` labels and scalar
-        inertia of the *input* centroids, as the iterations of :func:`fit` compute them (see "Precision of the
-        assignments" in the module notes). The inertia of ``new_centroids`` is never larger.
+        `(new_centroids, labels, inertia)`: `(K, D)` updated centroids, and the `(n,)` labels and scalar
+        inertia of the *input* centroids, as the iterations of [`fit`][jaxprob.kmeans.fit] compute them (see "Precision
+        of the assignments" in the module notes). The inertia of `new_centroids` is never larger.
 
         Derivatives: `jax.grad` of the returned inertia with respect to `x` or `centroids` is that of
         $\sum_i w_i \lVert x_i - c_{z_i} \rVert^2$ at the returned labels, the derivative of the inertia
@@ -968,56 +976,56 @@ def lloyd_step(x, centroids, *, sample_weight=None, chunk_size: int | None = Non
 
 
 def fit(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key=None,
+    key: jax.Array | None = None,
     init_method: str = "kmeans++",
-    init_centroids=None,
+    init_centroids: ArrayLike | None = None,
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
     restart_batch: int | None = None,
-):
-    r"""k-means by Lloyd's algorithm under ``lax.while_loop``, ``n_init`` restarts in one compiled program.
+) -> tuple[KMeans, KMeansInfo]:
+    r"""k-means by Lloyd's algorithm under `lax.while_loop`, `n_init` restarts in one compiled program.
 
     Iterations stop when the assignments do not change, when the squared centroid shift
-    :math:`\sum_k \lVert c_k^{t+1} - c_k^t\rVert^2` is at most ``tol`` times the mean per-feature variance of
-    the data (scikit-learn's convention), or after ``max_iter`` steps. The restart with the lowest final
+    $\sum_k \lVert c_k^{t+1} - c_k^t\rVert^2$ is at most `tol` times the mean per-feature variance of
+    the data (scikit-learn's convention), or after `max_iter` steps. The restart with the lowest final
     inertia
-    is kept; all restarts' inertias are in ``info.restart_inertias``. The returned labels and inertia are
+    is kept; all restarts' inertias are in `info.restart_inertias`. The returned labels and inertia are
     always those of the returned centroids.
 
     Args:
-        x: ``(n, D)`` samples, float32 or float64 (the computation runs in this dtype; float16 and bfloat16 are
+        x: `(n, D)` samples, float32 or float64 (the computation runs in this dtype; float16 and bfloat16 are
             computed in float32, the library's policy). Values of any magnitude: see "Scale" in the module notes.
-        n_clusters: ``K``, between 1 and ``n``. When ``K`` exceeds the number of distinct samples some
-            clusters are necessarily empty: they are flagged in ``info.empty_clusters``.
-        key: a JAX PRNG key (required unless ``init_centroids`` is given).
-        init_method: one of :data:`INIT_METHODS` (ignored when ``init_centroids`` is given).
-        init_centroids: optional ``(K, D)`` starting centroids (then ``n_init`` must be 1).
+        n_clusters: `K`, between 1 and `n`. When `K` exceeds the number of distinct samples some
+            clusters are necessarily empty: they are flagged in `info.empty_clusters`.
+        key: a JAX PRNG key (required unless `init_centroids` is given).
+        init_method: one of `INIT_METHODS` (ignored when `init_centroids` is given).
+        init_centroids: optional `(K, D)` starting centroids (then `n_init` must be 1).
         n_init: number of restarts.
         max_iter: hard limit on Lloyd steps (static: the inertia trace has this length).
         tol: relative tolerance on the squared centroid shift (0 runs until the assignments are stable).
-        sample_weight: optional ``(n,)`` non-negative weights, not all zero.
-        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
-        chunk_size: rows per chunk of the ``n x K`` distance computation (``lax.scan`` over chunks); default
-            at most ``max(256, 2**19 // K)`` rows, which keeps a chunk's distances in cache (a divisor of ``n``
+        sample_weight: optional `(n,)` non-negative weights, not all zero.
+        n_local_trials: k-means++ candidates per step; default `2 + floor(log K)`.
+        chunk_size: rows per chunk of the `n x K` distance computation (`lax.scan` over chunks); default
+            at most `max(256, 2**19 // K)` rows, which keeps a chunk's distances in cache (a divisor of `n`
             down to half that when there is one, so that the data is not copied into padded chunks).
-        restart_batch: restarts run ``restart_batch`` at a time as one vmapped loop (``lax.map`` with this
-            batch size); default 1 on CPU (faster there: a vmapped ``while_loop`` runs every restart for as many
-            steps as the slowest) and ``n_init`` (all at once) on accelerators. The result does not depend on
+        restart_batch: restarts run `restart_batch` at a time as one vmapped loop (`lax.map` with this
+            batch size); default 1 on CPU (faster there: a vmapped `while_loop` runs every restart for as many
+            steps as the slowest) and `n_init` (all at once) on accelerators. The result does not depend on
             it beyond floating-point rounding.
 
     Returns:
-        ``(result, info)``: a :class:`KMeans` and a :class:`KMeansInfo`.
+        `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo].
 
     Raises:
-        ValueError / TypeError: naming the argument, for NaN/inf, wrong rank, non-float ``x``, ``n_clusters``
-            outside ``[1, n]``, negative or all-zero weights, an unknown ``init_method``.
+        ValueError / TypeError: naming the argument, for NaN/inf, wrong rank, non-float `x`, `n_clusters`
+            outside `[1, n]`, negative or all-zero weights, an unknown `init_method`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -1089,16 +1097,16 @@ def _eval_args(x, centroids, sample_weight, chunk_size):
     return x, c, w, _chunk_rows(x.shape[0], c.shape[0], chunk_size), scale
 
 
-def predict(x, centroids: KMeans | jax.Array, *, chunk_size: int | None = None):
+def predict(x: ArrayLike, centroids: KMeans | jax.Array, *, chunk_size: int | None = None) -> jax.Array:
     """Index of the closest centroid of every sample (ties go to the lowest index).
 
     Args:
-        x: ``(n, D)`` samples.
+        x: `(n, D)` samples.
         centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
         chunk_size: rows per chunk of the distance computation; default automatic.
 
     Returns:
-        ``(n,)`` int32 labels.
+        `(n,)` int32 labels.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -1110,13 +1118,14 @@ def predict(x, centroids: KMeans | jax.Array, *, chunk_size: int | None = None):
     return _labels_inertia_jit(x, w, c, chunk)[0]
 
 
-def inertia(x, centroids: KMeans | jax.Array, *, sample_weight=None, chunk_size: int | None = None):
-    r"""Weighted inertia :math:`\sum_i w_i \min_k \lVert x_i - c_k\rVert^2`.
+def inertia(x: ArrayLike, centroids: KMeans | jax.Array, *, sample_weight: ArrayLike | None = None,
+            chunk_size: int | None = None) -> jax.Array:
+    r"""Weighted inertia $\sum_i w_i \min_k \lVert x_i - c_k\rVert^2$.
 
     Args:
-        x: ``(n, D)`` samples.
+        x: `(n, D)` samples.
         centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
-        sample_weight: optional ``(n,)`` non-negative weights.
+        sample_weight: optional `(n,)` non-negative weights.
         chunk_size: rows per chunk of the distance computation; default automatic.
 
     Returns:
@@ -1138,15 +1147,15 @@ def _transform_jit(x, c):
     return jnp.sqrt(_sq_dist(x, jnp.sum(jnp.square(x), axis=-1), c))
 
 
-def transform(x, centroids: KMeans | jax.Array):
+def transform(x: ArrayLike, centroids: KMeans | jax.Array) -> jax.Array:
     """Euclidean distances from every sample to every centroid (the k-means feature map, as scikit-learn).
 
     Args:
-        x: ``(n, D)`` samples.
+        x: `(n, D)` samples.
         centroids: a fitted [KMeans][jaxprob.kmeans.KMeans] model, or `(K, D)` centroids.
 
     Returns:
-        ``(n, K)`` distances.
+        `(n, K)` distances.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -1189,14 +1198,14 @@ def _minibatch_core(state: MiniBatchState, xb, wb):
 _minibatch_step_jit = jax.jit(_minibatch_core)
 
 
-def minibatch_init(centroids) -> MiniBatchState:
+def minibatch_init(centroids: ArrayLike) -> MiniBatchState:
     """Mini-batch state from initial centroids (all counts zero).
 
     Args:
-        centroids: ``(K, D)`` initial centroids, e.g. from :func:`init` on a sample of the data.
+        centroids: `(K, D)` initial centroids, e.g. from [`init`][jaxprob.kmeans.init] on a sample of the data.
 
     Returns:
-        A :class:`MiniBatchState`.
+        A [`MiniBatchState`][jaxprob.kmeans.MiniBatchState].
 
     Examples:
         >>> import jax.numpy as jnp
@@ -1209,20 +1218,22 @@ def minibatch_init(centroids) -> MiniBatchState:
     return MiniBatchState(c, jnp.zeros((c.shape[0],), c.dtype))
 
 
-def minibatch_step(state: MiniBatchState, x_batch, *, sample_weight=None):
+def minibatch_step(state: MiniBatchState, x_batch: ArrayLike, *,
+                   sample_weight: ArrayLike | None = None) -> tuple[MiniBatchState, jax.Array]:
     r"""One mini-batch k-means update (Sculley, 2010) from a batch, for data streamed from disk.
 
-    Each centroid moves towards the weighted mean :math:`\bar x_k` of the batch samples assigned to it:
-    :math:`c_k \leftarrow (N_k c_k + b_k \bar x_k) / (N_k + b_k)`, with :math:`N_k` the weight it received so
-    far and :math:`b_k` its weight in this batch.
+    Each centroid moves towards the weighted mean $\bar x_k$ of the batch samples assigned to it:
+    $c_k \leftarrow (N_k c_k + b_k \bar x_k) / (N_k + b_k)$, with $N_k$ the weight it received so
+    far and $b_k$ its weight in this batch.
 
     Args:
-        state: a :class:`MiniBatchState` (see :func:`minibatch_init`).
-        x_batch: ``(b, D)`` samples.
-        sample_weight: optional ``(b,)`` non-negative weights.
+        state: a [`MiniBatchState`][jaxprob.kmeans.MiniBatchState] (see
+            [`minibatch_init`][jaxprob.kmeans.minibatch_init]).
+        x_batch: `(b, D)` samples.
+        sample_weight: optional `(b,)` non-negative weights.
 
     Returns:
-        ``(state, batch_inertia)``: the updated state and the mean inertia of the batch under the old
+        `(state, batch_inertia)`: the updated state and the mean inertia of the batch under the old
         centroids.
 
     Examples:
@@ -1310,47 +1321,48 @@ def _fit_minibatch_jit(
 
 
 def fit_minibatch(
-    x,
+    x: ArrayLike,
     n_clusters: int,
     *,
-    key,
+    key: jax.Array,
     batch_size: int = 1024,
     init_method: str = "kmeans++",
-    init_centroids=None,
+    init_centroids: ArrayLike | None = None,
     n_init: int = 1,
     max_iter: int = 100,
     tol: float = 0.0,
-    sample_weight=None,
+    sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
-):
-    r"""Mini-batch k-means with the same call shape and results as :func:`fit`.
+) -> tuple[KMeans, KMeansInfo]:
+    """Mini-batch k-means with the same call shape and results as [`fit`][jaxprob.kmeans.fit].
 
-    Every step draws ``batch_size`` samples uniformly (with replacement) and applies :func:`minibatch_step`;
-    the
-    seeding runs on a random subset of ``max(3 batch_size, 3 K)`` samples. The returned labels and inertia are
-    computed on all of ``x`` (chunked) from the final centroids. For data that does not fit in memory, loop
+    Every step draws `batch_size` samples uniformly (with replacement) and applies
+    [`minibatch_step`][jaxprob.kmeans.minibatch_step]; the
+    seeding runs on a random subset of `max(3 batch_size, 3 K)` samples. The returned labels and inertia are
+    computed on all of `x` (chunked) from the final centroids. For data that does not fit in memory, loop
     over
-    batches yourself with :func:`minibatch_init` / :func:`minibatch_step` and use :func:`predict`.
+    batches yourself with [`minibatch_init`][jaxprob.kmeans.minibatch_init] /
+    [`minibatch_step`][jaxprob.kmeans.minibatch_step] and use [`predict`][jaxprob.kmeans.predict].
 
     Args:
-        x: ``(n, D)`` samples.
-        n_clusters: ``K``, between 1 and ``n``.
+        x: `(n, D)` samples.
+        n_clusters: `K`, between 1 and `n`.
         key: a JAX PRNG key (batches are drawn from it).
         batch_size: samples per step.
-        init_method: one of :data:`INIT_METHODS` (ignored when ``init_centroids`` is given).
-        init_centroids: optional ``(K, D)`` starting centroids.
+        init_method: one of `INIT_METHODS` (ignored when `init_centroids` is given).
+        init_centroids: optional `(K, D)` starting centroids.
         n_init: number of restarts (vmapped; the lowest full-data inertia is kept).
         max_iter: number of mini-batch steps at most.
-        tol: stop when the squared centroid shift of a step is at most ``tol`` times the mean feature variance
+        tol: stop when the squared centroid shift of a step is at most `tol` times the mean feature variance
             (0 disables early stopping).
-        sample_weight: optional ``(n,)`` non-negative weights.
-        n_local_trials: k-means++ candidates per step; default ``2 + floor(log K)``.
+        sample_weight: optional `(n,)` non-negative weights.
+        n_local_trials: k-means++ candidates per step; default `2 + floor(log K)`.
         chunk_size: rows per chunk of the final full-data assignment; default automatic.
 
     Returns:
-        ``(result, info)``: a :class:`KMeans` and a :class:`KMeansInfo` (``inertia_trace`` holds the
-        mean
+        `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo]
+        (`inertia_trace` holds the mean
         batch inertia of every step).
 
     Examples:
@@ -1402,14 +1414,15 @@ def fit_minibatch(
 # seeds refined by a few Lloyd steps (Gaussian mixture initialisation)
 # ----------------------------------------------------------------------------------------------------------
 def _kmeans_centroids(key, x, w, n_clusters: int, max_iter: int = 10):
-    """k-means++ seeds refined by at most ``max_iter`` Lloyd steps (tol 0); pure, jittable, vmappable."""
+    """k-means++ seeds refined by at most `max_iter` Lloyd steps (tol 0); pure, jittable, vmappable."""
     c0 = _kmeans_plusplus(key, x, w, n_clusters, _default_trials(n_clusters))[0]
     xr, wr = _pad_chunks(x, w, _chunk_rows(x.shape[0], n_clusters, None))
     s, _, _, _ = _lloyd_run(xr, wr, c0, max_iter, jnp.zeros((), x.dtype))
     return s.centroids
 
 
-def kmeans_plusplus_refined(x, n_clusters: int, *, key, sample_weight=None, max_iter: int = 10):
+def kmeans_plusplus_refined(x: ArrayLike, n_clusters: int, *, key: jax.Array, sample_weight: ArrayLike | None = None,
+                            max_iter: int = 10) -> jax.Array:
     """Greedy k-means++ seeds refined by at most `max_iter` Lloyd steps: a cheap, good start for EM.
 
     One restart, tolerance 0 (stops earlier only when the assignments are stable). Usable inside `jit` / `vmap`

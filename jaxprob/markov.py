@@ -63,6 +63,7 @@ to the smallest state) or sampled from $p(s\mid c)^{1/\tau}$ at temperature $\ta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -70,6 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_finite, check_int, check_key, is_tracer
 
@@ -93,6 +95,7 @@ __all__ = [
 
 #: Smoothing methods: `"additive"` (a number passed as `smoothing`), `"kneser-ney"`, `"modified-kneser-ney"`.
 METHODS = ("additive", "kneser-ney", "modified-kneser-ney")
+"""Smoothing methods of Markov chains."""
 
 
 class MarkovChain(eqx.Module):
@@ -180,7 +183,7 @@ class CountInfo(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------------------
-def pad_sequences(sequences, *, pad_value: int = 0):
+def pad_sequences(sequences: Sequence[ArrayLike], *, pad_value: int = 0) -> tuple[jax.Array, jax.Array]:
     """Pad a list of 1-D integer sequences into a batch.
 
     Args:
@@ -288,7 +291,8 @@ def _count_transitions_jit(seq, lengths, n_states):
     return counts, CountInfo(jnp.sum(ok, dtype=jnp.int32), n_rejected)
 
 
-def count_transitions(sequences, lengths, n_states: int, *, return_info: bool = False):
+def count_transitions(sequences: ArrayLike, lengths: ArrayLike, n_states: int, *,
+                      return_info: bool = False) -> jax.Array | tuple[jax.Array, CountInfo]:
     r"""Order-1 transition counts $N_{ij} = \#\{t : s_{t-1} = i, s_t = j\}$ of a padded batch.
 
     One `segment_sum` of the pair indices $iS + j$ over the valid positions; the compiled program depends only
@@ -340,7 +344,7 @@ def _count_initial_jit(seq, lengths, n_states):
     return jax.ops.segment_sum(ok.astype(jnp.int32), jnp.where(ok, first, 0), num_segments=n_states)
 
 
-def count_initial(sequences, lengths, n_states: int):
+def count_initial(sequences: ArrayLike, lengths: ArrayLike, n_states: int) -> jax.Array:
     """Counts of the first state of each non-empty sequence.
 
     Under `jit` a first state outside `[0, n_states)` is not counted (concrete input raises).
@@ -414,8 +418,8 @@ def _estimate_discounts(counts, method):
     return tuple(float(e) for e in est)
 
 
-def fit(sequences, lengths, n_states: int, *, order: int = 1, smoothing: float | str = 1.0,
-        discount=None) -> MarkovChain:
+def fit(sequences: ArrayLike, lengths: ArrayLike, n_states: int, *, order: int = 1, smoothing: float | str = 1.0,
+        discount: float | Sequence[float] | None = None) -> MarkovChain:
     r"""Estimate an order-k chain (with its lower orders) by counting.
 
     Sequences of length at most `order` contribute no order-k transition (they still count for the lower
@@ -685,7 +689,7 @@ def _check_context(context, model):
     return jnp.asarray(ctx, jnp.int32)
 
 
-def next_state_probs(model: MarkovChain, context):
+def next_state_probs(model: MarkovChain, context: ArrayLike) -> jax.Array:
     """Distribution of the next state after `context` (backing off or interpolating as the method says).
 
     Args:
@@ -708,7 +712,7 @@ def next_state_probs(model: MarkovChain, context):
     return _probs_jit(model, _check_context(context, model))
 
 
-def transition_matrix(model: MarkovChain):
+def transition_matrix(model: MarkovChain) -> jax.Array:
     """Dense `(S, S)` transition matrix of an order-1 chain (rows of unseen states back off to order 0).
 
     Args:
@@ -731,7 +735,7 @@ def transition_matrix(model: MarkovChain):
     return _transition_matrix_jit(model)
 
 
-def initial_distribution(model: MarkovChain):
+def initial_distribution(model: MarkovChain) -> jax.Array:
     r"""Smoothed distribution of the first state, $(N^{(0)}_s + \alpha) / (\sum N^{(0)} + \alpha S)$.
 
     Kneser–Ney models have $\alpha = 0$ here (the maximum-likelihood distribution).
@@ -779,7 +783,7 @@ def _log_likelihood_jit(model, seq, lengths):
     return jnp.sum(lp, axis=1), jnp.sum(valid, axis=1)
 
 
-def log_likelihood(model: MarkovChain, sequences, lengths):
+def log_likelihood(model: MarkovChain, sequences: ArrayLike, lengths: ArrayLike) -> jax.Array:
     r"""Per-sequence log-likelihood $\sum_{t=k}^{L-1} \log p(s_t \mid s_{t-k:t})$.
 
     Args:
@@ -805,7 +809,7 @@ def log_likelihood(model: MarkovChain, sequences, lengths):
     return _log_likelihood_jit(model, seq, lens)[0]
 
 
-def perplexity(model: MarkovChain, sequences, lengths):
+def perplexity(model: MarkovChain, sequences: ArrayLike, lengths: ArrayLike) -> jax.Array:
     r"""Perplexity $\exp(-\sum \log p / \#\text{transitions})$ of held-out sequences.
 
     Args:
@@ -848,7 +852,7 @@ def _stationary_jit(p):
     return pi / jnp.sum(pi)
 
 
-def stationary_distribution(transition):
+def stationary_distribution(transition: ArrayLike) -> jax.Array:
     r"""Stationary distribution $\pi = \pi P$, $\sum_i \pi_i = 1$, of an order-1 chain.
 
     Solved as the least-squares solution of $[P^\top - I;\ \mathbf 1^\top]\,\pi = [0; 1]$ (unique when the
@@ -906,8 +910,9 @@ def _generate_jit(key, model, context, n_steps, greedy, temperature, stop_state,
     return Generation(states, length, levels)
 
 
-def generate(model: MarkovChain, context, n_steps: int, *, key=None, greedy: bool = False,
-             temperature: float = 1.0, stop_state: int | None = None, exclude=None) -> Generation:
+def generate(model: MarkovChain, context: ArrayLike, n_steps: int, *, key: jax.Array | None = None,
+             greedy: bool = False, temperature: float = 1.0, stop_state: int | None = None,
+             exclude: Sequence[int] | None = None) -> Generation:
     r"""Generate `n_steps` states after `context` with `lax.scan`.
 
     Greedy generation takes the most probable successor (deterministic; ties to the smallest state).

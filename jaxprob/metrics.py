@@ -21,6 +21,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import (
     as_float_array,
@@ -48,7 +49,9 @@ __all__ = [
 ]
 
 AVERAGES = ("binary", "macro", "micro", "none")
+"""Ways to average per-class scores: `binary` (the positive class), `macro`, `micro`, `none` (per class)."""
 THRESHOLD_CRITERIA = ("f1", "youden", "accuracy")
+"""Criteria to choose a decision threshold on scores: F1, Youden's J, accuracy."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ def _confusion(y_true, y_pred, n_classes):
     return jnp.bincount(flat, length=n_classes * n_classes).reshape(n_classes, n_classes).astype(jnp.int32)
 
 
-def confusion_matrix(y_true, y_pred, *, n_classes: int | None = None):
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, n_classes: int | None = None) -> jax.Array:
     """Counts $C_{ij}$ of samples of true class `i` predicted as class `j`.
 
     Args:
@@ -113,7 +116,7 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int | None = None):
     return _confusion(t, p, n_classes)
 
 
-def accuracy(y_true, y_pred):
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Fraction of correct predictions.
 
     Args:
@@ -158,8 +161,8 @@ def _prf(y_true, y_pred, n_classes, average, pos_label):
     return precision, recall, f1
 
 
-def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: int | None = None,
-                        pos_label: int = 1):
+def precision_recall_f1(y_true: ArrayLike, y_pred: ArrayLike, *, average: str = "binary", n_classes: int | None = None,
+                        pos_label: int = 1) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Precision, recall and $F_1$ score, binary or averaged over classes.
 
     $$
@@ -204,7 +207,8 @@ def precision_recall_f1(y_true, y_pred, *, average: str = "binary", n_classes: i
     return _prf(t, p, n_classes, average, pos_label)
 
 
-def f1_score(y_true, y_pred, *, average: str = "binary", n_classes: int | None = None, pos_label: int = 1):
+def f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str = "binary", n_classes: int | None = None,
+             pos_label: int = 1) -> jax.Array:
     """$F_1$ score only (see [`precision_recall_f1`][jaxprob.metrics.precision_recall_f1]).
 
     Args:
@@ -250,7 +254,7 @@ def _roc(y, s):
     return fpr, tpr, jnp.concatenate([jnp.full((1,), jnp.inf, s.dtype), thr])
 
 
-def roc_curve(y_true, y_score):
+def roc_curve(y_true: ArrayLike, y_score: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Receiver operating characteristic: false and true positive rates at every threshold.
 
     Args:
@@ -275,7 +279,7 @@ def roc_curve(y_true, y_score):
     return _roc(y, s)
 
 
-def auc(x, y):
+def auc(x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Area under a piecewise-linear curve by the trapezoidal rule (`x` monotone).
 
     Args:
@@ -323,7 +327,7 @@ def _roc_auc(y, s):
     return jnp.clip(jnp.trapezoid(tpr, fpr), 0.0, 1.0)
 
 
-def roc_auc_score(y_true, y_score):
+def roc_auc_score(y_true: ArrayLike, y_score: ArrayLike) -> jax.Array:
     r"""Area under the ROC curve.
 
     Equal to the Mann-Whitney probability $P(S_+ > S_-) + \tfrac12 P(S_+ = S_-)$ for a random positive
@@ -352,7 +356,7 @@ def _pr(y, s):
     return tp / (tp + fp), tp / tp[-1], thr
 
 
-def precision_recall_curve(y_true, y_score):
+def precision_recall_curve(y_true: ArrayLike, y_score: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Precision and recall at every threshold, by decreasing threshold.
 
     Args:
@@ -382,7 +386,7 @@ def _ap(y, s):
     return jnp.sum((recall - prev) * precision)
 
 
-def average_precision(y_true, y_score):
+def average_precision(y_true: ArrayLike, y_score: ArrayLike) -> jax.Array:
     r"""Average precision $\sum_j (R_j - R_{j-1}) P_j$ over thresholds (step-wise area under the PR
     curve).
 
@@ -417,7 +421,7 @@ def _best_threshold(y, s, criterion):
     return thr[j], value[j]
 
 
-def best_threshold(y_true, y_score, *, criterion: str = "f1"):
+def best_threshold(y_true: ArrayLike, y_score: ArrayLike, *, criterion: str = "f1") -> tuple[jax.Array, jax.Array]:
     """Decision threshold that maximises a criterion over all distinct score values (instead of 0.5).
 
     Criteria: `"f1"` ($F_1$ of the positive class), `"youden"` ($J = TPR - FPR$, the ROC point

@@ -22,10 +22,12 @@ code, use the engine directly: `prep = em.prepare(x, model.family)` once, then `
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob import em
 from jaxprob._validation import (
@@ -74,7 +76,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------
 # construction and validation
 # ----------------------------------------------------------------------------------------------------------
-def make_mixture(weights, components, family: Family) -> Mixture:
+def make_mixture(weights: ArrayLike, components: Any, family: Family) -> Mixture:
     """A mixture from weights, component parameters and their family (checked eagerly).
 
     Args:
@@ -109,7 +111,8 @@ def make_mixture(weights, components, family: Family) -> Mixture:
     return Mixture(weights, components, family)
 
 
-def make_gmm(weights, means, covariances, covariance_type: str = "full", *, reg_covar: float = 1e-6) -> Mixture:
+def make_gmm(weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, covariance_type: str = "full", *,
+             reg_covar: float = 1e-6) -> Mixture:
     """A Gaussian mixture from weights, means and covariances (the precision factors are computed).
 
     Args:
@@ -234,7 +237,7 @@ def _family_of(family, covariance_type, reg_covar):
     return family
 
 
-def validate_data(x, model: Mixture, name: str = "x"):
+def validate_data(x: Any, model: Mixture, name: str = "x") -> Any:
     """Check data eagerly against a model (its family's rules, the number of features) and cast it to the
     model's float dtype.
 
@@ -279,7 +282,7 @@ def _e_step_jit(x, w, model, center):
     return em.e_step(em.prepare(x, model.family, w, center), model)
 
 
-def e_step(x, model: Mixture, *, sample_weight=None, center=None) -> Stats:
+def e_step(x: ArrayLike, model: Mixture, *, sample_weight: ArrayLike | None = None, center: Any = None) -> Stats:
     r"""E-step: sufficient statistics of `x` under the responsibilities of `model`.
 
     Args:
@@ -313,7 +316,7 @@ def _m_step_jit(stats, family, center):
     return em.m_step(family, stats, center)[0]
 
 
-def m_step(stats: Stats, family: Family, center) -> Mixture:
+def m_step(stats: Stats, family: Family, center: Any) -> Mixture:
     r"""M-step: maximum-likelihood weights and components from (summed) sufficient statistics.
 
     Args:
@@ -344,7 +347,7 @@ def _em_step_jit(x, w, model):
     return em.step(em.prepare(x, model.family, w), model)
 
 
-def em_step(x, model: Mixture, *, sample_weight=None):
+def em_step(x: ArrayLike, model: Mixture, *, sample_weight: ArrayLike | None = None) -> tuple[Mixture, jax.Array]:
     """One EM iteration (validated; prepares the data on every call).
 
     In a loop of your own, prepare once and step many times: `prep = em.prepare(x, model.family)` then
@@ -396,8 +399,9 @@ def _fit_args(x, n_components, family, covariance_type, reg_covar, init_method, 
     return family, x, n_components, w
 
 
-def init(x, n_components: int, *, key, family: Family | None = None, covariance_type: str = "full",
-         init_method: str = "kmeans++", reg_covar: float = 1e-6, sample_weight=None) -> Mixture:
+def init(x: ArrayLike, n_components: int, *, key: jax.Array, family: Family | None = None,
+         covariance_type: str = "full", init_method: str = "kmeans++", reg_covar: float = 1e-6,
+         sample_weight: ArrayLike | None = None) -> Mixture:
     """Starting model from data: the start of the first restart of [fit][jaxprob.mixture.fit] with `key`.
 
     `"kmeans++"` seeds `K` centres by greedy k-means++ and `"random_from_data"` picks `K` distinct samples;
@@ -456,10 +460,10 @@ def _fit_from_jit(models, x, w, max_iter, tol, callback):
     return _final(x, w, model, info)
 
 
-def fit(x, n_components: int, *, key=None, family: Family | None = None, covariance_type: str | None = None,
-        n_init: int = 1, init_method: str = "kmeans++", init_params: Mixture | None = None, max_iter: int = 100,
-        tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight=None,
-        callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
+def fit(x: ArrayLike, n_components: int, *, key: jax.Array | None = None, family: Family | None = None,
+        covariance_type: str | None = None, n_init: int = 1, init_method: str = "kmeans++",
+        init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+        sample_weight: ArrayLike | None = None, callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
     r"""Fit a mixture by EM (`lax.while_loop`), with `n_init` restarts run as one vmapped program.
 
     Iterations stop when $|\bar\ell_t - \bar\ell_{t-1}| < \text{tol}$ (mean log-likelihood per unit weight) or
@@ -543,7 +547,7 @@ def _eval_x(x, model):
     return _check_x(x, model.family, model=model)
 
 
-def log_prob(x, model: Mixture):
+def log_prob(x: ArrayLike, model: Mixture) -> jax.Array:
     r"""Per-sample log-density $\log p(x_i) = \log\sum_k \alpha_k p(x_i \mid \theta_k)$.
 
     Args:
@@ -564,7 +568,7 @@ def log_prob(x, model: Mixture):
     return jax.nn.logsumexp(_weighted_log_probs_jit(x, model), axis=1)
 
 
-def score(x, model: Mixture, *, sample_weight=None):
+def score(x: ArrayLike, model: Mixture, *, sample_weight: ArrayLike | None = None) -> jax.Array:
     """Mean (weighted) log-likelihood of `x`, as scikit-learn's `score`.
 
     Args:
@@ -587,7 +591,7 @@ def score(x, model: Mixture, *, sample_weight=None):
     return jnp.sum(jnp.where(w > 0, w * lp, 0.0)) / jnp.sum(w)
 
 
-def predict_proba(x, model: Mixture):
+def predict_proba(x: ArrayLike, model: Mixture) -> jax.Array:
     r"""Responsibilities $r_{ik} = p(k \mid x_i)$.
 
     Args:
@@ -608,7 +612,7 @@ def predict_proba(x, model: Mixture):
     return jax.nn.softmax(_weighted_log_probs_jit(x, model), axis=1)
 
 
-def predict(x, model: Mixture):
+def predict(x: ArrayLike, model: Mixture) -> jax.Array:
     r"""Most responsible component $\arg\max_k r_{ik}$.
 
     Args:
@@ -644,7 +648,7 @@ def _sample_component_jit(key, model, component, n):
     return model.family.sample(key, model.components, jnp.full((n,), component, jnp.int32))
 
 
-def sample(model: Mixture, n_samples: int, *, key):
+def sample(model: Mixture, n_samples: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Draw samples: a component $k \sim \mathrm{Cat}(\alpha)$, then $x \sim p(x \mid \theta_k)$.
 
     Args:
@@ -669,7 +673,7 @@ def sample(model: Mixture, n_samples: int, *, key):
     return _sample_jit(key, model, n_samples)
 
 
-def sample_component(model: Mixture, component: int, n_samples: int, *, key):
+def sample_component(model: Mixture, component: int, n_samples: int, *, key: jax.Array) -> jax.Array:
     r"""Draw samples from one component $p(x \mid \theta_k)$.
 
     Args:
@@ -726,7 +730,7 @@ def _total_ll_and_n(x, model, sample_weight):
     return jnp.sum(jnp.where(w > 0, w * lp, 0.0)), jnp.sum(w)
 
 
-def bic(x, model: Mixture, *, sample_weight=None):
+def bic(x: ArrayLike, model: Mixture, *, sample_weight: ArrayLike | None = None) -> jax.Array:
     r"""Bayesian information criterion $-2 \log L + p \log n$ (lower is better).
 
     With weights, $\log L = \sum_i w_i \log p(x_i)$ and $n = \sum_i w_i$.
@@ -750,7 +754,7 @@ def bic(x, model: Mixture, *, sample_weight=None):
     return -2.0 * total + n_parameters(model) * jnp.log(n)
 
 
-def aic(x, model: Mixture, *, sample_weight=None):
+def aic(x: ArrayLike, model: Mixture, *, sample_weight: ArrayLike | None = None) -> jax.Array:
     r"""Akaike information criterion $-2\log L + 2p$ (lower is better).
 
     Args:
@@ -775,7 +779,7 @@ def aic(x, model: Mixture, *, sample_weight=None):
 # ----------------------------------------------------------------------------------------------------------
 # anomaly detection
 # ----------------------------------------------------------------------------------------------------------
-def anomaly_score(x, model: Mixture):
+def anomaly_score(x: ArrayLike, model: Mixture) -> jax.Array:
     r"""Anomaly score $s(x) = -\log p(x)$ (higher is more anomalous).
 
     Args:
@@ -796,7 +800,8 @@ def anomaly_score(x, model: Mixture):
     return -log_prob(x, model)
 
 
-def anomaly_threshold(scores, *, contamination: float | None = None, epsilon: float | None = None):
+def anomaly_threshold(scores: ArrayLike, *, contamination: float | None = None,
+                      epsilon: float | None = None) -> jax.Array:
     r"""Threshold on anomaly scores, from a density level or from an expected contamination.
 
     Exactly one of:
@@ -832,7 +837,7 @@ def anomaly_threshold(scores, *, contamination: float | None = None, epsilon: fl
     return jnp.quantile(scores, 1.0 - contamination)
 
 
-def detect_anomalies(x, model: Mixture, threshold):
+def detect_anomalies(x: ArrayLike, model: Mixture, threshold: ArrayLike) -> jax.Array:
     r"""Boolean anomaly mask $-\log p(x_i) > \text{threshold}$.
 
     Args:

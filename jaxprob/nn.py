@@ -1,23 +1,23 @@
 r"""Neural building blocks: an Equinox MLP, one minibatch Optax training loop, a full-batch minimiser.
 
-* :class:`MLP` — a multilayer perceptron as an ``eqx.Module`` acting on one sample ``(d,)`` or a batch
-  ``(n, d)`` (weights stored as ``(in, out)`` matrices, so a batch is one matrix product per layer).
-* :func:`train` — the generic training loop, model- and loss-agnostic: the loss is a function
-  ``loss_fn(model, batch) -> scalar`` of a model and a tuple of arrays sharing their leading axis, so the same
-  loop trains a classifier (``batch = (x, y)``) and an autoencoder (``batch = (x,)``). One epoch is one
-  compiled program (``eqx.filter_jit`` around a ``lax.scan`` of :func:`train_step` over shuffled minibatches
-  drawn from an explicit key); the Python loop over epochs checks the validation loss for early stopping
+* [`MLP`][jaxprob.nn.MLP] — a multilayer perceptron as an `eqx.Module` acting on one sample `(d,)` or a batch
+  `(n, d)` (weights stored as `(in, out)` matrices, so a batch is one matrix product per layer).
+* [`train`][jaxprob.nn.train] — the generic training loop, model- and loss-agnostic: the loss is a function
+  `loss_fn(model, batch) -> scalar` of a model and a tuple of arrays sharing their leading axis, so the same
+  loop trains a classifier (`batch = (x, y)`) and an autoencoder (`batch = (x,)`). One epoch is one
+  compiled program (`eqx.filter_jit` around a `lax.scan` of [`train_step`][jaxprob.nn.train_step] over shuffled
+  minibatches drawn from an explicit key); the Python loop over epochs checks the validation loss for early stopping
   and prints progress.
-* :func:`minimize` — full-batch optimisation of a smooth loss (L-BFGS by default) in one ``lax.while_loop``,
-  for convex problems solved to tolerance (linear-Gaussian likelihood, softmax regression).
-* :func:`save_model` / :func:`load_model` — checkpoints: the leaves serialised by ``eqx.tree_serialise_leaves``
-  behind a small header (format version, payload length, SHA-256), written atomically.
+* [`minimize`][jaxprob.nn.minimize] — full-batch optimisation of a smooth loss (L-BFGS by default) in one
+  `lax.while_loop`, for convex problems solved to tolerance (linear-Gaussian likelihood, softmax regression).
+* [`save_model`][jaxprob.nn.save_model] / [`load_model`][jaxprob.nn.load_model] — checkpoints: the leaves serialised by
+  `eqx.tree_serialise_leaves` behind a small header (format version, payload length, SHA-256), written atomically.
 
-The optional L2 penalty is :math:`\lambda \sum_W \lVert W \rVert_F^2` over the floating leaves of rank
-:math:`\ge 2` (weight matrices; biases are not penalised).
+The optional L2 penalty is $\lambda \sum_W \lVert W \rVert_F^2$ over the floating leaves of rank
+$\ge 2$ (weight matrices; biases are not penalised).
 
 Loss functions and optimizers are static to the compiled programs (hashed by identity): pass the same function
-object and the same optimizer object on every call to reuse the compiled code. ``optimizer=None`` builds a
+object and the same optimizer object on every call to reuse the compiled code. `optimizer=None` builds a
 cached default, so repeated calls with defaults do not recompile either.
 """
 
@@ -32,13 +32,14 @@ import secrets
 import struct
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_int, check_key, is_tracer
@@ -67,19 +68,20 @@ ACTIVATIONS: dict[str, Callable] = {
     "softplus": jax.nn.softplus,
     "identity": lambda x: x,
 }
+"""Activation functions of the MLPs, by name."""
 
 
 # ----------------------------------------------------------------------------------------------------------
 # model
 # ----------------------------------------------------------------------------------------------------------
 class MLP(eqx.Module):
-    """Multilayer perceptron :math:`f(x) = W_L\\,\\phi(\\cdots \\phi(x W_1 + b_1) \\cdots) + b_L`.
+    r"""Multilayer perceptron $f(x) = W_L\,\phi(\cdots \phi(x W_1 + b_1) \cdots) + b_L$.
 
     Attributes:
-        weights: list of ``(in, out)`` matrices.
-        biases: list of ``(out,)`` vectors.
-        activation: name of the hidden activation (static), a key of :data:`ACTIVATIONS`.
-        final_activation: name of the output activation (static), ``"identity"`` for logits.
+        weights: list of `(in, out)` matrices.
+        biases: list of `(out,)` vectors.
+        activation: name of the hidden activation (static), a key of `ACTIVATIONS`.
+        final_activation: name of the output activation (static), `"identity"` for logits.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -103,8 +105,8 @@ class MLP(eqx.Module):
             out_size: number of outputs.
             hidden: widths of the hidden layers (empty for an affine map).
             key: a JAX PRNG key.
-            activation: hidden activation, a key of :data:`ACTIVATIONS`.
-            final_activation: output activation, a key of :data:`ACTIVATIONS`.
+            activation: hidden activation, a key of `ACTIVATIONS`.
+            final_activation: output activation, a key of `ACTIVATIONS`.
             dtype: floating dtype of the parameters (default: JAX's default float).
         """
         check_key(key)
@@ -136,7 +138,7 @@ class MLP(eqx.Module):
         return self.weights[-1].shape[1]
 
     def __call__(self, x):
-        """Outputs for ``x`` of shape ``(d,)`` or ``(n, d)`` (same leading shape, last axis ``out_size``).
+        """Outputs for `x` of shape `(d,)` or `(n, d)` (same leading shape, last axis `out_size`).
 
         Raises:
             ValueError: when the last axis of `x` is not `in_size` (a shape, so checked under `jit` too).
@@ -157,14 +159,14 @@ class MLP(eqx.Module):
 # ----------------------------------------------------------------------------------------------------------
 # penalty, step and epoch
 # ----------------------------------------------------------------------------------------------------------
-def l2_penalty(model) -> jax.Array:
-    r"""Sum of squares of the floating array leaves of rank :math:`\ge 2` (the weight matrices).
+def l2_penalty(model: Any) -> jax.Array:
+    r"""Sum of squares of the floating array leaves of rank $\ge 2$ (the weight matrices).
 
     Args:
-        model: any pytree (an ``eqx.Module``).
+        model: any pytree (an `eqx.Module`).
 
     Returns:
-        Scalar :math:`\sum_W \lVert W \rVert_F^2`.
+        Scalar $\sum_W \lVert W \rVert_F^2$.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -203,20 +205,20 @@ def _step(model, opt_state, batch, loss_fn, optimizer, l2, key=None):
 
 @eqx.filter_jit
 def train_step(model, opt_state, batch, loss_fn, optimizer, l2=0.0, *, key=None):
-    """One optimisation step on one minibatch (compiled once per model structure, loss and optimizer).
+    r"""One optimisation step on one minibatch (compiled once per model structure, loss and optimizer).
 
     Args:
-        model: the model (an ``eqx.Module``); its inexact array leaves are trained.
-        opt_state: ``optimizer.init(eqx.filter(model, eqx.is_inexact_array))``.
+        model: the model (an `eqx.Module`); its inexact array leaves are trained.
+        opt_state: `optimizer.init(eqx.filter(model, eqx.is_inexact_array))`.
         batch: tuple of arrays sharing their leading axis.
-        loss_fn: ``loss_fn(model, batch) -> scalar`` (mean loss over the batch).
+        loss_fn: `loss_fn(model, batch) -> scalar` (mean loss over the batch).
         optimizer: an Optax gradient transformation.
-        l2: L2 penalty strength :math:`\\lambda`.
+        l2: L2 penalty strength $\lambda$.
         key: for a stochastic loss `loss_fn(model, batch, key) -> scalar`, the JAX PRNG key of this step;
             `None` (the default) calls `loss_fn(model, batch)`.
 
     Returns:
-        ``(model, opt_state, loss)`` where ``loss`` is the penalised loss before the step.
+        `(model, opt_state, loss)` where `loss` is the penalised loss before the step.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, equinox as eqx
@@ -279,13 +281,14 @@ def _evaluate(model, data, loss_fn, batch_size, key=None):
     return total / n
 
 
-def evaluate(model, loss_fn: Callable, data, *, batch_size: int = 4096, key=None) -> jax.Array:
-    """Mean of ``loss_fn`` over a data set, computed by chunks (exact when the loss is a per-sample mean).
+def evaluate(model: Any, loss_fn: Callable, data: tuple[ArrayLike, ...], *, batch_size: int = 4096,
+             key: jax.Array | None = None) -> jax.Array:
+    """Mean of `loss_fn` over a data set, computed by chunks (exact when the loss is a per-sample mean).
 
     Args:
         model: the model.
-        loss_fn: ``loss_fn(model, batch) -> scalar`` mean loss over a batch.
-        data: tuple of arrays sharing their leading axis ``n``.
+        loss_fn: `loss_fn(model, batch) -> scalar` mean loss over a batch.
+        data: tuple of arrays sharing their leading axis `n`.
         batch_size: chunk size (memory only; the result does not depend on it, except through the keys of a
             stochastic loss).
         key: for a stochastic loss `loss_fn(model, batch, key)`, a JAX PRNG key (chunk `i` gets
@@ -337,11 +340,11 @@ def _check_data(data, name):
 # the training loop
 # ----------------------------------------------------------------------------------------------------------
 class TrainInfo(NamedTuple):
-    """History of :func:`train`.
+    """History of [`train`][jaxprob.nn.train].
 
     Attributes:
-        train_loss: ``(n_epochs,)`` mean penalised minibatch loss of every epoch; NaN after ``n_epochs_run``.
-        val_loss: ``(n_epochs,)`` validation loss (unpenalised) after every epoch; all NaN without validation
+        train_loss: `(n_epochs,)` mean penalised minibatch loss of every epoch; NaN after `n_epochs_run`.
+        val_loss: `(n_epochs,)` validation loss (unpenalised) after every epoch; all NaN without validation
             data.
         n_epochs_run: number of epochs run.
         best_epoch: epoch (0-based) of the returned model: lowest validation loss, or the last epoch.
@@ -369,45 +372,46 @@ def _progress_line(epoch, n_epochs, loss, val, width=20):
     return text
 
 
-def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate: float = 1e-3,
-          n_epochs: int = 100, batch_size: int = 64, l2: float = 0.0, val_data=None,
-          patience: int | None = None, progress: bool | int = False, opt_state=None,
-          stochastic_loss: bool = False):
-    r"""Train a model by minibatch stochastic optimisation with Optax.
+def train(model: Any, loss_fn: Callable, data: tuple[ArrayLike, ...], *, key: jax.Array,
+          optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-3, n_epochs: int = 100,
+          batch_size: int = 64, l2: float = 0.0, val_data: tuple[ArrayLike, ...] | None = None,
+          patience: int | None = None, progress: bool | int = False, opt_state: optax.OptState | None = None,
+          stochastic_loss: bool = False) -> tuple[Any, TrainInfo]:
+    """Train a model by minibatch stochastic optimisation with Optax.
 
-    Each epoch visits a fresh random permutation of the samples in minibatches of ``batch_size`` (the last
+    Each epoch visits a fresh random permutation of the samples in minibatches of `batch_size` (the last
     partial batch is completed with samples from the start of the same permutation) and applies
-    :func:`train_step` to each, inside one compiled ``lax.scan``. After every epoch the validation loss is
-    computed when ``val_data`` is given; with ``patience`` the training stops after ``patience`` epochs
+    [`train_step`][jaxprob.nn.train_step] to each, inside one compiled `lax.scan`. After every epoch the validation loss
+    is computed when `val_data` is given; with `patience` the training stops after `patience` epochs
     without improvement and the best model is returned.
 
     Args:
-        model: an ``eqx.Module`` (or any pytree); its inexact array leaves are trained.
-        loss_fn: ``loss_fn(model, batch) -> scalar`` mean loss over ``batch``, a tuple of arrays sliced from
-            ``data``. Pass the same function object on every call to reuse the compiled epoch.
-        data: tuple of training arrays sharing their leading axis ``n`` (e.g. ``(x, y)`` or ``(x,)``).
+        model: an `eqx.Module` (or any pytree); its inexact array leaves are trained.
+        loss_fn: `loss_fn(model, batch) -> scalar` mean loss over `batch`, a tuple of arrays sliced from
+            `data`. Pass the same function object on every call to reuse the compiled epoch.
+        data: tuple of training arrays sharing their leading axis `n` (e.g. `(x, y)` or `(x,)`).
         key: a JAX PRNG key for the shuffling.
-        optimizer: an Optax gradient transformation; ``None`` means ``optax.adam(learning_rate)`` (cached).
-        learning_rate: used only when ``optimizer`` is ``None``.
+        optimizer: an Optax gradient transformation; `None` means `optax.adam(learning_rate)` (cached).
+        learning_rate: used only when `optimizer` is `None`.
         n_epochs: maximum number of epochs.
-        batch_size: minibatch size (capped at ``n``).
-        l2: non-negative L2 penalty strength on the weight matrices (see :func:`l2_penalty`).
-        val_data: optional tuple of validation arrays, same structure as ``data``.
-        patience: stop after this many epochs without a lower validation loss (needs ``val_data``).
-        progress: ``True`` prints a progress bar with the losses after every epoch, an integer ``k`` every
-            ``k`` epochs.
-        opt_state: optional optimizer state to resume from (default: a fresh ``optimizer.init``).
+        batch_size: minibatch size (capped at `n`).
+        l2: non-negative L2 penalty strength on the weight matrices (see [`l2_penalty`][jaxprob.nn.l2_penalty]).
+        val_data: optional tuple of validation arrays, same structure as `data`.
+        patience: stop after this many epochs without a lower validation loss (needs `val_data`).
+        progress: `True` prints a progress bar with the losses after every epoch, an integer `k` every
+            `k` epochs.
+        opt_state: optional optimizer state to resume from (default: a fresh `optimizer.init`).
         stochastic_loss: the loss is random, `loss_fn(model, batch, key) -> scalar` (e.g. a variational bound
             estimated with reparameterised draws): every step gets its own key, drawn from `key` apart from the
             shuffling, and the validation loss of every epoch uses one fixed key, so that the epochs are compared
             on the same draws.
 
     Returns:
-        ``(model, info)``: the trained model (the best one on validation data when ``val_data`` is given) and
-        a :class:`TrainInfo`.
+        `(model, info)`: the trained model (the best one on validation data when `val_data` is given) and
+        a [`TrainInfo`][jaxprob.nn.TrainInfo].
 
     Raises:
-        ValueError: naming the array and the first sample, when ``data`` or ``val_data`` holds NaN or
+        ValueError: naming the array and the first sample, when `data` or `val_data` holds NaN or
             infinite values (checked before training).
         FloatingPointError: naming the epoch and the step, when a minibatch loss becomes NaN or infinite during
             training (divergence); the training stops there.
@@ -505,14 +509,14 @@ def train(model, loss_fn: Callable, data, *, key, optimizer=None, learning_rate:
 # full-batch minimisation
 # ----------------------------------------------------------------------------------------------------------
 class MinimizeInfo(NamedTuple):
-    """Diagnostics of :func:`minimize` (a pytree of arrays).
+    """Diagnostics of [`minimize`][jaxprob.nn.minimize] (a pytree of arrays).
 
     Attributes:
-        converged: bool, the gradient norm fell below ``tol``.
+        converged: bool, the gradient norm fell below `tol`.
         n_iter: number of iterations run.
         loss: final loss value.
         grad_norm: final Euclidean norm of the gradient.
-        loss_trace: ``(max_iter,)`` loss before every iteration; NaN after ``n_iter``.
+        loss_trace: `(max_iter,)` loss before every iteration; NaN after `n_iter`.
         nonfinite: bool, a non-finite loss or gradient stopped the iterations (the last finite parameters are
             returned).
     """
@@ -560,25 +564,26 @@ def _minimize(fun, params, args, optimizer, max_iter, tol):
     return p, MinimizeInfo(gn <= tol, it, v, gn, trace, bad)
 
 
-def minimize(fun: Callable, params, *args, optimizer=None, max_iter: int = 500, tol: float = 1e-6):
-    r"""Minimise a smooth function of a pytree of parameters with a full-batch Optax optimizer.
+def minimize(fun: Callable, params: Any, *args: Any, optimizer: optax.GradientTransformation | None = None,
+             max_iter: int = 500, tol: float = 1e-6) -> tuple[Any, MinimizeInfo]:
+    """Minimise a smooth function of a pytree of parameters with a full-batch Optax optimizer.
 
-    Runs ``optimizer`` (L-BFGS with a zoom line search by default) inside one ``lax.while_loop`` until the
-    gradient norm is at most ``tol`` or ``max_iter`` iterations. Any Optax transformation works
-    (``optax.adam``, ``optax.sgd``...); the loss value, gradient and ``value_fn`` are passed to ``update`` as
+    Runs `optimizer` (L-BFGS with a zoom line search by default) inside one `lax.while_loop` until the
+    gradient norm is at most `tol` or `max_iter` iterations. Any Optax transformation works
+    (`optax.adam`, `optax.sgd`...); the loss value, gradient and `value_fn` are passed to `update` as
     extra arguments, as line searches need.
 
     Args:
-        fun: ``fun(params, *args) -> scalar``. Pass the same function object on every call to reuse the
+        fun: `fun(params, *args) -> scalar`. Pass the same function object on every call to reuse the
             compiled loop.
         params: initial parameters (a pytree of floating arrays).
-        *args: data passed to ``fun`` (arrays).
-        optimizer: an Optax gradient transformation; ``None`` means ``optax.lbfgs()`` (cached).
+        *args: data passed to `fun` (arrays).
+        optimizer: an Optax gradient transformation; `None` means `optax.lbfgs()` (cached).
         max_iter: hard limit on iterations (static: the loss trace has this length).
-        tol: stop when the Euclidean norm of the gradient is at most ``tol``.
+        tol: stop when the Euclidean norm of the gradient is at most `tol`.
 
     Returns:
-        ``(params, info)``: the minimiser and a :class:`MinimizeInfo`.
+        `(params, info)`: the minimiser and a [`MinimizeInfo`][jaxprob.nn.MinimizeInfo].
 
     Examples:
         >>> import jax.numpy as jnp
@@ -624,7 +629,7 @@ class CheckpointError(ValueError):
     or not matching the structure it is loaded into. The message names the file and the reason."""
 
 
-def save_model(path, model) -> None:
+def save_model(path: str | os.PathLike, model: Any) -> None:
     """Save the array leaves of a model (or any pytree, e.g. an optimizer state) as a checkpoint, atomically.
 
     The file holds a header (format version [CHECKPOINT_VERSION][jaxprob.nn.CHECKPOINT_VERSION], payload length,
@@ -711,7 +716,7 @@ def _read_checkpoint(path: str) -> bytes:
     return payload
 
 
-def load_model(path, like):
+def load_model(path: str | os.PathLike, like: Any) -> Any:
     """Load a checkpoint written by [save_model][jaxprob.nn.save_model] into a pytree of the same structure.
 
     The file is verified before anything is deserialised: its header, length and SHA-256.

@@ -13,12 +13,9 @@ network code, through one rule, [matmul_precision][jaxprob.numerics.matmul_preci
   `"BF16_BF16_F32_X3"` (three bfloat16 passes, about $10^{-5}$) or `"bfloat16"` (the backend's default).
 
 The choice is read when a function is traced. JAX's own context is part of the cache key of `jax.jit`, so a
-program compiled under one precision is never reused under another. Example:
-
-```python
-with jax.default_matmul_precision("tensorfloat32"):
-    model, info = jaxprob.mixture.fit(x, 16, key=key)   # faster on a GPU, less accurate
-```
+program compiled under one precision is never reused under another: for example
+`with jax.default_matmul_precision("tensorfloat32"): model, info = jaxprob.mixture.fit(x, 16, key=key)` is
+faster on a GPU and less accurate.
 
 **Deterministic sums.** Per-cluster sums by scatter-add are not deterministic on GPUs (atomic additions in any
 order). [segment_sum][jaxprob.numerics.segment_sum] computes them by XLA's scatter on CPUs, where it runs
@@ -43,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend import core as jex_core
+from jax.typing import ArrayLike
 
 __all__ = [
     "DEFAULT_PRECISION",
@@ -80,7 +78,7 @@ def matmul_precision() -> Any:
     return DEFAULT_PRECISION if chosen is None else chosen
 
 
-def matmul(a, b) -> jax.Array:
+def matmul(a: ArrayLike, b: ArrayLike) -> jax.Array:
     """`jnp.matmul(a, b)` at the policy's precision ([matmul_precision][jaxprob.numerics.matmul_precision]).
 
     Args:
@@ -99,7 +97,7 @@ def matmul(a, b) -> jax.Array:
     return jnp.matmul(a, b, precision=matmul_precision())
 
 
-def einsum(subscripts: str, *operands) -> jax.Array:
+def einsum(subscripts: str, *operands: ArrayLike) -> jax.Array:
     """`jnp.einsum` at the policy's precision ([matmul_precision][jaxprob.numerics.matmul_precision]).
 
     Args:
@@ -118,7 +116,7 @@ def einsum(subscripts: str, *operands) -> jax.Array:
     return jnp.einsum(subscripts, *operands, precision=matmul_precision())
 
 
-def one_hot_segment_sum(data, segment_ids, num_segments: int) -> jax.Array:
+def one_hot_segment_sum(data: ArrayLike, segment_ids: ArrayLike, num_segments: int) -> jax.Array:
     r"""Per-segment sums as the product of a one-hot matrix with `data`, at full precision.
 
     $s_k = \sum_i [z_i = k]\, d_i$ as $E^\top d$ with $E_{ik} = [z_i = k]$: the additions run in a fixed order on
@@ -147,7 +145,7 @@ def one_hot_segment_sum(data, segment_ids, num_segments: int) -> jax.Array:
     return out.reshape((num_segments,) + data.shape[1:])
 
 
-def segment_sum(data, segment_ids, num_segments: int) -> jax.Array:
+def segment_sum(data: ArrayLike, segment_ids: ArrayLike, num_segments: int) -> jax.Array:
     """Deterministic per-segment sums on every backend (same input, same bits).
 
     On CPUs, XLA's scatter-add (`jax.ops.segment_sum`), which runs sequentially there; on GPUs and TPUs,
@@ -179,7 +177,7 @@ def segment_sum(data, segment_ids, num_segments: int) -> jax.Array:
     return lax.platform_dependent(jnp.asarray(data), jnp.asarray(segment_ids), cpu=scatter, default=one_hot)
 
 
-def add_at(target, indices, values) -> jax.Array:
+def add_at(target: ArrayLike, indices: ArrayLike, values: ArrayLike) -> jax.Array:
     """Deterministic `target.at[indices].add(values)` along the first axis on every backend.
 
     On CPUs, XLA's scatter-add (sequential there); on GPUs and TPUs, `target` plus the
@@ -241,7 +239,7 @@ def _is_default(precision) -> bool:
     return precision == lax.DotAlgorithmPreset.DEFAULT
 
 
-def default_precision_dots(fn: Callable, *args, **kwargs) -> list[str]:
+def default_precision_dots(fn: Callable, *args: Any, **kwargs: Any) -> list[str]:
     """The float32 matrix products of `fn(*args, **kwargs)` that run at the backend's default precision.
 
     Traces `fn` (no computation) and walks its jaxpr, including the bodies of loops, conditionals, nested `jit`s,

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxprob import numerics
 from jaxprob._validation import as_float_array, check_int
@@ -42,14 +43,14 @@ size (512 KiB in float32)."""
 
 
 class LloydPass(NamedTuple):
-    """The outputs of one fused Lloyd pass (a pytree of arrays).
+    r"""The outputs of one fused Lloyd pass (a pytree of arrays).
 
     Attributes:
         labels: `(n,)` int32 index of the closest centroid (lowest index among ties).
-        distances: `(n,)` squared distance to it, from the expanded form $\\lVert x\\rVert^2 - 2 x^\\top c +
-            \\lVert c\\rVert^2$ (clipped at 0).
-        sums: `(K, D)` per-cluster weighted sums $\\sum_{i: z_i = k} w_i x_i$.
-        counts: `(K,)` per-cluster weights $\\sum_{i: z_i = k} w_i$.
+        distances: `(n,)` squared distance to it, from the expanded form $\lVert x\rVert^2 - 2 x^\top c +
+            \lVert c\rVert^2$ (clipped at 0).
+        sums: `(K, D)` per-cluster weighted sums $\sum_{i: z_i = k} w_i x_i$.
+        counts: `(K,)` per-cluster weights $\sum_{i: z_i = k} w_i$.
     """
 
     labels: jax.Array
@@ -62,7 +63,7 @@ def _pow2(v: int, least: int) -> int:
     return max(least, 1 << max(0, math.ceil(math.log2(max(v, 1)))))
 
 
-def supported(n_clusters: int, n_features: int, dtype) -> bool:
+def supported(n_clusters: int, n_features: int, dtype: DTypeLike) -> bool:
     """Whether the kernel handles this problem: float32 data, padded `K x D` at most
     [MAX_PARTIAL_ENTRIES][jaxprob.pallas_kmeans.MAX_PARTIAL_ENTRIES].
 
@@ -225,8 +226,9 @@ def _lloyd_pass(x, w, c, x_sq, *, block_rows: int, block_clusters: int, n_segmen
     return LloydPass(labels[:n], dist[:n], jnp.sum(sums, axis=0)[:k, :d], jnp.sum(counts, axis=0)[:k])
 
 
-def lloyd_pass(x, centroids, *, sample_weight=None, x_sq=None, block_rows: int = 64, block_clusters: int = 64,
-               n_segments: int = 512, interpret: bool | None = None) -> LloydPass:
+def lloyd_pass(x: ArrayLike, centroids: ArrayLike, *, sample_weight: ArrayLike | None = None,
+               x_sq: ArrayLike | None = None, block_rows: int = 64, block_clusters: int = 64, n_segments: int = 512,
+               interpret: bool | None = None) -> LloydPass:
     """One fused Lloyd pass: labels, squared distances, per-cluster weighted sums and weights.
 
     Compiled on a GPU or TPU; elsewhere (a CPU) it runs in Pallas interpret mode, which is slow and meant for

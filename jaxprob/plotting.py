@@ -5,12 +5,20 @@ matplotlib is imported lazily, inside the functions, so importing jaxprob stays 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+from jaxprob.em import Mixture
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["covariance_ellipses", "dense_covariances"]
 
 
-def dense_covariances(params) -> np.ndarray:
+def dense_covariances(params: Mixture) -> np.ndarray:
     """`(K, D, D)` covariance matrices of a Gaussian [`Mixture`][jaxprob.em.Mixture], whatever its covariance type.
 
     Args:
@@ -38,7 +46,9 @@ def dense_covariances(params) -> np.ndarray:
     return np.stack([c * np.eye(d) for c in cov])
 
 
-def covariance_ellipses(ax, params, *, dims=(0, 1), n_std=(1.0, 2.0), colors=None, **kwargs):
+def covariance_ellipses(ax: Axes, params: Mixture, *, dims: tuple[int, int] = (0, 1),
+                        n_std: Sequence[float] = (1.0, 2.0), colors: Sequence[Any] | None = None,
+                        **kwargs: Any) -> Axes:
     r"""Draw the $n\sigma$ ellipses $(x-\mu_k)^\top\Sigma_k^{-1}(x-\mu_k) = n^2$ of every component,
     projected on two coordinates, and mark the means.
 

@@ -43,6 +43,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.typing import ArrayLike
 
 from jaxprob import em, nn
 from jaxprob._validation import (
@@ -140,8 +142,8 @@ def _components(model, x):
     return model.components(x)
 
 
-def make_mixture(weights, coefs, intercepts, sigmas, *, shared_sigma: bool = False,
-                 min_sigma: float = 0.0) -> Mixture:
+def make_mixture(weights: ArrayLike, coefs: ArrayLike, intercepts: ArrayLike, sigmas: ArrayLike, *,
+                 shared_sigma: bool = False, min_sigma: float = 0.0) -> Mixture:
     r"""A mixture of $K$ linear regressions from its parameters (checked eagerly).
 
     Args:
@@ -248,7 +250,8 @@ def _fit_lg(x, y, w):
     return LinearGaussian(coef, intercept, jnp.sqrt(sigma2)), rank
 
 
-def fit_linear_gaussian(x, y, *, sample_weight=None, return_rank: bool = False):
+def fit_linear_gaussian(x: ArrayLike, y: ArrayLike, *, sample_weight: ArrayLike | None = None,
+                        return_rank: bool = False) -> LinearGaussian | tuple[LinearGaussian, jax.Array]:
     r"""Maximum-likelihood linear-Gaussian regression in closed form.
 
     $$\hat w = \arg\min_w \sum_i s_i (y_i - w_0 - w^\top x_i)^2, \qquad
@@ -308,7 +311,7 @@ def _log_prob(model, x, y):
 _log_prob_jit = jax.jit(_log_prob)
 
 
-def log_prob(x, y, model) -> jax.Array:
+def log_prob(x: ArrayLike, y: ArrayLike, model: LinearGaussian | HeteroscedasticGaussian | Mixture) -> jax.Array:
     r"""Predictive log-density $\log L(y \mid x)$ of a fitted model.
 
     Args:
@@ -337,7 +340,8 @@ def log_prob(x, y, model) -> jax.Array:
     return _log_prob_jit(model, x.astype(dtype), y.astype(dtype))
 
 
-def negative_log_likelihood(x, y, model) -> jax.Array:
+def negative_log_likelihood(x: ArrayLike, y: ArrayLike,
+                            model: LinearGaussian | HeteroscedasticGaussian | Mixture) -> jax.Array:
     r"""Mean negative log-likelihood $-\frac1n \sum_i \log L(y_i \mid x_i)$.
 
     For the linear-Gaussian model this is
@@ -367,7 +371,7 @@ def _predict_mean(model, x):
     return mu @ jnp.exp(log_w)
 
 
-def predict_mean(x, model) -> jax.Array:
+def predict_mean(x: ArrayLike, model: LinearGaussian | HeteroscedasticGaussian | Mixture) -> jax.Array:
     r"""Expectation of the predictive density, $\mathbb E[y \mid x] = \sum_k \pi_k \mu_k(x)$.
 
     Args:
@@ -409,7 +413,8 @@ def _predict_mode(model, x, n_iter):
     return jnp.take_along_axis(y, best[:, None], axis=1)[:, 0]
 
 
-def predict_mode(x, model, *, n_iter: int = 100) -> jax.Array:
+def predict_mode(x: ArrayLike, model: LinearGaussian | HeteroscedasticGaussian | Mixture, *,
+                 n_iter: int = 100) -> jax.Array:
     r"""Mode of the predictive density, $\arg\max_y L(y \mid x)$.
 
     Fixed-point iterations $y \leftarrow \sum_k \rho_k(y)\mu_k / \sum_k \rho_k(y)$ with
@@ -447,7 +452,8 @@ def _sample_y(key, model, x):
     return y, labels
 
 
-def sample_y(x, model, *, key) -> tuple[jax.Array, jax.Array]:
+def sample_y(x: ArrayLike, model: LinearGaussian | HeteroscedasticGaussian | Mixture, *,
+             key: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Draws from the predictive density: one $y_i \sim L(y \mid x_i)$ per row of `x`.
 
     For a mixture, a component $z_i \sim \pi$ is drawn first, then
@@ -484,7 +490,7 @@ def _grid_mode_and_mean(y_grid, log_density):
     return mode, mean
 
 
-def grid_mode_and_mean(y_grid, log_density) -> tuple[jax.Array, jax.Array]:
+def grid_mode_and_mean(y_grid: ArrayLike, log_density: ArrayLike) -> tuple[jax.Array, jax.Array]:
     r"""Mode and expectation of any 1-D density tabulated on a grid (numerical check of the two predictions).
 
     Mode: the grid point of highest density. Expectation: $\int y\,p(y)\,dy / \int p(y)\,dy$ by the
@@ -533,7 +539,8 @@ def _hetero_nll(p, x, y):
     return jnp.mean(log_sigma + 0.5 * _LOG_2PI + 0.5 * r * r)
 
 
-def fit_linear_gaussian_optax(x, y, *, optimizer=None, max_iter: int = 500, tol: float = 1e-6):
+def fit_linear_gaussian_optax(x: ArrayLike, y: ArrayLike, *, optimizer: optax.GradientTransformation | None = None,
+                              max_iter: int = 500, tol: float = 1e-6) -> tuple[LinearGaussian, nn.MinimizeInfo]:
     r"""Linear-Gaussian regression by minimising the mean negative log-likelihood with Optax.
 
     The parameters are $(w, w_0, \log\sigma)$, started at $w = 0$, $w_0 = \bar y$, $\sigma = \operatorname{sd}(y)$;
@@ -569,7 +576,8 @@ def fit_linear_gaussian_optax(x, y, *, optimizer=None, max_iter: int = 500, tol:
     return LinearGaussian(coef, intercept, jnp.exp(log_sigma)), info
 
 
-def fit_heteroscedastic(x, y, *, optimizer=None, max_iter: int = 500, tol: float = 1e-6):
+def fit_heteroscedastic(x: ArrayLike, y: ArrayLike, *, optimizer: optax.GradientTransformation | None = None,
+                        max_iter: int = 500, tol: float = 1e-6) -> tuple[HeteroscedasticGaussian, nn.MinimizeInfo]:
     r"""Heteroscedastic regression, $\log\sigma(x) = a_0 + a^\top x$, by minimising the NLL with Optax.
 
     $$\text{NLL} = \frac1n \sum_i \Big[\log\sigma(x_i) + \tfrac12\log 2\pi
@@ -665,8 +673,8 @@ def _init_jit(key, x, y, w, family, k):
     return _init_model(key, x, y, w, k, family)
 
 
-def init_mixture(x, y, n_components: int, *, key, shared_sigma: bool = False, min_sigma: float | None = None,
-                 sample_weight=None) -> Mixture:
+def init_mixture(x: ArrayLike, y: ArrayLike, n_components: int, *, key: jax.Array, shared_sigma: bool = False,
+                 min_sigma: float | None = None, sample_weight: ArrayLike | None = None) -> Mixture:
     r"""The starting model of one restart of [fit_mixture][jaxprob.regression.fit_mixture].
 
     Each component is the least-squares line through $d + 1$ distinct random samples (drawn with probabilities
@@ -728,9 +736,10 @@ def _fit_mixture(key, x, y, w, family, tol, start, k, n_init, max_iter, callback
     return _final(x, y, ww, model, info)
 
 
-def fit_mixture(x, y, n_components: int, *, key=None, n_init: int = 10, max_iter: int = 300, tol: float = 1e-6,
-                shared_sigma: bool = False, min_sigma: float | None = None, sample_weight=None,
-                init_params: Mixture | None = None, callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
+def fit_mixture(x: ArrayLike, y: ArrayLike, n_components: int, *, key: jax.Array | None = None, n_init: int = 10,
+                max_iter: int = 300, tol: float = 1e-6, shared_sigma: bool = False, min_sigma: float | None = None,
+                sample_weight: ArrayLike | None = None, init_params: Mixture | None = None,
+                callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
     r"""Fit a mixture of $K$ linear regressions by EM, with `n_init` restarts run as one vmapped program.
 
     The fit is the engine's ([jaxprob.em.fit_from][]) with the linear-regression family: one `lax.while_loop`
@@ -803,7 +812,7 @@ def _resp_jit(model, x, y):
     return jax.nn.softmax(lp, axis=1)
 
 
-def responsibilities(x, y, model: Mixture) -> jax.Array:
+def responsibilities(x: ArrayLike, y: ArrayLike, model: Mixture) -> jax.Array:
     r"""Posterior probabilities of the hidden component, $r_{ik} = P(k \mid x_i, y_i)$ (the E-step).
 
     Args:
@@ -832,7 +841,8 @@ def _em_step_jit(model, x, y, w):
     return em.step(em.prepare((x, y), model.family, w), model)
 
 
-def em_step(x, y, model: Mixture, *, sample_weight=None) -> tuple[Mixture, jax.Array]:
+def em_step(x: ArrayLike, y: ArrayLike, model: Mixture, *,
+            sample_weight: ArrayLike | None = None) -> tuple[Mixture, jax.Array]:
     """One EM iteration: responsibilities, then a weighted least-squares line per component.
 
     The family of `model` gives the rules of the M-step (`shared_sigma`, `min_sigma`). In a loop of your own,

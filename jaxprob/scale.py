@@ -32,14 +32,15 @@ import functools
 import math
 import mmap
 import os
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from jax.typing import ArrayLike
 
 from jaxprob import em, families, kmeans, mixture, numerics
 from jaxprob._validation import (
@@ -124,7 +125,8 @@ class OnlineInfo(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # meshes and sharded data
 # ----------------------------------------------------------------------------------------------------------
-def sample_mesh(n_devices: int | None = None, *, axis_name: str = "samples", devices=None):
+def sample_mesh(n_devices: int | None = None, *, axis_name: str = "samples",
+                devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
     """A 1-D device mesh whose single axis splits the samples.
 
     Args:
@@ -219,7 +221,8 @@ def _pad_rows(x, w, n_pad):
 _pad_jit = jax.jit(_pad_rows, static_argnums=(2,))
 
 
-def shard_samples(x, mesh, *, sample_weight=None):
+def shard_samples(x: ArrayLike, mesh: jax.sharding.Mesh, *,
+                  sample_weight: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     """Place `(n, D)` data on a 1-D mesh, split along the samples; rows are padded with weight 0 to a multiple of
     the number of devices.
 
@@ -320,10 +323,11 @@ def _as_dtype(tree, dtype):
                         else a, tree)
 
 
-def fit_sharded(x, n_components: int, *, mesh=None, key=None, family: Family | None = None,
-                covariance_type: str | None = None, n_init: int = 1, init_method: str = "kmeans++",
-                init_params: Mixture | None = None, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
-                sample_weight=None, callback=None):
+def fit_sharded(x: ArrayLike, n_components: int, *, mesh: jax.sharding.Mesh | None = None, key: jax.Array | None = None,
+                family: Family | None = None, covariance_type: str | None = None, n_init: int = 1,
+                init_method: str = "kmeans++", init_params: Mixture | None = None, max_iter: int = 100,
+                tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight: ArrayLike | None = None,
+                callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
     r"""EM for a Gaussian mixture with the samples split over the devices of a 1-D mesh (`shard_map` + `psum`).
 
     Same model, iteration, stopping rule and outputs as [`jaxprob.mixture.fit`][jaxprob.mixture.fit]: every device
@@ -484,9 +488,10 @@ def _sharded_lloyd_program(mesh, max_iter: int):
     return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(axis), P(), P()), out_specs=out))
 
 
-def kmeans_fit_sharded(x, n_clusters: int, *, mesh=None, key=None, init_method: str = "kmeans++",
-                       init_centroids=None, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4,
-                       sample_weight=None):
+def kmeans_fit_sharded(x: ArrayLike, n_clusters: int, *, mesh: jax.sharding.Mesh | None = None,
+                       key: jax.Array | None = None, init_method: str = "kmeans++",
+                       init_centroids: ArrayLike | None = None, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4,
+                       sample_weight: ArrayLike | None = None) -> tuple[kmeans.KMeans, kmeans.KMeansInfo]:
     r"""Lloyd's k-means with the samples split over the devices of a 1-D mesh (`shard_map` + `psum`).
 
     Each device assigns its samples to the closest centroid and computes the per-cluster weighted sums
@@ -635,7 +640,8 @@ def _check_chunk_arrays(xc, wc, where, d, check_values: bool, validate=None):
     return xc, wc
 
 
-def iter_chunks(data, *, chunk_size: int | None = None, sample_weight=None):
+def iter_chunks(data: ArrayLike | Callable[[], Iterable[Any]], *, chunk_size: int | None = None,
+                sample_weight: ArrayLike | None = None) -> Iterator[tuple[ArrayLike, ArrayLike | None]]:
     """One pass over the data, chunk by chunk: yields `(x_chunk, w_chunk)` pairs (`w_chunk` may be None).
 
     `data` is either an array of shape `(n, D)` — NumPy, `np.memmap` or JAX, read `chunk_size` rows at a
@@ -759,8 +765,9 @@ def _zeros_like_stats(model, center, x0, w0):
     return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
 
-def fit_chunked(data, init_params: Mixture, *, chunk_size: int | None = None, sample_weight=None,
-                max_iter: int = 100, tol: float = 1e-3, callback=None):
+def fit_chunked(data: ArrayLike | Callable[[], Iterable[Any]], init_params: Mixture, *, chunk_size: int | None = None,
+                sample_weight: ArrayLike | None = None, max_iter: int = 100, tol: float = 1e-3,
+                callback: Callable | None = None) -> tuple[Mixture, FitInfo]:
     r"""Exact EM over data read chunk by chunk (larger than memory): one pass over the chunks is one EM iteration.
 
     Works for every family: a pass adds the additive statistics of the chunks (`jax.tree.map(jnp.add, ...)`, one
@@ -876,8 +883,9 @@ def _lloyd_chunk_jit(acc, x, w, c, center):
     return a_sums + sums, a_counts + counts, a_inert + inert, tuple(u + v for u, v in zip(a_mom, mom, strict=True))
 
 
-def kmeans_fit_chunked(data, init_centroids, *, chunk_size: int | None = None, sample_weight=None,
-                       max_iter: int = 300, tol: float = 1e-4):
+def kmeans_fit_chunked(data: ArrayLike | Callable[[], Iterable[Any]], init_centroids: ArrayLike, *,
+                       chunk_size: int | None = None, sample_weight: ArrayLike | None = None, max_iter: int = 300,
+                       tol: float = 1e-4) -> tuple[kmeans.KMeans, kmeans.KMeansInfo]:
     """Exact Lloyd iterations over data read chunk by chunk: one pass is one full-batch Lloyd step.
 
     Each pass adds, over the chunks, the per-cluster weighted sums, weights and the inertia of the current
@@ -1016,7 +1024,8 @@ def _check_step_size(kappa, t0):
         raise ValueError(f"`t0` must be a finite number >= 1 (so that every step size is at most 1), got {t0}")
 
 
-def online_em_step(state: OnlineEMState, x_batch, *, kappa: float = 0.6, t0: float = 1.0, sample_weight=None):
+def online_em_step(state: OnlineEMState, x_batch: ArrayLike, *, kappa: float = 0.6, t0: float = 1.0,
+                   sample_weight: ArrayLike | None = None) -> tuple[OnlineEMState, jax.Array]:
     r"""One stepwise-EM update (Cappé and Moulines, 2009) from a batch.
 
     With $\hat s_t$ the batch's sufficient statistics divided by its total weight and
@@ -1069,8 +1078,8 @@ def _stream(batches, n_epochs):
         yield from batches
 
 
-def fit_online(batches, init_params: Mixture, *, kappa: float = 0.6, t0: float = 1.0, n_epochs: int = 1,
-               callback=None):
+def fit_online(batches: Iterable[Any] | Callable[[], Iterable[Any]], init_params: Mixture, *, kappa: float = 0.6,
+               t0: float = 1.0, n_epochs: int = 1, callback: Callable | None = None) -> tuple[Mixture, OnlineInfo]:
     """Stepwise EM over a stream of batches (each `x` or `(x, sample_weight)`), one
 [`online_em_step`][jaxprob.scale.online_em_step] per
     batch; a batch shorter than the first is padded with weight-0 rows, so the step compiles once.
@@ -1136,7 +1145,8 @@ def _stream_pieces(batches, n_epochs, d, dtype, validate=None):
             yield xa, wa
 
 
-def kmeans_fit_stream(batches, init_centroids, *, n_epochs: int = 1):
+def kmeans_fit_stream(batches: Iterable[Any] | Callable[[], Iterable[Any]], init_centroids: ArrayLike, *,
+                      n_epochs: int = 1) -> tuple[kmeans.MiniBatchState, OnlineInfo]:
     """Mini-batch k-means ([`jaxprob.kmeans.minibatch_step`][jaxprob.kmeans.minibatch_step]) over a stream of batches
 (each `x` or
     `(x, sample_weight)`); a batch shorter than the first is padded with weight-0 rows (one compilation).
@@ -1180,7 +1190,8 @@ def _em_steps_jit(x, w, params, n_steps):
     return jax.lax.scan(lambda m, _: em.step(prepared, m), params, None, length=n_steps)
 
 
-def em_steps(x, params: Mixture, n_steps: int, *, sample_weight=None):
+def em_steps(x: ArrayLike, params: Mixture, n_steps: int, *,
+             sample_weight: ArrayLike | None = None) -> tuple[Mixture, jax.Array]:
     r"""A fixed number of EM iterations under `lax.scan`: differentiable with respect to `x`, `params` (and the
     weights).
 

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob import em, kmeans
 from jaxprob._validation import check_choice, check_int, check_key, check_sample_weight, is_tracer
@@ -45,7 +46,9 @@ from jaxprob.families.gaussian import gaussian
 __all__ = ["CRITERIA", "INIT_METHODS", "SelectionResult", "fit_grid", "cell_params"]
 
 CRITERIA = ("bic", "aic", "heldout")
+"""Model-selection criteria: BIC and AIC (lower wins) and held-out log-likelihood (higher wins)."""
 INIT_METHODS = ("kmeans++", "random")
+"""Starts of the grid's cells: nearest k-means++ seeds, or random responsibilities."""
 
 
 class SelectionResult(NamedTuple):
@@ -175,10 +178,11 @@ def _as_tuple(value, name, convert):
     return items
 
 
-def fit_grid(x, n_components, *, key, covariance_types: Sequence[str] | str = COVARIANCE_TYPES,
-             families: Sequence[Family] | None = None, n_init: int = 1, x_val=None, criterion: str = "bic",
-             init_method: str = "kmeans++", max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
-             sample_weight=None, val_weight=None) -> SelectionResult:
+def fit_grid(x: ArrayLike, n_components: int | Sequence[int], *, key: jax.Array,
+             covariance_types: Sequence[str] | str = COVARIANCE_TYPES, families: Sequence[Family] | None = None,
+             n_init: int = 1, x_val: ArrayLike | None = None, criterion: str = "bic", init_method: str = "kmeans++",
+             max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, sample_weight: ArrayLike | None = None,
+             val_weight: ArrayLike | None = None) -> SelectionResult:
     """Fit every (covariance type, number of components, restart) of a grid by EM in one compiled program and
     score each cell by BIC, AIC and held-out log-likelihood.
 

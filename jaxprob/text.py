@@ -37,15 +37,22 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import check_choice, check_int
 
 __all__ = ["UNK", "BOS", "EOS", "Vocabulary", "tokenize", "build_vocabulary", "encode", "decode"]
 
-UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+UNK = "<unk>"
+"""The token of words outside the vocabulary."""
+BOS = "<s>"
+"""The token that starts a sentence."""
+EOS = "</s>"
+"""The token that ends a sentence."""
 _RESERVED = (UNK, BOS, EOS)
 
 _APOSTROPHES = frozenset("'\u2019\u02bc")
@@ -251,7 +258,8 @@ def _check_sentences(sentences, name: str = "sentences") -> None:
                 raise TypeError(f"`{name}[{i}]` must hold str tokens, got {type(tok).__name__}")
 
 
-def build_vocabulary(sentences, *, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+def build_vocabulary(sentences: Sequence[Sequence[str]], *, min_count: int = 1,
+                     max_size: int | None = None) -> Vocabulary:
     """Vocabulary of the tokens occurring at least `min_count` times, most frequent first.
 
     Args:
@@ -278,7 +286,7 @@ def build_vocabulary(sentences, *, min_count: int = 1, max_size: int | None = No
     return Vocabulary(_RESERVED + tuple(words))
 
 
-def encode(sentences, vocab: Vocabulary, *, order: int = 1):
+def encode(sentences: Sequence[Sequence[str]], vocab: Vocabulary, *, order: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Encode sentences as a padded batch with `order` `<s>` tokens before and one `</s>` after each.
 
     Args:
@@ -322,7 +330,8 @@ def _no_space_before(tok: str, prev: str, language: str | None) -> bool:
     return tok in _NO_SPACE_BEFORE
 
 
-def decode(ids, vocab: Vocabulary, *, capitalize: bool = True, language: str | None = "en") -> str:
+def decode(ids: Sequence[int] | ArrayLike, vocab: Vocabulary, *, capitalize: bool = True,
+           language: str | None = "en") -> str:
     """Map ids back to text: reserved tokens dropped (`</s>` ends a sentence), tokens joined by spaces.
 
     No space is written before closing punctuation (`, ; : . ! ? ) ]`) nor after an opening one

@@ -25,7 +25,8 @@ GALLERY = DOCS / "figures" / "gallery"
 
 # Modules whose docstrings docs/scripts/rst_to_md.py has converted to Markdown: their API pages must hold no reST
 # role, and their sources must stay converted. Add a module here once the script has run on it.
-CONVERTED = ["jaxprob", "jaxprob.autoencoder", "jaxprob.datasets", "jaxprob.decomposition", "jaxprob.plotting"]
+CONVERTED = ["jaxprob"] + [f"jaxprob.{name}" for name in jaxprob.__all__
+                           if isinstance(getattr(jaxprob, name), type(jaxprob))]
 
 REST = re.compile(r":(?:math|func|class|mod|data|meth|attr|obj|exc|ref):(?:`|<code>)|\.\. (?:math|note|code)::")
 
@@ -106,8 +107,8 @@ def test_converted_modules_stay_markdown():
     spec.loader.exec_module(rst_to_md)
     files = []
     for module in CONVERTED:
-        path = ROOT / (module.replace(".", "/") + ("/__init__.py" if module == "jaxprob" else ".py"))
-        files.append(str(path))
+        base = ROOT / module.replace(".", "/")
+        files += [str(p) for p in sorted(base.glob("*.py"))] if base.is_dir() else [str(base.with_suffix(".py"))]
     assert rst_to_md.main(["--check", *files]) == 0, "run docs/scripts/rst_to_md.py on them"
 
 

@@ -26,6 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import is_tracer
 from jaxprob.em import Family, keep_rows
@@ -37,10 +38,10 @@ __all__ = ["BernoulliParams", "Bernoulli", "bernoulli", "make_params"]
 
 
 class BernoulliParams(eqx.Module):
-    """Parameters of $K$ Bernoulli components (a pytree).
+    r"""Parameters of $K$ Bernoulli components (a pytree).
 
     Attributes:
-        probs: `(K, D)` success probabilities $p_{kd} = P(x_d = 1 \\mid k)$, strictly between 0 and 1.
+        probs: `(K, D)` success probabilities $p_{kd} = P(x_d = 1 \mid k)$, strictly between 0 and 1.
     """
 
     probs: jax.Array
@@ -170,7 +171,7 @@ def bernoulli(alpha: float = 1.0) -> Bernoulli:
     return Bernoulli(alpha)
 
 
-def make_params(probs) -> BernoulliParams:
+def make_params(probs: ArrayLike) -> BernoulliParams:
     """[BernoulliParams][jaxprob.families.bernoulli.BernoulliParams] from `(K, D)` probabilities in $(0, 1)$,
     checked eagerly (same as `bernoulli().make_params`).
 

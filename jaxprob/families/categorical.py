@@ -22,10 +22,13 @@ renormalised, which only acts when `alpha` is 0 or negligible, so that $\log 0$ 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import check_int, is_tracer
 from jaxprob.em import Family, keep_rows
@@ -125,7 +128,7 @@ class Categorical(Family):
 
     # ---- the E-step ----------------------------------------------------------------------------------------
     def _constants(self, x):
-        """`(n,)` $\\sum_b \\log n_b! - \\sum_v \\log x_v!$, the log multinomial coefficients."""
+        r"""`(n,)` $\sum_b \log n_b! - \sum_v \log x_v!$, the log multinomial coefficients."""
         seg = self._segments(x.shape[1])
         n_b = segment_sum(x.T, seg, len(self._sizes(x.shape[1])))
         return jnp.sum(jax.lax.lgamma(n_b + 1.0), axis=0) - jnp.sum(jax.lax.lgamma(x + 1.0), axis=1)
@@ -189,7 +192,7 @@ class Categorical(Family):
         return counts[:, :v]
 
 
-def categorical(alpha: float = 1.0, *, sizes=None, n_trials: int = 1) -> Categorical:
+def categorical(alpha: float = 1.0, *, sizes: Sequence[int] | None = None, n_trials: int = 1) -> Categorical:
     r"""The categorical / multinomial family, with `alpha` pseudo-counts per column (a symmetric Dirichlet prior).
 
     Args:
@@ -225,7 +228,7 @@ def categorical(alpha: float = 1.0, *, sizes=None, n_trials: int = 1) -> Categor
     return Categorical(alpha, sizes, n_trials)
 
 
-def make_params(probs, sizes=None) -> CategoricalParams:
+def make_params(probs: ArrayLike, sizes: Sequence[int] | None = None) -> CategoricalParams:
     """[CategoricalParams][jaxprob.families.categorical.CategoricalParams] from `(K, V)` probabilities whose
     blocks sum to one, checked eagerly (same as `categorical(sizes=sizes).make_params`).
 
@@ -244,7 +247,7 @@ def make_params(probs, sizes=None) -> CategoricalParams:
     return categorical(sizes=sizes).make_params(probs)
 
 
-def one_hot_features(x, n_categories=None):
+def one_hot_features(x: ArrayLike, n_categories: Sequence[int] | None = None) -> tuple[jax.Array, tuple[int, ...]]:
     """Integer categorical features as one-hot columns, with the block sizes for
     [categorical][jaxprob.families.categorical.categorical].
 

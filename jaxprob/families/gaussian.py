@@ -28,6 +28,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_choice, check_finite, is_tracer
 from jaxprob.densities import (
@@ -147,7 +148,8 @@ def _spherical_natural(u, mu):
     return -0.5 * p, p * mu
 
 
-def regularized_cholesky(cov, prec, reg):
+def regularized_cholesky(cov: ArrayLike, prec: ArrayLike,
+                         reg: float | ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Refactorise covariances that are not positive definite with a larger ridge.
 
     The ridge starts at `reg` (or $10^{-6}$ times the mean variance when `reg` is 0) and grows by $10^j$,
@@ -381,7 +383,7 @@ def gaussian(covariance_type: str = "full", reg_covar: float = 1e-6) -> Gaussian
     return Gaussian(covariance_type, reg_covar)
 
 
-def check_reg_covar(reg_covar) -> None:
+def check_reg_covar(reg_covar: float) -> None:
     """Raise a `TypeError` / `ValueError` unless `reg_covar` is a finite non-negative number (tracers pass)."""
     if is_tracer(reg_covar):
         return
@@ -391,7 +393,7 @@ def check_reg_covar(reg_covar) -> None:
         raise ValueError(f"`reg_covar` must be a finite non-negative number, got {reg_covar}")
 
 
-def make_params(means, covariances, covariance_type: str = "full") -> GaussianParams:
+def make_params(means: ArrayLike, covariances: ArrayLike, covariance_type: str = "full") -> GaussianParams:
     """Gaussian component parameters from means and covariances (the precision factors are computed).
 
     Args:

@@ -42,6 +42,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_finite, is_tracer
 from jaxprob.em import Family
@@ -64,12 +65,12 @@ _RIDGES = 6  # ridge sqrt(eps) * mean diagonal times 1, 10, ..., 1e5 for a singu
 
 
 class LinearRegressionParams(eqx.Module):
-    """Parameters of $K$ linear-Gaussian regressions (a pytree).
+    r"""Parameters of $K$ linear-Gaussian regressions (a pytree).
 
     Attributes:
         coefs: `(K, d)` slopes $w_k$.
         intercepts: `(K,)` intercepts $w_{k0}$.
-        sigmas: `(K,)` positive noise standard deviations $\\sigma_k$ (all equal for a shared noise level).
+        sigmas: `(K,)` positive noise standard deviations $\sigma_k$ (all equal for a shared noise level).
     """
 
     coefs: jax.Array
@@ -78,12 +79,12 @@ class LinearRegressionParams(eqx.Module):
 
 
 class LinearRegressionStats(NamedTuple):
-    """Sufficient statistics of responsibility-weighted data about the centre $c = (c_x, c_y)$ (a pytree).
+    r"""Sufficient statistics of responsibility-weighted data about the centre $c = (c_x, c_y)$ (a pytree).
 
     Attributes:
-        zz: `(K, d + 1, d + 1)` $A_k = \\sum_i r_{ik} z_i z_i^\\top$, $z_i = [x_i - c_x, 1]$.
-        zy: `(K, d + 1)` $b_k = \\sum_i r_{ik} z_i (y_i - c_y)$.
-        yy: `(K,)` $s_k = \\sum_i r_{ik} (y_i - c_y)^2$.
+        zz: `(K, d + 1, d + 1)` $A_k = \sum_i r_{ik} z_i z_i^\top$, $z_i = [x_i - c_x, 1]$.
+        zy: `(K, d + 1)` $b_k = \sum_i r_{ik} z_i (y_i - c_y)$.
+        yy: `(K,)` $s_k = \sum_i r_{ik} (y_i - c_y)^2$.
     """
 
     zz: jax.Array
@@ -104,13 +105,13 @@ def _symmetric(packed, d):
 
 
 def _gaussian_log_density(y, mu, sigmas):
-    """$\\log \\mathcal N(y \\mid \\mu, \\sigma^2)$ for `y` `(n, 1)`, `mu` `(n, K)`, `sigmas` `(K,)`."""
+    r"""$\log \mathcal N(y \mid \mu, \sigma^2)$ for `y` `(n, 1)`, `mu` `(n, K)`, `sigmas` `(K,)`."""
     z = (y - mu) / sigmas
     return -0.5 * _LOG_2PI - jnp.log(sigmas) - 0.5 * jnp.square(z)
 
 
 def _solve(zz, zy):
-    """$\\beta_k = A_k^{-1} b_k$ by Cholesky, with the ridge retries of the module notes for singular $A_k$.
+    r"""$\beta_k = A_k^{-1} b_k$ by Cholesky, with the ridge retries of the module notes for singular $A_k$.
 
     All candidates are factorised at once (one batched Cholesky: no data-dependent loop). Returns `(beta (K, p),
     regularized (K,))`."""
@@ -218,7 +219,7 @@ class LinearRegression(Family):
                                axis=1)
 
     def _centred(self, params: LinearRegressionParams, center):
-        """`(K, d + 1)` coefficients $\\beta_k$ of $y - c_y$ on $z = [x - c_x, 1]$."""
+        r"""`(K, d + 1)` coefficients $\beta_k$ of $y - c_y$ on $z = [x - c_x, 1]$."""
         cx, cy = center
         b0 = params.intercepts + jnp.matmul(params.coefs, cx, precision=_HIGHEST) - cy
         return jnp.concatenate([params.coefs, b0[:, None]], axis=1)
@@ -280,7 +281,7 @@ class LinearRegression(Family):
         )
 
     def sample_y(self, key, params: LinearRegressionParams, x, labels) -> jax.Array:
-        """Draws $y_j \\sim \\mathcal N(w_{z_j 0} + w_{z_j}^\\top x_j, \\sigma_{z_j}^2)$ (traceable).
+        r"""Draws $y_j \sim \mathcal N(w_{z_j 0} + w_{z_j}^\top x_j, \sigma_{z_j}^2)$ (traceable).
 
         Args:
             key: a PRNG key.
@@ -325,11 +326,11 @@ class LinearRegression(Family):
         return LinearRegressionStats(zz, zy, yy)
 
     def conditional_means(self, params: LinearRegressionParams, x) -> jax.Array:
-        """`(n, K)` means $\\mu_k(x_i) = w_{k0} + w_k^\\top x_i$ for covariates `x` `(n, d)`."""
+        r"""`(n, K)` means $\mu_k(x_i) = w_{k0} + w_k^\top x_i$ for covariates `x` `(n, d)`."""
         return jnp.matmul(x, params.coefs.T, precision=matmul_precision()) + params.intercepts
 
     def component_log_prob(self, x, params: LinearRegressionParams) -> jax.Array:
-        """`(n, K)` $\\log \\mathcal N(y_i \\mid \\mu_k(x_i), \\sigma_k^2)$ of raw data `x = (X, y)` (the evaluation
+        r"""`(n, K)` $\log \mathcal N(y_i \mid \mu_k(x_i), \sigma_k^2)$ of raw data `x = (X, y)` (the evaluation
         path of predict and score)."""
         xs, ys = x
         return _gaussian_log_density(ys[:, None], self.conditional_means(params, xs), params.sigmas)
@@ -363,7 +364,7 @@ def linear_regression(shared_sigma: bool = False, min_sigma: float = 0.0) -> Lin
     return LinearRegression(bool(shared_sigma), min_sigma)
 
 
-def make_params(coefs, intercepts, sigmas) -> LinearRegressionParams:
+def make_params(coefs: ArrayLike, intercepts: ArrayLike, sigmas: ArrayLike) -> LinearRegressionParams:
     """[LinearRegressionParams][jaxprob.families.linear_regression.LinearRegressionParams], checked eagerly.
 
     Args:

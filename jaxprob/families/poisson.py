@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxprob._validation import is_tracer
 from jaxprob.em import Family, keep_rows
@@ -30,10 +31,10 @@ __all__ = ["PoissonParams", "Poisson", "poisson", "make_params"]
 
 
 class PoissonParams(eqx.Module):
-    """Parameters of $K$ Poisson components (a pytree).
+    r"""Parameters of $K$ Poisson components (a pytree).
 
     Attributes:
-        rates: `(K, D)` positive rates $\\lambda_{kd}$ (the means of the counts).
+        rates: `(K, D)` positive rates $\lambda_{kd}$ (the means of the counts).
     """
 
     rates: jax.Array
@@ -149,7 +150,7 @@ def poisson(min_rate: float = 1e-6) -> Poisson:
     return Poisson(min_rate)
 
 
-def make_params(rates) -> PoissonParams:
+def make_params(rates: ArrayLike) -> PoissonParams:
     """[PoissonParams][jaxprob.families.poisson.PoissonParams] from `(K, D)` positive rates, checked eagerly.
 
     Args:

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma, gammaln
+from jax.typing import ArrayLike
 
 from jaxprob._validation import as_float_array, check_finite, check_int, is_tracer
 from jaxprob.densities import log_det_precisions_cholesky, precisions_cholesky
@@ -60,14 +61,14 @@ _FULL = COVARIANCE_TABLE["full"]
 
 
 class StudentTParams(eqx.Module):
-    """Parameters of $K$ Student-t components (a pytree).
+    r"""Parameters of $K$ Student-t components (a pytree).
 
     Attributes:
-        means: `(K, D)` locations $\\mu_k$ (the means when $\\nu_k > 1$).
-        covariances: `(K, D, D)` scale matrices $\\Sigma_k$ (the covariance is $\\Sigma_k \\nu_k / (\\nu_k - 2)$
-            when $\\nu_k > 2$).
-        precisions_cholesky: `(K, D, D)` upper-triangular $U_k$ with $\\Sigma_k^{-1} = U_k U_k^\\top$.
-        dof: `(K,)` degrees of freedom $\\nu_k$.
+        means: `(K, D)` locations $\mu_k$ (the means when $\nu_k > 1$).
+        covariances: `(K, D, D)` scale matrices $\Sigma_k$ (the covariance is $\Sigma_k \nu_k / (\nu_k - 2)$
+            when $\nu_k > 2$).
+        precisions_cholesky: `(K, D, D)` upper-triangular $U_k$ with $\Sigma_k^{-1} = U_k U_k^\top$.
+        dof: `(K,)` degrees of freedom $\nu_k$.
     """
 
     means: jax.Array
@@ -77,11 +78,11 @@ class StudentTParams(eqx.Module):
 
 
 def _dof_gap(nu):
-    """$\\log(\\nu/2) - \\psi(\\nu/2)$, positive and decreasing from $+\\infty$ to 0."""
+    r"""$\log(\nu/2) - \psi(\nu/2)$, positive and decreasing from $+\infty$ to 0."""
     return jnp.log(0.5 * nu) - digamma(0.5 * nu)
 
 
-def solve_dof(mean_stat, bounds=(0.1, 1000.0), n_steps: int = 60):
+def solve_dof(mean_stat: ArrayLike, bounds: tuple[float, float] = (0.1, 1000.0), n_steps: int = 60) -> jax.Array:
     r"""Solve the degrees-of-freedom equation $\log\frac{\nu}{2} - \psi(\frac{\nu}{2}) + 1 + \bar c = 0$ by
     bisection on $\log \nu$ (traceable; a fixed number of steps).
 
@@ -346,7 +347,7 @@ def student_t(dof: float = 10.0, *, estimate_dof: bool = True, reg_covar: float 
     return StudentT(dof, reg_covar, estimate_dof, (float(lo), float(hi)), n_bisection)
 
 
-def make_params(means, covariances, dof) -> StudentTParams:
+def make_params(means: ArrayLike, covariances: ArrayLike, dof: ArrayLike) -> StudentTParams:
     """[StudentTParams][jaxprob.families.student_t.StudentTParams] from locations, scale matrices and degrees of
     freedom, checked eagerly.
 
