@@ -11,10 +11,11 @@ Sections (markdown tables on stdout, and a JSON record with `--json PATH`):
    choices of `jaxprob.kmeans` (`_BACKENDS`): the default, the fused Pallas pass, packed labels, other chunk sizes;
    against a ten-line PyTorch Lloyd loop (matmul, argmin, index_add) on the same data when torch is installed.
    Floors: reading the samples once at the measured bandwidth, and the distance products at the measured rate.
-3. *Gaussian mixture, full covariances*: marginal time per EM iteration of `mixture.fit(init_params=..., tol=0)`,
+3. *The fused Pallas pass* (GPU / TPU only): one pass per block layout against one pure-JAX Lloyd step.
+4. *Gaussian mixture, full covariances*: marginal time per EM iteration of `mixture.fit(init_params=..., tol=0)`,
    against a PyTorch EM iteration (same model, from the same start) when torch is installed. Floor: the fused
    E-step reads the feature matrix `(N, D(D+1)/2 + D + 1)` twice per iteration (two matrix products).
-4. *Precision*: the error against float64 of 20 EM iterations (N=200k, D=16, K=16, the same start), 10 Lloyd
+5. *Precision*: the error against float64 of 20 EM iterations (N=200k, D=16, K=16, the same start), 10 Lloyd
    iterations (N=200k, D=16, K=64) and a KDE log-density, for each choice of `jax.default_matmul_precision`. On a
    CPU, which computes every float32 product in full, the reduced precisions are *emulated* by rounding the
    operands of each product (TF32: 10 mantissa bits; bfloat16: 7 bits; `BF16_BF16_F32_X3`: the three-product split)
@@ -37,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprob import kde, kmeans, mixture
+from jaxprob import kde, kmeans, mixture, pallas_kmeans
 
 BACKEND = jax.default_backend()
 ITERS = 5  # iterations of the shorter timed run (the longer runs twice as many)
@@ -176,6 +177,31 @@ def bench_kmeans(rates, quick, repeats):
         row["compute floor"] = 2 * n * d * k / rates["matmul_flops_highest"]
         rows.append(row)
         del x
+    return rows
+
+
+def bench_pallas_sweep(quick, repeats):
+    """One fused pass (`pallas_kmeans.lloyd_pass`) per block layout, against one pure-JAX Lloyd step (which also
+    moves the centroids): the data to choose the kernel's defaults on this device."""
+    cases = [(10_000_000, 16, 64), (10_000_000, 64, 1024)]
+    if quick:
+        cases = [(n // 100, d, k) for n, d, k in cases]
+    layouts = [(64, 64, 512), (128, 64, 512), (128, 128, 1024), (256, 64, 2048), (64, 32, 264)]
+    rows = []
+    for n, d, k in cases:
+        x = _blobs(n, d, k, seed=3)
+        c = x[:k]
+        step = jax.jit(lambda x, c: kmeans.lloyd_step(x, c)[0])
+        t_step = _median(lambda step=step, x=x, c=c: _sync(step(x, c)), repeats)
+        row = {"case": f"one pass N={n:,} D={d} K={k}", "XLA Lloyd step": t_step}
+        for br, bc, seg in layouts:
+            fn = jax.jit(lambda x, c, br=br, bc=bc, seg=seg: pallas_kmeans.lloyd_pass(
+                x, c, block_rows=br, block_clusters=bc, n_segments=seg).sums)
+            try:
+                row[f"pallas {br}x{bc}, {seg} seg."] = _median(lambda fn=fn, x=x, c=c: _sync(fn(x, c)), repeats)
+            except Exception as err:  # a layout Triton cannot compile is reported, not fatal
+                row[f"pallas {br}x{bc}, {seg} seg."] = f"failed: {type(err).__name__}: {str(err)[:100]}"
+        rows.append(row)
     return rows
 
 
@@ -363,7 +389,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="sizes / 100: a smoke test of the script")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="write the figures to this file")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: kmeans, gmm, precision")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: kmeans, pallas, gmm, precision")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     dev = jax.devices()[0]
@@ -383,6 +409,10 @@ def main():
         print("### k-means, time per Lloyd iteration (marginal)\n")
         record["kmeans"] = bench_kmeans(rates, args.quick, args.repeats)
         _table(record["kmeans"])
+    if "pallas" not in skip and BACKEND in ("gpu", "tpu"):
+        print("### The fused Pallas pass by block layout (one pass; rows x centroids per block, segments)\n")
+        record["pallas"] = bench_pallas_sweep(args.quick, args.repeats)
+        _table(record["pallas"])
     if "gmm" not in skip:
         print("### Gaussian mixture (full), time per EM iteration (marginal)\n")
         record["gmm"] = bench_gmm(rates, args.quick, args.repeats)

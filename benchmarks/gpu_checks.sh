@@ -8,6 +8,8 @@
 #   3. the test modules that failed on the GPU before the precision policy (mixture, k-means, KDE, autoencoder).
 # Every step has its own time limit and log under $OUT (default ./gpu_out); a failing step does not stop the others.
 # Usage: OUT=/some/dir STEPS="device bench modules" bash benchmarks/gpu_checks.sh
+# Each step fits in 10 minutes (device about 3, bench about 5, modules about 5): where one command may run at most
+# 10 minutes, run them one per command, e.g. STEPS=device, then STEPS=bench, then STEPS=modules.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
