@@ -55,6 +55,7 @@ with a per-centroid learning rate $\eta_k = b_k / N_k$ (batch weight over cumula
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -788,8 +789,9 @@ class _State(NamedTuple):
     n_relocated: jax.Array
 
 
-def _lloyd_run(xr, wr, c0, max_iter: int, tol_abs):
-    """Lloyd iterations under lax.while_loop; stop on stable labels or squared centroid shift <= tol_abs."""
+def _lloyd_run(xr, wr, c0, max_iter: int, tol_abs, callback=None):
+    """Lloyd iterations under lax.while_loop; stop on stable labels or squared centroid shift <= tol_abs.
+    `callback(n_iter, inertia)` runs on the host after every step (None compiles no callback)."""
     dtype = xr.dtype
     x_sq = jnp.sum(jnp.square(xr), axis=-1)  # once, not in every iteration
 
@@ -798,6 +800,8 @@ def _lloyd_run(xr, wr, c0, max_iter: int, tol_abs):
 
     def body(s: _State):
         new, labels, _, inert, n_moved = _lloyd_core(xr, wr, s.centroids, x_sq)
+        if callback is not None:
+            jax.debug.callback(callback, s.n_iter + 1, inert, ordered=True)
         stable = jnp.all(labels == s.labels)
         shift = jnp.sum(jnp.square(new - s.centroids))
         return _State(
@@ -851,9 +855,9 @@ def _default_restart_batch(n_init: int, restart_batch: int | None) -> int:
     return min(check_int(restart_batch, "restart_batch", minimum=1), n_init)
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 11, 12))
+@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 11, 12, 13))
 def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, chunk, tol, init_centroids,
-             restart_batch, zero_tol):
+             restart_batch, zero_tol, callback=None):
     n = x.shape[0]
     xr, wr = _pad_chunks(x, w, chunk)
     tol_abs = jnp.zeros((), x.dtype) if zero_tol else _tol_abs(x, w, tol)  # a pass over the data saved
@@ -864,7 +868,7 @@ def _fit_jit(key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, ch
             if init_centroids is not None
             else _seed(key, x, w, n_clusters, method, n_local_trials)
         )
-        return _lloyd_run(xr, wr, c0, max_iter, tol_abs)
+        return _lloyd_run(xr, wr, c0, max_iter, tol_abs, callback)
 
     s, labels, inert, counts = _map_restarts(one, jax.random.split(key, n_init), restart_batch)
     best = jnp.argmin(inert)
@@ -989,6 +993,7 @@ def fit(
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
     restart_batch: int | None = None,
+    callback: Callable | None = None,
 ) -> tuple[KMeans, KMeansInfo]:
     r"""k-means by Lloyd's algorithm under `lax.while_loop`, `n_init` restarts in one compiled program.
 
@@ -1019,6 +1024,8 @@ def fit(
             batch size); default 1 on CPU (faster there: a vmapped `while_loop` runs every restart for as many
             steps as the slowest) and `n_init` (all at once) on accelerators. The result does not depend on
             it beyond floating-point rounding.
+        callback: optional `callback(n_iter, inertia)` called on the host after every Lloyd step of every restart,
+            from inside the compiled loop (`jax.debug.callback`); None (the default) compiles no callback.
 
     Returns:
         `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo].
@@ -1073,8 +1080,14 @@ def fit(
         init_centroids,
         restart_batch,
         not is_tracer(tol) and float(tol) == 0.0,
+        callback if callback is None or scale is None else _rescaled_callback(callback, scale),
     )
     return out if scale is None else _unscale_fit(*out, 1 / scale)
+
+
+def _rescaled_callback(callback, scale):
+    """The user's callback, given the inertia of the data as passed (the loop runs on data times `scale`)."""
+    return lambda n_iter, inertia: callback(n_iter, inertia / scale**2)
 
 
 @jax.jit(static_argnums=(3,))

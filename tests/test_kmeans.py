@@ -509,3 +509,15 @@ def test_permuting_rows_gives_the_same_model_up_to_label_order(seed):
         # label l of the permuted run is label cperm[l] of the first
         np.testing.assert_array_equal(cperm[np.asarray(b.labels)], np.asarray(a.labels)[perm])
         np.testing.assert_allclose(float(b.inertia), float(a.inertia), rtol=1e-12)
+
+
+def test_progress_callback_reports_every_step_and_costs_nothing_when_off():
+    x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    seen = []
+    result, info = kmeans.fit(x, 3, key=jax.random.key(0), callback=lambda i, v: seen.append((int(i), float(v))))
+    jax.effects_barrier()
+    assert [i for i, _ in seen] == list(range(1, int(info.n_iter) + 1))
+    np.testing.assert_allclose([v for _, v in seen], np.asarray(info.inertia_trace)[: int(info.n_iter)], rtol=1e-6)
+    # without a callback, the compiled program holds no host callback at all
+    text = jax.jit(lambda x: kmeans.fit(x, 3, key=jax.random.key(0))[0].centroids).lower(x).as_text()
+    assert "callback" not in text

@@ -385,3 +385,29 @@ def test_nearly_singular_data_against_sklearn(ct):
     assert float(info.log_likelihood) > sk.score(x) - 1.5
     if ct == "full":
         assert bool(jnp.any(info.regularized))
+
+
+def test_progress_callback_reports_the_trace():
+    x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    seen = []
+    model, info = mixture.fit(x, 2, key=jax.random.key(0), callback=lambda i, v: seen.append((int(i), float(v))),
+                              max_iter=15, tol=0.0)
+    jax.effects_barrier()
+    iters = [i for i, _ in seen]
+    assert iters[0] == 0 and iters[1:int(info.n_iter) + 1] == list(range(1, int(info.n_iter) + 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_permuted_rows_give_the_same_mixture_up_to_label_order(seed):
+    # property (#18): fit on x and on x with its rows permuted gives the same model up to the order of components
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    x = np.concatenate([c + rng.normal(size=(80, 2)) for c in centers]).astype(np.float32)
+    perm = rng.permutation(x.shape[0])
+    a, _ = mixture.fit(x, 3, key=jax.random.key(seed), n_init=4)
+    b, _ = mixture.fit(x[perm], 3, key=jax.random.key(seed + 10), n_init=4)
+    oa, ob = np.argsort(np.asarray(a.means)[:, 0] + 10 * np.asarray(a.means)[:, 1]), \
+        np.argsort(np.asarray(b.means)[:, 0] + 10 * np.asarray(b.means)[:, 1])
+    np.testing.assert_allclose(np.asarray(a.means)[oa], np.asarray(b.means)[ob], atol=1e-3)
+    np.testing.assert_allclose(np.asarray(a.weights)[oa], np.asarray(b.weights)[ob], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(a.covariances)[oa], np.asarray(b.covariances)[ob], atol=1e-3)
