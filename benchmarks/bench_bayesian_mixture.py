@@ -26,19 +26,10 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_mixture import make_data  # the same data as the mixture benchmark
 from sklearn.mixture import BayesianGaussianMixture as SkBGM
 
 from jaxprob import bayesian_mixture as bgm
-
-
-def make_data(n, d, k, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 4, (k, d))
-    labels = rng.integers(0, k, n)
-    x = centers[labels] + rng.normal(0, 1, (n, d)) * rng.uniform(0.5, 1.5, (k, d))[labels]
-    resp = rng.uniform(size=(n, k))
-    resp /= resp.sum(1, keepdims=True)
-    return x.astype(np.float32), resp.astype(np.float32)
 
 
 def timed(fn):
@@ -55,6 +46,7 @@ def main():
     n, d, k, ct = (10_000 if args.quick else 100_000), 16, 16, "full"
     steps = 5
     x, resp = make_data(n, d, k)
+    resp = resp.astype(np.float32)
 
     sk = SkBGM(n_components=k, covariance_type=ct, weight_concentration_prior_type="dirichlet_process")
     sk._check_parameters(x)

@@ -24,20 +24,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_mixture import make_data  # the same data as the mixture benchmark
 from sklearn.mixture import GaussianMixture as SkGMM
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky, _estimate_gaussian_parameters
 
 from jaxprob import em, mixture
-
-
-def make_data(n, d, k, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 4, (k, d))
-    labels = rng.integers(0, k, n)
-    x = centers[labels] + rng.normal(0, 1, (n, d)) * rng.uniform(0.5, 1.5, (k, d))[labels]
-    resp = rng.uniform(size=(n, k))
-    resp /= resp.sum(1, keepdims=True)
-    return x.astype(np.float32), resp
 
 
 def timed(fn):

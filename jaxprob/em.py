@@ -54,6 +54,7 @@ __all__ = [
     "step",
     "run",
     "best_restart",
+    "info_of_one_run",
     "restart_draws",
     "initial_responsibilities",
     "initial_stats",
@@ -656,6 +657,36 @@ def best_restart(states: LoopState) -> tuple[Any, FitInfo]:
         best_restart=best.astype(jnp.int32),
     )
     return s.model, info
+
+
+def info_of_one_run(*, converged: bool, n_iter: int, log_likelihood: float, trace: ArrayLike, collapsed: ArrayLike,
+                    regularized: ArrayLike, nonfinite: bool, dtype: Any) -> FitInfo:
+    """The [FitInfo][jaxprob.em.FitInfo] of one restart driven from the host (the chunked drivers' loops).
+
+    Args:
+        converged: the tolerance was met.
+        n_iter: iterations run.
+        log_likelihood: mean log-likelihood of the returned model.
+        trace: `(max_iter,)` trace (NaN after `n_iter`).
+        collapsed: `(K,)` flags of the last M-step.
+        regularized: `(K,)` flags of any M-step.
+        nonfinite: a non-finite log-likelihood stopped the loop.
+        dtype: the float dtype of the fit.
+
+    Returns:
+        A [FitInfo][jaxprob.em.FitInfo] with one restart.
+    """
+    return FitInfo(
+        converged=jnp.asarray(converged),
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        log_likelihood=jnp.asarray(log_likelihood, dtype),
+        trace=jnp.asarray(trace, dtype),
+        collapsed=jnp.asarray(collapsed),
+        regularized=jnp.asarray(regularized),
+        nonfinite=jnp.asarray(nonfinite),
+        restart_log_likelihoods=jnp.asarray([log_likelihood], dtype),
+        best_restart=jnp.asarray(0, jnp.int32),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

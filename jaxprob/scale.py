@@ -860,17 +860,8 @@ def fit_chunked(data: ArrayLike | Callable[[], Iterable[Any]], init_params: Mixt
         prev = ll
         collapsed = np.asarray(col)
         regularized |= np.asarray(regd)
-    info = FitInfo(
-        converged=jnp.asarray(converged),
-        n_iter=jnp.asarray(n_iter, jnp.int32),
-        log_likelihood=jnp.asarray(ll, dtype),
-        trace=jnp.asarray(trace, dtype),
-        collapsed=jnp.asarray(collapsed),
-        regularized=jnp.asarray(regularized),
-        nonfinite=jnp.asarray(nonfinite),
-        restart_log_likelihoods=jnp.asarray([ll], dtype),
-        best_restart=jnp.asarray(0, jnp.int32),
-    )
+    info = em.info_of_one_run(converged=converged, n_iter=n_iter, log_likelihood=ll, trace=trace,
+                              collapsed=collapsed, regularized=regularized, nonfinite=nonfinite, dtype=dtype)
     return model, info
 
 
