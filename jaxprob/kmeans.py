@@ -1278,9 +1278,10 @@ class _MBState(NamedTuple):
     trace: jax.Array
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 9))
+@jax.jit(static_argnums=(3, 4, 5, 6, 7, 8, 9, 12))
 def _fit_minibatch_jit(
-    key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, batch_size, chunk, tol, init_centroids
+    key, x, w, n_clusters, method, n_local_trials, n_init, max_iter, batch_size, chunk, tol, init_centroids,
+    callback=None,
 ):
     n = x.shape[0]
     init_size = min(n, max(3 * batch_size, 3 * n_clusters))
@@ -1304,6 +1305,8 @@ def _fit_minibatch_jit(
             k, k_b = jax.random.split(s.key)
             idx = jax.random.randint(k_b, (batch_size,), 0, n)
             mb, j = _minibatch_core(s.mb, x[idx], w[idx])
+            if callback is not None:
+                jax.debug.callback(callback, s.n_iter + 1, j, ordered=True)
             shift = jnp.sum(jnp.square(mb.centroids - s.mb.centroids))
             return _MBState(mb, k, s.n_iter + 1, shift <= tol_abs, s.trace.at[s.n_iter].set(j))
 
@@ -1347,6 +1350,7 @@ def fit_minibatch(
     sample_weight: ArrayLike | None = None,
     n_local_trials: int | None = None,
     chunk_size: int | None = None,
+    callback: Callable | None = None,
 ) -> tuple[KMeans, KMeansInfo]:
     """Mini-batch k-means with the same call shape and results as [`fit`][jaxprob.kmeans.fit].
 
@@ -1372,6 +1376,8 @@ def fit_minibatch(
         sample_weight: optional `(n,)` non-negative weights.
         n_local_trials: k-means++ candidates per step; default `2 + floor(log K)`.
         chunk_size: rows per chunk of the final full-data assignment; default automatic.
+        callback: optional `callback(step, batch_inertia)` called on the host after every mini-batch step of every
+            restart, from inside the compiled loop; None (the default) compiles no callback.
 
     Returns:
         `(result, info)`: a [`KMeans`][jaxprob.kmeans.KMeans] and a [`KMeansInfo`][jaxprob.kmeans.KMeansInfo]
@@ -1419,6 +1425,7 @@ def fit_minibatch(
         chunk,
         jnp.asarray(tol, x.dtype),
         init_centroids,
+        callback if callback is None or scale is None else _rescaled_callback(callback, scale),
     )
     return out if scale is None else _unscale_fit(*out, 1 / scale)
 

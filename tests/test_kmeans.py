@@ -521,3 +521,13 @@ def test_progress_callback_reports_every_step_and_costs_nothing_when_off():
     # without a callback, the compiled program holds no host callback at all
     text = jax.jit(lambda x: kmeans.fit(x, 3, key=jax.random.key(0))[0].centroids).lower(x).as_text()
     assert "callback" not in text
+
+
+def test_minibatch_progress_callback():
+    x = np.random.default_rng(1).normal(size=(300, 2)).astype(np.float32)
+    seen = []
+    _, info = kmeans.fit_minibatch(x, 3, key=jax.random.key(0), batch_size=64, max_iter=12,
+                                   callback=lambda i, v: seen.append((int(i), float(v))))
+    jax.effects_barrier()
+    assert [i for i, _ in seen] == list(range(1, int(info.n_iter) + 1))
+    np.testing.assert_allclose([v for _, v in seen], np.asarray(info.inertia_trace)[: int(info.n_iter)], rtol=1e-6)
