@@ -583,7 +583,7 @@ def _file_reader(x):
             return None
     except OSError:
         return None
-    if len(x.base) != offset - (offset % mmap.ALLOCATIONGRANULARITY) + x.shape[0] * row and x.base is not None:
+    if len(x.base) != offset % mmap.ALLOCATIONGRANULARITY + x.shape[0] * row:
         # the map covers more than this array (a slice of a larger map): slicing the array is exact
         return None
 
