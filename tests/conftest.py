@@ -8,7 +8,9 @@ fast-math on CPU at any level). pytest loads this file before any test module im
 (``tests/test_docs_examples.py``), so the code as users run it is tested too.
 """
 
+import faulthandler
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -25,6 +27,23 @@ def default_level_env():
     if env.pop("JAXPROB_TESTS_SET_O0", None):
         env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if f != O0_FLAG)
     return env
+
+
+# A test that runs this long is stuck (the slowest test takes about a minute on two loaded cores): the worker prints
+# every thread's Python stack and exits, pytest-xdist reports the test as failed and starts a new worker, so a hang
+# costs minutes and names its test instead of using up CI's whole time.
+HANG_SECONDS = float(os.environ.get("JAXPROB_TEST_HANG_SECONDS", "480"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if os.environ.get("JAXPROB_TEST_TRACE"):  # name each test on stderr, to find the one a crash happened in
+        print(f"\n[test] {item.nodeid}", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
