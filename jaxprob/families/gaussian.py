@@ -148,40 +148,47 @@ def _spherical_natural(u, mu):
     return -0.5 * p, p * mu
 
 
-def regularized_cholesky(cov: ArrayLike, prec: ArrayLike,
-                         reg: float | ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r"""Refactorise covariances that are not positive definite with a larger ridge.
+def regularized_cholesky(cov: ArrayLike, reg: float | ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""Precision Cholesky factors, refactorising covariances that are not positive definite with a larger ridge.
 
     The ridge starts at `reg` (or $10^{-6}$ times the mean variance when `reg` is 0) and grows by $10^j$,
-    $j = 1, \dots, 6$; the first candidate that factorises is kept. All candidates are factorised at once (one
-    batched Cholesky: differentiable, no data-dependent loop).
+    $j = 1, \dots, 6$; the first candidate that factorises is kept. The covariances and all their candidates are
+    factorised in one batched Cholesky and one batched triangular solve: differentiable, no data-dependent loop,
+    and never two LAPACK calls side by side in one XLA program (jaxlib 0.10's CPU LAPACK kernels spread a batch over
+    the same thread pool they run on, and two such calls at once can take every thread and wait for ever).
 
     Args:
-        cov: `(K, D, D)` or `(D, D)` covariances.
-        prec: their precision Cholesky factors (NaN where the factorisation failed).
+        cov: `(K, D, D)` or `(D, D)` covariances, `reg` already on their diagonals.
         reg: the ridge already on the diagonals.
 
     Returns:
-        `(cov, prec, retried)`: the covariances actually factorised, their factors, and a `(K,)` (or scalar)
-        flag of those that needed a larger ridge.
+        `(cov, prec, retried)`: the covariances actually factorised, their upper-triangular precision factors
+        (as [`precisions_cholesky`][jaxprob.densities.precisions_cholesky]), and a `(K,)` (or scalar) flag of those
+        that needed a larger ridge.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob.families.gaussian import regularized_cholesky
+        >>> cov, prec, retried = regularized_cholesky(jnp.array([[[1.0, 1.0], [1.0, 1.0]]]), 0.0)
+        >>> bool(retried[0]), bool(jnp.all(jnp.isfinite(prec)))
+        (True, True)
     """
+    cov = jnp.asarray(cov)
     d = cov.shape[-1]
-    ct = "full" if cov.ndim == 3 else "tied"
     eye = jnp.eye(d, dtype=cov.dtype)
     # the ridge starts at reg_covar, or at a tiny multiple of the scale when reg_covar is 0
     scale = jnp.maximum(jnp.mean(diagonal_entries(cov), axis=-1), jnp.finfo(cov.dtype).tiny)
     base = jnp.maximum(reg, 1e-6 * scale)[..., None, None]
-    steps = jnp.asarray(10.0 ** np.arange(1, _RETRIES + 1), cov.dtype).reshape((-1,) + (1,) * cov.ndim)
-    tries = cov[None] + steps * base * eye
+    steps = jnp.asarray(np.concatenate([[0.0], 10.0 ** np.arange(1, _RETRIES + 1)]), cov.dtype)
+    tries = cov[None] + steps.reshape((-1,) + (1,) * cov.ndim) * base * eye  # (R + 1, ...): tries[0] is cov
     p_tries = precisions_cholesky(tries.reshape((-1, d, d)), "full", symmetrize=False).reshape(tries.shape)
-    ok = jnp.all(jnp.isfinite(p_tries), axis=(-2, -1))  # (R, ...)
-    bad = jnp.any(~jnp.isfinite(prec), axis=(-2, -1))
-    first = jnp.argmax(ok, axis=0)  # the smallest ridge that works (0 if none does)
+    ok = jnp.all(jnp.isfinite(p_tries), axis=(-2, -1))  # (R + 1, ...)
+    first = jnp.argmax(ok, axis=0)  # the smallest ridge that works (0, none added, when cov itself factorises)
     pick_c = jnp.take_along_axis(tries, first[None, ..., None, None], axis=0)[0]
     pick_p = jnp.take_along_axis(p_tries, first[None, ..., None, None], axis=0)[0]
-    sel = bad[..., None, None]
-    del ct
-    return jnp.where(sel, pick_c, cov), jnp.where(sel, pick_p, prec), bad
+    # nothing factorises: keep cov and its NaN factor (the engine reports it as non-finite)
+    retried = ~ok[0]
+    return pick_c, pick_p, retried
 
 
 def _full_noise(z, cov, labels):
@@ -309,12 +316,12 @@ class Gaussian(Family):
             means = jnp.where(keep[:, None], previous.means, means)
             if self.table.per_component:
                 cov = jnp.where(keep.reshape((-1,) + (1,) * (cov.ndim - 1)), previous.covariances, cov)
-        prec = precisions_cholesky(cov, ct, symmetrize=False)
         k = means.shape[0]
         if ct in ("full", "tied"):
-            cov, prec, bad = regularized_cholesky(cov, prec, self.reg_covar)
+            cov, prec, bad = regularized_cholesky(cov, self.reg_covar)
             regularized = jnp.broadcast_to(bad, (k,))
         else:
+            prec = precisions_cholesky(cov, ct, symmetrize=False)
             regularized = jnp.zeros((k,), bool)
         return GaussianParams(means, cov, prec), regularized
 

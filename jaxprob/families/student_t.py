@@ -279,8 +279,7 @@ class StudentT(Family):
     def _factorise(self, cov):
         """Precision factors; a scale matrix that is not positive definite after rounding gets the Gaussian
         family's larger-ridge retries, and is flagged."""
-        prec = precisions_cholesky(cov, "full", symmetrize=False)
-        return regularized_cholesky(cov, prec, jnp.asarray(self.reg_covar, cov.dtype))
+        return regularized_cholesky(cov, jnp.asarray(self.reg_covar, cov.dtype))
 
     def implied_statistics(self, params: StudentTParams, weights, center):
         a = weights
