@@ -547,10 +547,11 @@ def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: A
     for name, arr in (("cov_p", cov_p), ("cov_q", cov_q)):
         if arr.shape != (d, d):
             raise ValueError(f"`{name}` must have shape ({d}, {d}), got {tuple(arr.shape)}")
-    lp = jnp.linalg.cholesky(cov_p)
-    lq = jnp.linalg.cholesky(cov_q)
-    m = jax.scipy.linalg.solve_triangular(lq, lp, lower=True)
-    z = jax.scipy.linalg.solve_triangular(lq, mean_q - mean_p, lower=True)
+    # one batched Cholesky and one solve, never two LAPACK calls side by side: under vmap, jaxlib 0.10's CPU
+    # kernels split large batches over the thread pool they run on, and two at once can deadlock it
+    lp, lq = jnp.linalg.cholesky(jnp.stack([cov_p, cov_q]))
+    mz = jax.scipy.linalg.solve_triangular(lq, jnp.concatenate([lp, (mean_q - mean_p)[:, None]], axis=1), lower=True)
+    m, z = mz[:, :d], mz[:, d]
     log_det_ratio = 2.0 * (jnp.sum(jnp.log(jnp.diagonal(lq))) - jnp.sum(jnp.log(jnp.diagonal(lp))))
     return 0.5 * (jnp.sum(jnp.square(m)) + jnp.sum(jnp.square(z)) - d + log_det_ratio)
 

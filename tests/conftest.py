@@ -10,7 +10,9 @@ fast-math on CPU at any level). pytest loads this file before any test module im
 
 import faulthandler
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -29,21 +31,38 @@ def default_level_env():
     return env
 
 
-# A test that runs this long is stuck (the slowest test takes about a minute on two loaded cores): the worker prints
-# every thread's Python stack and exits, pytest-xdist reports the test as failed and starts a new worker, so a hang
-# costs minutes and names its test instead of using up CI's whole time.
+# A test that runs this long is stuck (the slowest test takes about a minute on two loaded cores). The watchdog
+# prints every thread's Python stack to the terminal and kills its worker, pytest-xdist reports the test as failed
+# and starts a new worker, so a deadlock costs minutes and names its test instead of using up CI's whole time. It
+# writes to a copy of the original stderr because pytest captures file descriptor 2 while a test runs.
 HANG_SECONDS = float(os.environ.get("JAXPROB_TEST_HANG_SECONDS", "480"))
+_STDERR = None
+
+
+def pytest_configure(config):
+    global _STDERR
+    _STDERR = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    if os.environ.get("JAXPROB_TEST_TRACE"):  # name each test on stderr, to find the one a crash happened in
-        print(f"\n[test] {item.nodeid}", file=sys.stderr, flush=True)
-    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    if os.environ.get("JAXPROB_TEST_TRACE"):  # name each test, to find the one a crash happened in
+        print(f"\n[test] {item.nodeid}", file=_STDERR, flush=True)
+
+    def stuck():
+        print(f"\n[watchdog] {item.nodeid} still running after {HANG_SECONDS:.0f} s; every thread's stack:",
+              file=_STDERR, flush=True)
+        faulthandler.dump_traceback(file=_STDERR, all_threads=True)
+        _STDERR.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    timer = threading.Timer(HANG_SECONDS, stuck)
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        timer.cancel()
 
 
 @pytest.fixture
