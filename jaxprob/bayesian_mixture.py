@@ -281,11 +281,11 @@ def e_step(prepared: Prepared, model: BayesianGMM) -> Stats:
     log_resp = rho - log_norm[:, None]
     resp = jnp.exp(log_resp)
     rw = resp * w[:, None]
-    fam = model.family.statistics(prepared.data, rw, None, prepared.center)
+    fam, counts = model.family.statistics_and_counts(prepared.data, rw, None, prepared.center)
     neg_entropy = jnp.sum(resp * log_resp, axis=1)
     entropy = -jnp.sum(jnp.where(w > 0, w * neg_entropy, 0.0))
     dtype = rw.dtype
-    return Stats(jnp.sum(rw, axis=0), fam, entropy, jnp.sum(w), jnp.sum((w > 0).astype(dtype)))
+    return Stats(counts, fam, entropy, jnp.sum(w), jnp.sum((w > 0).astype(dtype)))
 
 
 def _wishart(ct, prior: Prior, nk, mu_c, m0_c, sk, beta):

@@ -106,6 +106,12 @@ class Family(eqx.Module):
         families with latent variables of their own, as the Student-t scales, use them; None at
         initialisation)."""
 
+    def statistics_and_counts(self, data, resp, params, center):
+        """`(statistics, counts)`: [statistics][jaxprob.em.Family.statistics] and the `(K,)` column sums of
+        `resp`. The default sums `resp` on its own; a family whose statistics already hold those sums (a column of
+        ones in its prepared data) returns them instead, which saves a pass over the `(n, K)` responsibilities."""
+        return self.statistics(data, resp, params, center), jnp.sum(resp, axis=0)
+
     @abc.abstractmethod
     def m_step(self, stats, counts, center, previous, keep):
         """New component parameters from summed statistics.
@@ -440,10 +446,10 @@ def e_step(prepared: Prepared, model: Mixture) -> Stats:
     family = model.family
     w = prepared.weights
     log_norm, resp = _normalise(component_log_probs(prepared, model), w)
-    fam = family.statistics(prepared.data, resp, model.components, prepared.center)
+    fam, counts = family.statistics_and_counts(prepared.data, resp, model.components, prepared.center)
     ll = jnp.sum(jnp.where(w > 0, w * log_norm, 0.0))
     dtype = resp.dtype
-    return Stats(jnp.sum(resp, axis=0), fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(dtype)))
+    return Stats(counts, fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(dtype)))
 
 
 def m_step(family: Family, stats: Stats, center: Any, previous: Mixture | None = None,
@@ -526,9 +532,9 @@ def statistics_from_responsibilities(prepared: Prepared, resp: ArrayLike, family
     """
     w = prepared.weights
     rw = resp * w[:, None]
-    fam = family.statistics(prepared.data, rw, params, prepared.center)
+    fam, counts = family.statistics_and_counts(prepared.data, rw, params, prepared.center)
     zero = jnp.zeros((), rw.dtype)
-    return Stats(jnp.sum(rw, axis=0), fam, zero, jnp.sum(w), jnp.sum((w > 0).astype(rw.dtype)))
+    return Stats(counts, fam, zero, jnp.sum(w), jnp.sum((w > 0).astype(rw.dtype)))
 
 
 # ----------------------------------------------------------------------------------------------------------

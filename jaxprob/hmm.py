@@ -858,10 +858,11 @@ def e_step(data: Sequences, model: HMM, *, method: str = "sequential") -> HMMSta
     k = lb.shape[-1]
     w = data.prepared.weights
     resp = post.marginals.reshape((-1, k))  # zero at padded steps
-    fam = model.family.statistics(data.prepared.data, resp, model.components, data.prepared.center)
+    fam, counts = model.family.statistics_and_counts(data.prepared.data, resp, model.components,
+                                                      data.prepared.center)
     nonempty = lengths > 0
     ll = jnp.sum(jnp.where(nonempty, post.log_likelihood, jnp.zeros_like(post.log_likelihood)))
-    emissions = em.Stats(jnp.sum(resp, axis=0), fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(w.dtype)))
+    emissions = em.Stats(counts, fam, ll, jnp.sum(w), jnp.sum((w > 0).astype(w.dtype)))
     initial = jnp.sum(post.marginals[:, 0], axis=0)  # all-zero rows for empty sequences
     return HMMStats(emissions, initial, jnp.sum(post.transition_counts, axis=0),
                     jnp.sum(nonempty.astype(w.dtype)))

@@ -296,6 +296,10 @@ class Gaussian(Family):
         return slice(q, q + d)
 
     def statistics(self, data, resp, params, center):
+        return self.statistics_and_counts(data, resp, params, center)[0]
+
+    def statistics_and_counts(self, data, resp, params, center):
+        # one product with the prepared columns [quadratic features, x - c, 1]: the last column gives the counts
         d = center.shape[0]
         q = self.table.n_quad(d)
         s = jnp.matmul(resp.T, data, precision=matmul_precision())
@@ -304,7 +308,7 @@ class Gaussian(Family):
             sxx = jnp.matmul((xc * jnp.sum(resp, axis=1, keepdims=True)).T, xc, precision=matmul_precision())
         else:
             sxx = self.table.moments(s[:, :q], d)
-        return s[:, q : q + d], sxx
+        return (s[:, q : q + d], sxx), s[:, -1]
 
     def m_step(self, stats, counts, center, previous, keep):
         sum_x, sum_xx = stats
