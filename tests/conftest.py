@@ -23,6 +23,23 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["JAXPROB_TESTS_SET_O0"] = "1"  # inherited by pytest-xdist workers and subprocesses
 
 
+# jaxlib 0.10.2 (and 0.11.0) fuse some multiply-reduce programs into XNNPACK "ynn" fusions that can crash with a
+# segmentation fault on an XLA worker thread (jax-ml/jax#39257, #40412; fixed in XLA after that release). The crash is
+# asynchronous, so Python's traceback points at whatever the main thread did next (compiling a later program, in
+# the suite's crashes). An empty fusion type turns that path off; versions before 0.10.1 do not know the flag.
+YNN_OFF_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def _jaxlib_version():
+    from importlib.metadata import version
+
+    return tuple(int(p) for p in version("jaxlib").split(".")[:3] if p.isdigit())
+
+
+if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", "") and _jaxlib_version() >= (0, 10, 1):
+    os.environ["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {YNN_OFF_FLAG}".strip()
+
+
 def default_level_env():
     """The environment with the optimisation level set above removed (XLA's default level)."""
     env = dict(os.environ)
