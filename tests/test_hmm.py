@@ -204,6 +204,25 @@ def test_blocked_is_exact_where_emissions_differ_by_thousands_of_nats(off):
         _assert_posteriors_equal(ref, hmm.forward_backward(lb, li, lA, [t, 77], method="blocked", pairwise=True))
 
 
+
+def test_blocked_is_exact_just_above_its_threshold():
+    """Random emissions up to thousands of nats apart, every transition probability just above the threshold of
+    the probability-space form (float64; one compiled program, the values vary)."""
+    rng = np.random.default_rng(16)
+    k, t = 3, 120
+    threshold = hmm._dense_threshold(k, np.float64)
+    with jax.enable_x64(True):
+        for i in range(16):
+            lb = rng.choice([1.0, 100.0, 1000.0, 3000.0]) * rng.standard_normal((2, t, k))
+            a = _sticky(k, threshold * [1.01, 2.0, 1e10, 1e50][i % 4]) * rng.uniform(1.0, 1.5, (k, k))
+            a = np.maximum(a / a.sum(1, keepdims=True), 1.001 * threshold)
+            li, lA = np.log(rng.dirichlet(np.ones(k))), np.log(a)
+            assert bool(hmm._dense(jnp.asarray(lA)))
+            lengths = [t, int(rng.integers(1, t + 1))]
+            ref = hmm.forward_backward(lb, li, lA, lengths, pairwise=True)
+            out = hmm.forward_backward(lb, li, lA, lengths, method="blocked", pairwise=True)
+            _assert_posteriors_equal(ref, out, atol=1e-9)
+
 def test_blocked_matches_enumeration_where_flushed_terms_decide():
     """A path through a state whose probability is far below the float's range decides the answer: state 2 is
     e^-1000 less likely at first, and later emissions favour it by far more than that (float64)."""
