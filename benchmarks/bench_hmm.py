@@ -10,9 +10,10 @@ Gaussian emissions with diagonal covariances (hmmlearn's default), D = 8, one se
   costs (validation, starting the program). Every iteration is one E-step (emissions, forward–backward, statistics)
   and one M-step.
 
-jaxprob runs in float32 (its default for float32 data), hmmlearn in float64 (it converts). The sequential
-method (`lax.scan`) is the default; the parallel method (`lax.associative_scan`, $O(T S^3)$ work for
-$O(\\log T)$ depth, meant for accelerators) is reported separately. Measurements of the libraries are interleaved
+jaxprob runs in float32 (its default for float32 data), hmmlearn in float64 (it converts). Every jaxprob method
+is timed: the blocked one (the default: blocks of scans in probability space), the sequential one (`lax.scan` in
+log space) and the parallel one (`lax.associative_scan`, $O(T S^3)$ work for $O(\\log T)$ depth, meant for
+accelerators; only where it stays within seconds on a CPU). Measurements of the libraries are interleaved
 (one round = one repeat of each), so load from other jobs hits them alike; the median is printed.
 Usage: `python benchmarks/bench_hmm.py [--repeats 3] [--cases 4x1000,32x100000] [--no-parallel]`.
 """
@@ -112,7 +113,7 @@ def bench_case(s, t, repeats, parallel):
 
         return run
 
-    methods = ["sequential"] + (["parallel"] if parallel and t * s**3 <= PARALLEL_MAX_WORK else [])
+    methods = ["sequential", "blocked"] + (["parallel"] if parallel and t * s**3 <= PARALLEL_MAX_WORK else [])
     fns = [ref_fb, ref_fit(ITERS), ref_fit(3 * ITERS)]
     for m in methods:
         fns += [jp_fb(m), jp_fit(ITERS, m), jp_fit(3 * ITERS, m)]

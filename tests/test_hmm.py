@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +22,7 @@ from jaxprob import em, families, hmm
 from jaxprob.families.gaussian import make_params
 
 METHODS = hmm.METHODS
+VITERBI_METHODS = ("sequential", "parallel")
 
 
 # ---- brute-force reference -------------------------------------------------------------------------------------
@@ -81,10 +83,11 @@ def test_forward_backward_and_viterbi_match_enumeration_of_all_paths(zeros):
             fwd = hmm.forward(lb, li, lA, method=method)
             np.testing.assert_allclose(fwd.log_likelihood, ll, rtol=0, atol=1e-10)
             np.testing.assert_allclose(np.exp(fwd.log_filtered), filt, rtol=0, atol=1e-10)
+            np.testing.assert_array_equal(hmm.posterior_decode(lb, li, lA, method=method), gamma.argmax(1))
+        for method in VITERBI_METHODS:
             path = hmm.viterbi(lb, li, lA, method=method)
             np.testing.assert_array_equal(path.path, best)
             np.testing.assert_allclose(path.log_prob, best_joint, rtol=0, atol=1e-10)
-            np.testing.assert_array_equal(hmm.posterior_decode(lb, li, lA, method=method), gamma.argmax(1))
 
 
 def test_marginals_are_probabilities_and_consistent():
@@ -115,10 +118,11 @@ def test_padding_changes_nothing_and_padded_steps_are_empty():
     with jax.enable_x64(True):
         for method in METHODS:
             post = hmm.forward_backward(batch, li, lA, lengths, method=method, pairwise=True)
-            vit = hmm.viterbi(batch, li, lA, lengths, method=method)
+            vit = hmm.viterbi(batch, li, lA, lengths, method=method if method in VITERBI_METHODS else "sequential")
             for i, (n, (ll, gamma, xi, _, best, best_joint)) in enumerate(zip(lengths, refs, strict=True)):
                 np.testing.assert_allclose(post.log_likelihood[i], ll, rtol=0, atol=1e-10)
                 np.testing.assert_allclose(post.marginals[i, :n], gamma, rtol=0, atol=1e-10)
+                np.testing.assert_allclose(post.pairwise[i, : n - 1], xi, rtol=0, atol=1e-10)
                 np.testing.assert_allclose(post.transition_counts[i], xi.sum(0), rtol=0, atol=1e-10)
                 assert np.all(np.asarray(post.marginals[i, n:]) == 0)
                 assert np.all(np.asarray(post.pairwise[i, n - 1 :]) == 0)
@@ -149,6 +153,175 @@ def test_impossible_sequence_gives_minus_inf_and_no_nan():
         post = hmm.forward_backward(lb, np.log([0.5, 0.5]), np.log(np.full((2, 2), 0.5)), method=method)
         assert float(post.log_likelihood) == -np.inf
         assert np.all(np.isfinite(np.asarray(post.marginals))) and np.all(np.isfinite(post.transition_counts))
+
+
+# ---- the blocked method ------------------------------------------------------------------------------------------
+def _assert_posteriors_equal(a, b, atol=1e-10):
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12, atol=atol)
+    for name in ("marginals", "transition_counts", "pairwise"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=atol, err_msg=name)
+        assert not np.any(np.isnan(np.asarray(getattr(b, name)))), name
+
+
+@pytest.mark.parametrize("k", [3, 20])  # blocks of steps (few states) and one plain block (many states)
+@pytest.mark.parametrize("t", [1, 2, 5, 40, 301])
+def test_blocked_equals_sequential_on_padded_batches(k, t):
+    """Lengths 1, shorter than one block, and T: the blocked method gives the sequential posteriors (float64)."""
+    rng = np.random.default_rng(10 * k + t)
+    lengths = np.unique(np.clip([t, 1, 2, t // 3, t - 1], 1, t))
+    li = np.log(rng.dirichlet(np.ones(k)))
+    lA = np.log(rng.dirichlet(np.ones(k), size=k))
+    lb = 3.0 * rng.standard_normal((len(lengths), t, k))
+    with jax.enable_x64(True):
+        ref = hmm.forward_backward(lb, li, lA, lengths, pairwise=True)
+        out = hmm.forward_backward(lb, li, lA, lengths, method="blocked", pairwise=True)
+        _assert_posteriors_equal(ref, out)
+        fwd_ref, fwd = hmm.forward(lb, li, lA, lengths), hmm.forward(lb, li, lA, lengths, method="blocked")
+        np.testing.assert_allclose(fwd.log_likelihood, fwd_ref.log_likelihood, rtol=1e-12)
+        np.testing.assert_allclose(np.exp(fwd.log_filtered), np.exp(fwd_ref.log_filtered), atol=1e-12)
+        one = hmm.forward_backward(lb[-1], li, lA, method="blocked")  # full length (sorted last), no batch axis
+        np.testing.assert_allclose(one.marginals, ref.marginals[-1], atol=1e-10)
+
+
+def _sticky(k, off):
+    a = np.full((k, k), off)
+    np.fill_diagonal(a, 1.0)
+    return a / a.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("off", [1e-3, 1e-90, 1e-100, 1e-200, 0.0])
+def test_blocked_is_exact_where_emissions_differ_by_thousands_of_nats(off):
+    """Emissions thousands of nats apart and transitions down to 1e-200 or zero: the probability-space form runs
+    above its threshold (about 1e-97 in float64) and the log-space one below; both give the log-space results."""
+    rng = np.random.default_rng(12)
+    k, t = 3, 200
+    lb = 2000.0 * rng.standard_normal((2, t, k))
+    li = np.log([0.2, 0.3, 0.5])
+    with np.errstate(divide="ignore"), jax.enable_x64(True):
+        lA = np.log(_sticky(k, off))
+        assert bool(hmm._dense(jnp.asarray(lA))) == (off >= 1e-90)
+        ref = hmm.forward_backward(lb, li, lA, [t, 77], pairwise=True)
+        _assert_posteriors_equal(ref, hmm.forward_backward(lb, li, lA, [t, 77], method="blocked", pairwise=True))
+
+
+
+def test_blocked_is_exact_just_above_its_threshold():
+    """Random emissions up to thousands of nats apart, every transition probability just above the threshold of
+    the probability-space form (float64; one compiled program, the values vary)."""
+    rng = np.random.default_rng(16)
+    k, t = 3, 120
+    threshold = hmm._dense_threshold(k, np.float64)
+    with jax.enable_x64(True):
+        for i in range(16):
+            lb = rng.choice([1.0, 100.0, 1000.0, 3000.0]) * rng.standard_normal((2, t, k))
+            a = _sticky(k, threshold * [1.01, 2.0, 1e10, 1e50][i % 4]) * rng.uniform(1.0, 1.5, (k, k))
+            a = np.maximum(a / a.sum(1, keepdims=True), 1.001 * threshold)
+            li, lA = np.log(rng.dirichlet(np.ones(k))), np.log(a)
+            assert bool(hmm._dense(jnp.asarray(lA)))
+            lengths = [t, int(rng.integers(1, t + 1))]
+            ref = hmm.forward_backward(lb, li, lA, lengths, pairwise=True)
+            out = hmm.forward_backward(lb, li, lA, lengths, method="blocked", pairwise=True)
+            _assert_posteriors_equal(ref, out, atol=1e-9)
+
+def test_blocked_matches_enumeration_where_flushed_terms_decide():
+    """A path through a state whose probability is far below the float's range decides the answer: state 2 is
+    e^-1000 less likely at first, and later emissions favour it by far more than that (float64)."""
+    with np.errstate(divide="ignore"):
+        lb = np.array([[0.0, -1000.0, -1000.0], [-600.0, -600.0, 0.0], [-600.0, -600.0, 0.0], [-1.0, 0.0, -0.5]])
+        for a in (np.eye(3), _sticky(3, 1e-80)):
+            li, lA = np.log([0.5, 0.25, 0.25]), np.log(a)
+            ll, gamma, xi = brute_force(lb, li, lA)[:3]
+            with jax.enable_x64(True):
+                post = hmm.forward_backward(lb, li, lA, method="blocked", pairwise=True)
+            np.testing.assert_allclose(post.log_likelihood, ll, rtol=1e-13)
+            np.testing.assert_allclose(post.marginals, gamma, atol=1e-10)
+            np.testing.assert_allclose(post.pairwise, xi, atol=1e-10)
+
+
+def test_blocked_sequences_of_probability_zero():
+    """An impossible step (first, middle or last), in a batch with possible sequences: -inf, zeros, no NaN."""
+    rng = np.random.default_rng(13)
+    k, t = 4, 60
+    lb = rng.standard_normal((4, t, k))
+    lb[0, 0], lb[1, 30], lb[2, t - 1] = -np.inf, -np.inf, -np.inf
+    li, lA = np.log(np.full(k, 1 / k)), np.log(rng.dirichlet(np.ones(k), size=k))
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            dt = np.float64 if x64 else np.float32
+            post = hmm.forward_backward(lb.astype(dt), li.astype(dt), lA.astype(dt), [t, t, t, 20], method="blocked",
+                                        pairwise=True)
+            np.testing.assert_array_equal(np.isneginf(post.log_likelihood), [True, True, True, False])
+            for leaf in (post.marginals, post.transition_counts, post.pairwise):
+                assert np.all(np.isfinite(np.asarray(leaf)))
+            assert np.all(np.asarray(post.marginals[:3]) == 0) and np.all(np.asarray(post.transition_counts[:3]) == 0)
+            np.testing.assert_allclose(post.marginals[3, :20].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_blocked_float32_matches_float64():
+    rng = np.random.default_rng(14)
+    lb, li, lA = tiny_model(rng, k=4, t=5000)
+    with jax.enable_x64(True):
+        ref = hmm.forward_backward(lb, li, lA)
+    post = hmm.forward_backward(lb.astype(np.float32), li.astype(np.float32), lA.astype(np.float32), method="blocked")
+    assert post.marginals.dtype == jnp.float32
+    np.testing.assert_allclose(post.marginals, ref.marginals, atol=2e-4)
+    np.testing.assert_allclose(post.log_likelihood, ref.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(post.transition_counts, ref.transition_counts, rtol=1e-3)
+
+
+def test_viterbi_refuses_the_blocked_method():
+    lb, li, lA = np.zeros((5, 2)), np.log([0.5, 0.5]), np.log(np.full((2, 2), 0.5))
+    with pytest.raises(ValueError, match="method"):
+        hmm.viterbi(lb, li, lA, method="blocked")
+    fam = families.gaussian("diag")
+    model = hmm.make_hmm(np.array([0.5, 0.5]), np.full((2, 2), 0.5),
+                         make_params(np.array([[0.0], [3.0]]), np.ones((2, 1)), "diag"), fam)
+    x = np.array([[0.0], [0.1], [3.0]])
+    with pytest.raises(ValueError, match="method"):
+        hmm.predict(x, model, method="blocked")
+    np.testing.assert_array_equal(hmm.predict(x, model, algorithm="posterior", method="blocked"), [0, 0, 1])
+    np.testing.assert_allclose(hmm.score(x, model, method="blocked"), hmm.score(x, model, method="sequential"),
+                               rtol=1e-6)
+
+
+def test_blocked_fit_equals_sequential_fit_and_does_not_retrace():
+    """Baum–Welch with restarts (run one after another for this method) equals the sequential fit; new values of
+    the same shapes reuse the compiled programs."""
+    rng = np.random.default_rng(15)
+    seqs = _gaussian_data(rng, [40, 25, 33])
+    x, lengths = hmm.pad_sequences(seqs)
+    with jax.enable_x64(True):
+        kw = dict(lengths=lengths, key=jax.random.key(0), covariance_type="diag", n_init=2, max_iter=8, tol=0.0)
+        ref, ref_info = hmm.fit(x, 3, **kw)
+        model, info = hmm.fit(x, 3, method="blocked", **kw)
+        np.testing.assert_allclose(info.trace, ref_info.trace, rtol=1e-10)
+        np.testing.assert_allclose(model.transition, ref.transition, atol=1e-8)
+        np.testing.assert_allclose(model.means, ref.means, atol=1e-8)
+    before = hmm._fit_from_jit._cache_size()
+    hmm.fit(x.astype(np.float32), 3, method="blocked", **kw)
+    after_first = hmm._fit_from_jit._cache_size()
+    hmm.fit(x.astype(np.float32) + 1, 3, method="blocked", **dict(kw, key=jax.random.key(1)))
+    assert hmm._fit_from_jit._cache_size() == after_first == before + 1
+    fb_before = hmm._forward_backward_jit._cache_size()
+    for shift in (0.0, 1.0):
+        hmm.forward_backward(x + shift, np.log(np.full(2, 0.5)), np.log(np.full((2, 2), 0.5)), lengths,
+                             method="blocked")
+    assert hmm._forward_backward_jit._cache_size() == fb_before + 1
+    # the E-step traced once for new values of the same shapes
+    fam = families.gaussian("diag")
+    data = hmm.prepare(jnp.asarray(x, jnp.float32), fam, lengths)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def e_step(d, m):
+        return hmm.e_step(d, m, method="blocked")
+
+    for _ in range(3):
+        m = hmm.make_hmm(np.full(3, 1 / 3, np.float32), np.full((3, 3), 1 / 3, np.float32),
+                         make_params(rng.standard_normal((3, 2)).astype(np.float32), np.ones((3, 2), np.float32),
+                                     "diag"), fam)
+        e_step(data, m)
+    chex.clear_trace_counter()
 
 
 def test_transition_counts_stay_exact_where_float32_products_underflow():
@@ -328,8 +501,12 @@ def test_statistics_of_chunks_add_up_to_those_of_the_batch():
         alone = [stats(x[:2], np.array([lengths[0], 0]), center, model),
                  stats(x[:2], np.array([0, lengths[1]]), center, model)]
         assert_same(first, jax.tree.map(jnp.add, *alone))
-        # the parallel-in-time E-step gives the same statistics
+        # the parallel-in-time and blocked E-steps give the same statistics, empty sequences included
         assert_same(first, stats(x[:2], lengths[:2], center, model, "parallel"), 1e-10)
+        assert_same(first, stats(x[:2], lengths[:2], center, model, "blocked"), 1e-10)
+        assert_same(first, jax.tree.map(jnp.add, *[stats(x[:2], n, center, model, "blocked")
+                                                   for n in (np.array([lengths[0], 0]), np.array([0, lengths[1]]))]),
+                    1e-10)
 
 
 def test_bic_picks_the_number_of_states():
