@@ -30,7 +30,8 @@ Three methods compute the same numbers:
   Hassan, Särkkä and García-Fernández, 2021). $O(T K^3)$ work but only $O(\log T)$ sequential steps: for long
   sequences on accelerators. Each element carries a max-normalised matrix and its log scale separately, so the
   products never grow with $T$.
-- `method="blocked"` (the default): the $T - 1$ transitions are cut into $B$ blocks of $L \approx \sqrt{T / 4}$
+- `method="blocked"` (the default of forward–backward, the E-step and the fits; [forward][jaxprob.hmm.forward]
+  keeps `"sequential"`, whose log-space filter stays finite below the float's range): the $T - 1$ transitions are cut into $B$ blocks of $L \approx \sqrt{T / 4}$
   steps (static, from the shape). A scan over $L$ forms every block's product of the elements
   $A \operatorname{diag}(b_t / \max_j b_t)$ at once, a scan over the $B$ blocks carries the forward and backward
   messages across the block boundaries, and a scan over $L$ re-runs the recursions inside every block from its
@@ -41,8 +42,7 @@ Three methods compute the same numbers:
   probability is at least $\delta = (K\,\mathrm{tiny} / \epsilon)^{1/3}$ (about $10^{-10}$ in float32,
   $10^{-97}$ in float64). When some $A_{ij}$ is smaller (structural zeros, left-right chains) a `lax.cond` runs
   the sequential log-space method instead, so results match `"sequential"` to round-off in every case. The
-  fastest method on CPUs at 4 and at 32 states (per Baum–Welch iteration at $T = 10^5$: 5x the sequential
-  method at $K = 4$, 1.4x at $K = 32$; docs/benchmarks.md). Under a `vmap` over models (not over sequences)
+  fastest method on CPUs at 4 and at 32 states (docs/benchmarks.md). Under a `vmap` over models (not over sequences)
   the `lax.cond` becomes a select that runs both forms, so [fit][jaxprob.hmm.fit] runs its restarts one after
   another with this method.
 
@@ -702,18 +702,19 @@ def forward_backward(log_emissions: ArrayLike, log_initial: ArrayLike, log_trans
 
 
 def forward(log_emissions: ArrayLike, log_initial: ArrayLike, log_transition: ArrayLike,
-            lengths: ArrayLike | None = None, *, method: str = "blocked") -> Forward:
+            lengths: ArrayLike | None = None, *, method: str = "sequential") -> Forward:
     r"""Log-likelihood and filtered log-probabilities $\log p(z_t \mid x_{0:t})$ (the forward pass only).
 
-    With `"blocked"` the filter is computed in probability space: filtered probabilities below the float's
-    smallest normal number come out as `-inf` where the log-space methods give their (finite) logarithm.
+    The default is the log-space `"sequential"` method, because the filter is returned in log space: with
+    `"blocked"` it is computed in probability space, and filtered probabilities below the float's smallest normal
+    number come out as `-inf` where the log-space methods give their (finite) logarithm.
 
     Args:
         log_emissions: `(T, K)` or `(B, T, K)` log emission probabilities.
         log_initial: `(K,)` $\log \pi$.
         log_transition: `(K, K)` $\log A$.
         lengths: `(B,)` lengths of a padded batch (default: all $T$).
-        method: `"blocked"`, `"sequential"` or `"parallel"` (see the module's introduction).
+        method: `"sequential"`, `"blocked"` or `"parallel"` (see the module's introduction).
 
     Returns:
         A [Forward][jaxprob.hmm.Forward].
