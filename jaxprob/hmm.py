@@ -31,8 +31,8 @@ Three methods compute the same numbers:
   sequences on accelerators. Each element carries a max-normalised matrix and its log scale separately, so the
   products never grow with $T$.
 - `method="blocked"` (the default of forward–backward, the E-step and the fits; [forward][jaxprob.hmm.forward]
-  keeps `"sequential"`, whose log-space filter stays finite below the float's range): the $T - 1$ transitions are cut into $B$ blocks of $L \approx \sqrt{T / 4}$
-  steps (static, from the shape). A scan over $L$ forms every block's product of the elements
+  keeps `"sequential"`, whose log-space filter stays finite below the float's range): the $T - 1$ transitions
+  are cut into $B$ blocks of $L \approx \sqrt{T / 4}$ steps (static, from the shape). A scan over $L$ forms every block's product of the elements
   $A \operatorname{diag}(b_t / \max_j b_t)$ at once, a scan over the $B$ blocks carries the forward and backward
   messages across the block boundaries, and a scan over $L$ re-runs the recursions inside every block from its
   boundary messages: $O(T K^3)$ work, about $2L + B$ sequential steps per direction, every step vectorised over
