@@ -30,21 +30,20 @@ Three methods compute the same numbers:
   Hassan, Särkkä and García-Fernández, 2021). $O(T K^3)$ work but only $O(\log T)$ sequential steps: for long
   sequences on accelerators. Each element carries a max-normalised matrix and its log scale separately, so the
   products never grow with $T$.
-- `method="blocked"` (the default of forward–backward, the E-step and the fits; [forward][jaxprob.hmm.forward]
-  keeps `"sequential"`, whose log-space filter stays finite below the float's range): the $T - 1$ transitions
-  are cut into $B$ blocks of $L \approx \sqrt{T / 4}$ steps (static, from the shape). A scan over $L$ forms every block's product of the elements
-  $A \operatorname{diag}(b_t / \max_j b_t)$ at once, a scan over the $B$ blocks carries the forward and backward
-  messages across the block boundaries, and a scan over $L$ re-runs the recursions inside every block from its
-  boundary messages: $O(T K^3)$ work, about $2L + B$ sequential steps per direction, every step vectorised over
-  the blocks. With more than 16 states the block products cost more than the scan overhead they save, so there is
-  one block ($O(T K^2)$ work, $T$ steps). The recursions run in probability space with per-step normalisation
-  (small matrix products instead of log-sum-exps), which is as exact as log space when every transition
-  probability is at least $\delta = (K\,\mathrm{tiny} / \epsilon)^{1/3}$ (about $10^{-10}$ in float32,
-  $10^{-97}$ in float64). When some $A_{ij}$ is smaller (structural zeros, left-right chains) a `lax.cond` runs
-  the sequential log-space method instead, so results match `"sequential"` to round-off in every case. The
-  fastest method on CPUs at 4 and at 32 states (docs/benchmarks.md). Under a `vmap` over models (not over sequences)
-  the `lax.cond` becomes a select that runs both forms, so [fit][jaxprob.hmm.fit] runs its restarts one after
-  another with this method.
+- `method="blocked"` (the default of forward–backward, the E-step and the fits; [forward][jaxprob.hmm.forward] keeps
+  `"sequential"`, whose log-space filter stays finite below the float's range): the $T - 1$ transitions are cut into $B$
+  blocks of $L \approx \sqrt{T / 4}$ steps (static, from the shape). A scan over $L$ forms every block's product of the
+  elements $A \operatorname{diag}(b_t / \max_j b_t)$ at once, a scan over the $B$ blocks carries the forward and
+  backward messages across the block boundaries, and a scan over $L$ re-runs the recursions inside every block from its
+  boundary messages: $O(T K^3)$ work, about $2L + B$ sequential steps per direction, every step vectorised over the
+  blocks. With more than 16 states the block products cost more than the scan overhead they save, so there is one block
+  ($O(T K^2)$ work, $T$ steps). The recursions run in probability space with per-step normalisation (small matrix
+  products instead of log-sum-exps), which is as exact as log space when every transition probability is at least
+  $\delta = (K\,\mathrm{tiny} / \epsilon)^{1/3}$ (about $10^{-10}$ in float32, $10^{-97}$ in float64). When some
+  $A_{ij}$ is smaller (structural zeros, left-right chains) a `lax.cond` runs the sequential log-space method instead,
+  so results match `"sequential"` to round-off in every case. The fastest method on CPUs at 4 and at 32 states
+  (docs/benchmarks.md). Under a `vmap` over models (not over sequences) the `lax.cond` becomes a select that runs both
+  forms, so [fit][jaxprob.hmm.fit] runs its restarts one after another with this method.
 
 **Viterbi.** The most probable path, by the max-product recursion with back-pointers (`"sequential"`) or by
 max-plus prefix and suffix products (`"parallel"`: $z_t = \arg\max_k \delta_t(k) + \epsilon_t(k)$, the
