@@ -377,14 +377,21 @@ def test_nearly_singular_data_against_sklearn(ct):
     with jax.enable_x64(True):  # float64: the same optimum as scikit-learn
         model, info = mixture.fit(jnp.asarray(x), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
         assert float(info.log_likelihood) == pytest.approx(sk.score(x), rel=1e-6)
-    # float32 cannot resolve variances of 1e-12 next to 25: the covariance is regularised (flagged when it had
-    # to be), nothing is NaN, and the reported log-likelihood is the score of the returned model
-    model, info = mixture.fit(x.astype(np.float32), 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
+    # float32 cannot resolve variances of 1e-12 next to 25 (its resolution there is about 3e-6): the covariance is
+    # regularised (flagged when it had to be), nothing is NaN, and the reported log-likelihood is the score of the
+    # returned model. Where it lands between float32's floor and the float64 optimum depends on the rounding of the
+    # second moments (it moves by nats with XLA's fusion choices), so the bound is the fit float32 can resolve: with
+    # a ridge of 1e-3 it matches scikit-learn's float64 fit with that ridge, and the default ridge does no worse.
+    x32 = x.astype(np.float32)
+    model, info = mixture.fit(x32, 2, key=jax.random.key(0), covariance_type=ct, n_init=3)
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(model.components))
-    assert float(info.log_likelihood) == float(mixture.score(x.astype(np.float32), model))
-    assert float(info.log_likelihood) > sk.score(x) - 1.5
+    assert float(info.log_likelihood) == float(mixture.score(x32, model))
     if ct == "full":
         assert bool(jnp.any(info.regularized))
+    sk_ridge = SkGMM(2, covariance_type=ct, random_state=0, n_init=3, reg_covar=1e-3).fit(x)
+    _, info_ridge = mixture.fit(x32, 2, key=jax.random.key(0), covariance_type=ct, n_init=3, reg_covar=1e-3)
+    assert float(info_ridge.log_likelihood) == pytest.approx(sk_ridge.score(x), abs=1e-2)
+    assert float(info.log_likelihood) > sk_ridge.score(x) - 1e-2
 
 
 def test_progress_callback_reports_the_trace():
