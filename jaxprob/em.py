@@ -106,14 +106,6 @@ class Family(eqx.Module):
         families with latent variables of their own, as the Student-t scales, use them; None at
         initialisation)."""
 
-    def weighted_log_prob(self, data, params, center, weights):
-        r"""`(n, K)` $\log\alpha_k + \log p(x_i \mid \theta_k)$ on prepared data, exactly $-\infty$ for a
-        component of weight 0 whatever its parameters. The default is
-        [weight_log_probs][jaxprob.em.weight_log_probs] of [log_prob][jaxprob.em.Family.log_prob]; a family whose
-        log-likelihood is a product with per-component parameters can apply the weights and the guard to those
-        `(K, ...)` parameters instead of to the `(n, K)` result."""
-        return weight_log_probs(self.log_prob(data, params, center), weights)
-
     def statistics_and_counts(self, data, resp, params, center):
         """`(statistics, counts)`: [statistics][jaxprob.em.Family.statistics] and the `(K,)` column sums of
         `resp`. The default sums `resp` on its own; a family whose statistics already hold those sums (a column of
@@ -404,7 +396,8 @@ def component_log_probs(prepared: Prepared, model: Mixture) -> jax.Array:
     Returns:
         `(n, K)` weighted component log-likelihoods.
     """
-    return model.family.weighted_log_prob(prepared.data, model.components, prepared.center, model.weights)
+    lp = model.family.log_prob(prepared.data, model.components, prepared.center)
+    return weight_log_probs(lp, model.weights)
 
 
 def weight_log_probs(lp: ArrayLike, weights: ArrayLike) -> jax.Array:

@@ -284,19 +284,7 @@ class Gaussian(Family):
         return jnp.concatenate([quad, lin, const[:, None]], axis=1)
 
     def log_prob(self, data, params: GaussianParams, center):
-        return self._log_prob(data, params, center, self._natural(params, center))
-
-    def weighted_log_prob(self, data, params: GaussianParams, center, weights):
-        # The weights and the zero-weight guard act on the (K, P) natural parameters, not on the (n, K) result: a
-        # component of weight 0 gets an all-zero row (a log-likelihood of exactly 0, whatever its parameters) and
-        # log-weight -inf, added after the product so that no -inf enters it.
-        live = weights > 0
-        nat = jnp.where(live[:, None], self._natural(params, center), 0.0)
-        log_w = jnp.where(live, jnp.log(jnp.where(live, weights, 1.0)), -jnp.inf)
-        return self._log_prob(data, params, center, nat) + log_w
-
-    def _log_prob(self, data, params, center, natural):
-        lp = jnp.matmul(data, natural.T, precision=matmul_precision())
+        lp = jnp.matmul(data, self._natural(params, center).T, precision=matmul_precision())
         if self.covariance_type == "tied":
             xc = data[:, self._linear(params.means.shape[1])]
             u = params.precisions_cholesky
