@@ -9,8 +9,9 @@ Cases (float32, the cases of docs/benchmarks.md's mixture and k-means tables):
   n and 2n iterations, the difference divided by n;
 * Lloyd: N=1M D=16 K=64: `kmeans.fit(init_centroids=..., tol=0)` likewise.
 
-Usage: `python benchmarks/ab_speed.py [--old REV] [--new REV] [--rounds R]` (defaults: the commit before the EM
-engine, and the working tree). Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE is not needed: only JAX runs here.
+Usage: `python benchmarks/ab_speed.py [--old REV] [--new REV] [--rounds R] [--steps N] [--cases 1,2]` (defaults:
+the commit before the EM engine, and the working tree). Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE is not needed:
+only JAX runs here.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ import json, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from jaxprob import kmeans, mixture
 
-case, n, d, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+case, n, d, k, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rng = np.random.default_rng(0)
 centers = rng.normal(0, 4, (k, d))
 labels = rng.integers(0, k, n)
 x = jnp.asarray((centers[labels] + rng.normal(0, 1, (n, d))).astype(np.float32))
-steps = 10
 
 def timed(fn):
     t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
@@ -67,9 +67,9 @@ print("RESULT" + json.dumps({"iter": max(t2 - t1, 1e-9) / steps}))
 CASES = [("full", 100_000, 16, 16), ("diag", 100_000, 16, 16), ("full", 1_000_000, 8, 8), ("lloyd", 1_000_000, 16, 64)]
 
 
-def measure(tree: Path, case) -> float:
+def measure(tree: Path, case, steps: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", SNIPPET, *map(str, case)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", SNIPPET, *map(str, case), str(steps)], capture_output=True, text=True,
                          env=env, cwd=tree, timeout=900)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
     if not line:
@@ -82,6 +82,10 @@ def main():
     parser.add_argument("--old", default="33d0833", help="the reference commit (default: before the EM engine)")
     parser.add_argument("--new", default=None, help="the commit to check (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per case (median reported)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="iterations n of the n- and 2n-iteration fits (more steady for the fast cases)")
+    parser.add_argument("--cases", type=lambda v: [int(i) for i in v.split(",")], default=None,
+                        help="indices of the cases to run, e.g. 1,2 (default: all, in the order of the table)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -97,11 +101,11 @@ def main():
                   "interleaved rounds, seconds per iteration\n")
             print("| case | old | new | new / old |")
             print("|---|---|---|---|")
-            for case in CASES:
+            for case in [c for i, c in enumerate(CASES) if args.cases is None or i in args.cases]:
                 times = {"old": [], "new": []}
                 for _ in range(args.rounds):
                     for label in ("old", "new"):
-                        times[label].append(measure(trees[label], case))
+                        times[label].append(measure(trees[label], case, args.steps))
                 old, new = statistics.median(times["old"]), statistics.median(times["new"])
                 name = f"{'Lloyd' if case[0] == 'lloyd' else 'EM ' + case[0]}, N={case[1]:,} D={case[2]} K={case[3]}"
                 print(f"| {name} | {old:.4f} | {new:.4f} | {new / old:.2f} |", flush=True)
