@@ -106,6 +106,15 @@ class Family(eqx.Module):
         families with latent variables of their own, as the Student-t scales, use them; None at
         initialisation)."""
 
+    def weighted_log_prob(self, data, params, center, weights) -> jax.Array:
+        r"""`(n, K)` $\log\alpha_k + \log p(x_i \mid \theta_k)$ for the E-step, `weights` the `(K,)` mixing
+        weights. A component of weight 0 must get a value whose exponential, taken relative to any other
+        component's, vanishes; it must be finite or $-\infty$ whatever its parameters hold. The default is
+        [weight_log_probs][jaxprob.em.weight_log_probs] of [log_prob][jaxprob.em.Family.log_prob] (exactly
+        $-\infty$), one more pass over the `(n, K)` result; a family whose log-likelihood is a product with
+        per-component parameters can fold the log-weights into those parameters instead."""
+        return weight_log_probs(self.log_prob(data, params, center), weights)
+
     def statistics_and_counts(self, data, resp, params, center):
         """`(statistics, counts)`: [statistics][jaxprob.em.Family.statistics] and the `(K,)` column sums of
         `resp`. The default sums `resp` on its own; a family whose statistics already hold those sums (a column of
@@ -445,7 +454,8 @@ def e_step(prepared: Prepared, model: Mixture) -> Stats:
     """
     family = model.family
     w = prepared.weights
-    log_norm, resp = _normalise(component_log_probs(prepared, model), w)
+    lp = family.weighted_log_prob(prepared.data, model.components, prepared.center, model.weights)
+    log_norm, resp = _normalise(lp, w)
     fam, counts = family.statistics_and_counts(prepared.data, resp, model.components, prepared.center)
     ll = jnp.sum(jnp.where(w > 0, w * log_norm, 0.0))
     dtype = resp.dtype

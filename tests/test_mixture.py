@@ -1,5 +1,6 @@
 """Gaussian mixtures by EM: scikit-learn traces, invariants, weights, restarts, vmap, sampling, bad input."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -418,3 +419,75 @@ def test_permuted_rows_give_the_same_mixture_up_to_label_order(seed):
     np.testing.assert_allclose(np.asarray(a.means)[oa], np.asarray(b.means)[ob], atol=1e-3)
     np.testing.assert_allclose(np.asarray(a.weights)[oa], np.asarray(b.weights)[ob], atol=1e-4)
     np.testing.assert_allclose(np.asarray(a.covariances)[oa], np.asarray(b.covariances)[ob], atol=1e-3)
+
+
+@pytest.mark.parametrize("ct", CTS)
+def test_zero_weight_component_drops_out_of_the_e_step(ct):
+    # The Gaussian family folds the log-weights into its product; a component of weight 0 holding NaN and inf
+    # parameters must contribute nothing: the E-step equals the E-step of the mixture without it, and its
+    # live columns equal the generic log-likelihood plus log-weight.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    weights, means, covs = initial_params(rng, x, 3, ct)
+    live = mixture.make_gmm(weights.astype(np.float32), means.astype(np.float32), covs.astype(np.float32), ct)
+    comps = live.components
+    nan_row = lambda a: jnp.concatenate([a, jnp.full_like(a[:1], jnp.nan)])  # noqa: E731
+    inf_row = lambda a: jnp.concatenate([a, jnp.full_like(a[:1], jnp.inf)])  # noqa: E731
+    if ct == "tied":  # the covariance is shared: only the mean is per component
+        dead = type(comps)(nan_row(comps.means), comps.covariances, comps.precisions_cholesky)
+    else:
+        dead = type(comps)(nan_row(comps.means), nan_row(comps.covariances), inf_row(comps.precisions_cholesky))
+    with_dead = jp.em.Mixture(jnp.concatenate([live.weights, jnp.zeros(1, jnp.float32)]), dead, live.family)
+    prep = jp.em.prepare(jnp.asarray(x), live.family)
+    lp = live.family.weighted_log_prob(prep.data, with_dead.components, prep.center, with_dead.weights)
+    generic = jp.em.weight_log_probs(live.family.log_prob(prep.data, live.components, prep.center), live.weights)
+    np.testing.assert_allclose(np.asarray(lp[:, :3]), np.asarray(generic), rtol=1e-5, atol=1e-4)
+    assert np.all(np.isfinite(np.asarray(lp[:, 3]))) and float(jnp.max(lp[:, 3] - jnp.max(lp[:, :3], 1))) < -1e30
+    a, b = jp.em.e_step(prep, with_dead), jp.em.e_step(prep, live)
+    assert float(a.counts[3]) == 0.0
+    np.testing.assert_allclose(np.asarray(a.counts[:3]), np.asarray(b.counts), rtol=1e-5)
+    np.testing.assert_allclose(float(a.log_likelihood), float(b.log_likelihood), rtol=1e-6)
+    fam_a = jax.tree.map(lambda s: s[:3] if s.shape[0] == 4 else s, a.family)
+    chex.assert_trees_all_close(fam_a, b.family, rtol=1e-5, atol=1e-4)
+
+
+def test_regularized_cholesky_grows_the_ridge_only_where_needed():
+    # Reference: NumPy's Cholesky on the same ladder of ridges (reg x 10**j), the first that succeeds.
+    from jaxprob.families.gaussian import regularized_cholesky
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(4, 3, 3))
+    good = np.einsum("kij,klj->kil", a, a) + 0.5 * np.eye(3)
+    v = rng.normal(size=(3, 1))
+    cov = np.stack([good[0], v @ v.T, good[1], np.ones((3, 3))]).astype(np.float32)  # two of rank one
+    reg = np.float32(1e-4)
+
+    def reference(c):
+        for j in range(7):
+            trial = c + (0.0 if j == 0 else reg * 10.0**j) * np.eye(3, dtype=np.float32)
+            try:
+                lower = np.linalg.cholesky(trial.astype(np.float64))
+            except np.linalg.LinAlgError:
+                continue
+            return trial, np.linalg.inv(lower).T, j > 0
+        raise AssertionError("no candidate factorises")
+
+    for fn in (regularized_cholesky, jax.jit(regularized_cholesky)):
+        got_c, got_p, retried = fn(jnp.asarray(cov), reg)
+        for k in range(4):
+            want_c, want_p, want_r = reference(cov[k])
+            assert bool(retried[k]) == want_r
+            np.testing.assert_allclose(np.asarray(got_c[k]), want_c, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(got_p[k]), want_p, rtol=2e-3, atol=2e-3)
+    # vmap turns the cond into a select of both branches: the same answer
+    pair = jnp.stack([jnp.asarray(cov), jnp.asarray(good, jnp.float32)])
+    batched = jax.vmap(regularized_cholesky, in_axes=(0, None))(pair, reg)
+    np.testing.assert_array_equal(np.asarray(batched[2][0]), np.asarray(retried))
+    assert not np.any(np.asarray(batched[2][1]))
+    np.testing.assert_allclose(np.asarray(batched[1][0]), np.asarray(got_p), rtol=1e-6, atol=1e-6)
+    # where every covariance factorises, the gradient is the plain factor's (up to its symmetric part: one
+    # reads a triangle, the other symmetrises)
+    good32 = jnp.asarray(good, jnp.float32)
+    g = jax.grad(lambda c: jnp.sum(jnp.sin(regularized_cholesky(c, reg)[1])))(good32)
+    plain = jax.grad(lambda c: jnp.sum(jnp.sin(jnp.linalg.inv(jnp.linalg.cholesky(c)).mT)))(good32)
+    np.testing.assert_allclose(np.asarray(g + g.mT) / 2, np.asarray(plain + plain.mT) / 2, rtol=1e-3, atol=1e-4)

@@ -151,11 +151,14 @@ def _spherical_natural(u, mu):
 def regularized_cholesky(cov: ArrayLike, reg: float | ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Precision Cholesky factors, refactorising covariances that are not positive definite with a larger ridge.
 
-    The ridge starts at `reg` (or $10^{-6}$ times the mean variance when `reg` is 0) and grows by $10^j$,
-    $j = 1, \dots, 6$; the first candidate that factorises is kept. The covariances and all their candidates are
-    factorised in one batched Cholesky and one batched triangular solve: differentiable, no data-dependent loop,
-    and never two LAPACK calls side by side in one XLA program (jaxlib 0.10's CPU LAPACK kernels spread a batch over
-    the same thread pool they run on, and two such calls at once can take every thread and wait for ever).
+    The covariances are factorised in one batched call. Only when one of them fails (a `lax.cond`) is the ridge
+    grown, from `reg` (or $10^{-6}$ times the mean variance when `reg` is 0) by $10^j$, $j = 1, \dots, 6$, all
+    candidates in one more batched call; the first candidate that factorises is kept. Differentiable while every
+    covariance factorises (the gradient through a failed factorisation is NaN). No data-dependent loop, and never
+    two LAPACK calls side by side in one XLA program: jaxlib 0.10's CPU LAPACK kernels spread a batch over the
+    same thread pool they run on, and two such calls at once can take every thread and wait for ever. The
+    candidates read the first call's result, which orders the two calls also where `vmap` turns the `cond` into
+    a select and runs both branches.
 
     Args:
         cov: `(K, D, D)` or `(D, D)` covariances, `reg` already on their diagonals.
@@ -175,20 +178,34 @@ def regularized_cholesky(cov: ArrayLike, reg: float | ArrayLike) -> tuple[jax.Ar
     """
     cov = jnp.asarray(cov)
     d = cov.shape[-1]
-    eye = jnp.eye(d, dtype=cov.dtype)
-    # the ridge starts at reg_covar, or at a tiny multiple of the scale when reg_covar is 0
-    scale = jnp.maximum(jnp.mean(diagonal_entries(cov), axis=-1), jnp.finfo(cov.dtype).tiny)
-    base = jnp.maximum(reg, 1e-6 * scale)[..., None, None]
-    steps = jnp.asarray(np.concatenate([[0.0], 10.0 ** np.arange(1, _RETRIES + 1)]), cov.dtype)
-    tries = cov[None] + steps.reshape((-1,) + (1,) * cov.ndim) * base * eye  # (R + 1, ...): tries[0] is cov
-    p_tries = precisions_cholesky(tries.reshape((-1, d, d)), "full", symmetrize=False).reshape(tries.shape)
-    ok = jnp.all(jnp.isfinite(p_tries), axis=(-2, -1))  # (R + 1, ...)
-    first = jnp.argmax(ok, axis=0)  # the smallest ridge that works (0, none added, when cov itself factorises)
-    pick_c = jnp.take_along_axis(tries, first[None, ..., None, None], axis=0)[0]
-    pick_p = jnp.take_along_axis(p_tries, first[None, ..., None, None], axis=0)[0]
-    # nothing factorises: keep cov and its NaN factor (the engine reports it as non-finite)
-    retried = ~ok[0]
-    return pick_c, pick_p, retried
+    reg = jnp.asarray(reg, cov.dtype)
+
+    def factor(c):
+        return precisions_cholesky(c.reshape((-1, d, d)), "full", symmetrize=False).reshape(c.shape)
+
+    prec = factor(cov)
+    ok = jnp.all(jnp.isfinite(prec), axis=(-2, -1))
+
+    def retry(args):
+        cov, prec, ok = args
+        # The ridge goes only onto the covariances that failed (the others keep candidate 0 anyway). That makes
+        # the candidates read the first call's result, so XLA cannot run the two calls side by side; an
+        # optimisation barrier does not order them, since XLA's CPU runtime orders calls by the buffers they read.
+        eye = jnp.where(ok[..., None, None], 0.0, jnp.eye(d, dtype=cov.dtype))
+        # the ridge starts at reg_covar, or at a tiny multiple of the scale when reg_covar is 0
+        scale = jnp.maximum(jnp.mean(diagonal_entries(cov), axis=-1), jnp.finfo(cov.dtype).tiny)
+        base = jnp.maximum(reg, 1e-6 * scale)[..., None, None]
+        steps = jnp.asarray(np.concatenate([[0.0], 10.0 ** np.arange(1, _RETRIES + 1)]), cov.dtype)
+        tries = cov[None] + steps.reshape((-1,) + (1,) * cov.ndim) * base * eye  # (R + 1, ...): tries[0] is cov
+        p_tries = jnp.concatenate([prec[None], factor(tries[1:])])
+        ok_tries = jnp.concatenate([ok[None], jnp.all(jnp.isfinite(p_tries[1:]), axis=(-2, -1))])
+        first = jnp.argmax(ok_tries, axis=0)  # the smallest ridge that works (0, none added, when cov factorises)
+        pick_c = jnp.take_along_axis(tries, first[None, ..., None, None], axis=0)[0]
+        pick_p = jnp.take_along_axis(p_tries, first[None, ..., None, None], axis=0)[0]
+        return pick_c, pick_p  # nothing factorises: cov and its NaN factor (the engine reports it as non-finite)
+
+    pick_c, pick_p = jax.lax.cond(jnp.all(ok), lambda args: args[:2], retry, (cov, prec, ok))
+    return pick_c, pick_p, ~ok
 
 
 def _full_noise(z, cov, labels):
@@ -284,7 +301,23 @@ class Gaussian(Family):
         return jnp.concatenate([quad, lin, const[:, None]], axis=1)
 
     def log_prob(self, data, params: GaussianParams, center):
-        lp = jnp.matmul(data, self._natural(params, center).T, precision=matmul_precision())
+        return self._log_prob(data, params, center, self._natural(params, center))
+
+    def weighted_log_prob(self, data, params: GaussianParams, center, weights):
+        # The log-weights go into the constant column of the natural parameters, so the product gives the
+        # weighted log-likelihoods directly and the E-step's max and exp read it without another (n, K) pass.
+        # A component of weight 0 gets a zero row (its parameters may be non-finite) and a constant of
+        # -max/4: finite, because -inf in a product split into bfloat16 parts (TPU) gives NaN, and far enough
+        # below any live component's log-likelihood for its exponential to vanish.
+        live = weights > 0
+        nat = self._natural(params, center)
+        floor = -jnp.finfo(nat.dtype).max / 4
+        const = jnp.where(live, nat[:, -1] + jnp.log(jnp.where(live, weights, 1.0)), floor)
+        nat = jnp.where(live[:, None], nat.at[:, -1].set(const), jnp.zeros_like(nat).at[:, -1].set(floor))
+        return self._log_prob(data, params, center, nat)
+
+    def _log_prob(self, data, params, center, natural):
+        lp = jnp.matmul(data, natural.T, precision=matmul_precision())
         if self.covariance_type == "tied":
             xc = data[:, self._linear(params.means.shape[1])]
             u = params.precisions_cholesky
