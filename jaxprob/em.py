@@ -64,6 +64,7 @@ __all__ = [
     "fit_from",
     "component_log_probs",
     "weight_log_probs",
+    "fold_log_weights",
     "keep_rows",
     "take_components",
     "mixture_steps",
@@ -421,6 +422,36 @@ def weight_log_probs(lp: ArrayLike, weights: ArrayLike) -> jax.Array:
         `(n, K)`.
     """
     return jnp.where(weights > 0, lp + jnp.log(jnp.where(weights > 0, weights, 1.0)), -jnp.inf)
+
+
+def fold_log_weights(natural: ArrayLike, weights: ArrayLike) -> jax.Array:
+    r"""Natural parameters with the log-weights folded into their last (constant) column, for a
+    [Family.weighted_log_prob][jaxprob.em.Family.weighted_log_prob] computed as one product
+    `data @ natural.T` whose last data column is ones.
+
+    A component of weight 0 gets a zero row (its parameters may be non-finite) and the constant
+    $-\max/4$ of the dtype: finite, since an infinity in a product that an accelerator splits into bfloat16 parts
+    becomes NaN, and far below any live component's log-likelihood, so its responsibility is exactly 0.
+
+    Args:
+        natural: `(K, P)` per-component coefficients of the prepared data's `P` columns, the last for the column
+            of ones.
+        weights: `(K,)` mixing weights.
+
+    Returns:
+        `(K, P)`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxprob import em
+        >>> em.fold_log_weights(jnp.array([[2.0, -1.0], [jnp.nan, 3.0]]), jnp.array([1.0, 0.0]))[:, :1].tolist()
+        [[2.0], [0.0]]
+    """
+    natural = jnp.asarray(natural)
+    live = jnp.asarray(weights) > 0
+    floor = -jnp.finfo(natural.dtype).max / 4
+    const = jnp.where(live, natural[:, -1] + jnp.log(jnp.where(live, weights, 1.0)), floor)
+    return jnp.concatenate([jnp.where(live[:, None], natural[:, :-1], 0.0), const[:, None]], axis=1)
 
 
 def _normalise(lp, w):

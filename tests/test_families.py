@@ -294,6 +294,24 @@ def test_em_matches_float64_reference(problems, name):
     assert_params_close(model, p["final"], spec.keys)
 
 
+@pytest.mark.parametrize("name", MAIN)
+def test_zero_weight_component_drops_out_of_the_e_step(problems, name):
+    # A component of weight 0 with NaN parameters (the engine's weighted log-likelihood, folded into the product
+    # for some families) contributes nothing: the same statistics as the mixture without it.
+    spec, p = SPECS[name], problems[name]
+    model = spec.model(spec.family(), p["start"])
+    mask = model.family.component_mask(model.components)
+    dead = jax.tree.map(lambda a, m: jnp.concatenate([a, jnp.full_like(a[:1], jnp.nan)]) if m else a,
+                        model.components, mask)
+    with_dead = em.Mixture(jnp.concatenate([model.weights, jnp.zeros(1)]), dead, model.family)
+    prep = em.prepare(jnp.asarray(p["x"]), model.family, jnp.asarray(p["w"]))
+    a, b = em.e_step(prep, with_dead), em.e_step(prep, model)
+    assert float(a.counts[K]) == 0.0
+    np.testing.assert_allclose(float(a.log_likelihood), float(b.log_likelihood), rtol=1e-12)
+    keep = jax.tree.map(lambda s: s[:K] if s.ndim and s.shape[0] == K + 1 else s, (a.counts, a.family))
+    chex.assert_trees_all_close(keep, (b.counts, b.family), rtol=1e-12, atol=1e-12)
+
+
 def test_student_t_dof_moves_only_when_estimated(problems):
     est = np.asarray(problems["student_t"]["final"]["dof"])
     assert np.all(np.abs(est - 10.0) > 0.1)  # the estimated dof leave their start (the data have nu = 4)

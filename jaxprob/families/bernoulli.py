@@ -29,7 +29,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxprob._validation import is_tracer
-from jaxprob.em import Family, keep_rows
+from jaxprob.em import Family, fold_log_weights, keep_rows
 from jaxprob.families._checks import as_count_array, check_number, check_param_array
 from jaxprob.numerics import matmul_precision
 
@@ -110,6 +110,10 @@ class Bernoulli(Family):
 
     def log_prob(self, data, params: BernoulliParams, center):
         return jnp.matmul(data, self._natural(params).T, precision=matmul_precision())
+
+    def weighted_log_prob(self, data, params: BernoulliParams, center, weights):
+        # the log-weights in the constant column: no extra pass over the (n, K) result
+        return jnp.matmul(data, fold_log_weights(self._natural(params), weights).T, precision=matmul_precision())
 
     def component_log_prob(self, x, params: BernoulliParams):
         nat = self._natural(params)

@@ -38,7 +38,7 @@ from jaxprob.densities import (
     log_det_precisions_cholesky,
     precisions_cholesky,
 )
-from jaxprob.em import Family
+from jaxprob.em import Family, fold_log_weights
 from jaxprob.numerics import matmul_precision
 
 __all__ = [
@@ -304,17 +304,9 @@ class Gaussian(Family):
         return self._log_prob(data, params, center, self._natural(params, center))
 
     def weighted_log_prob(self, data, params: GaussianParams, center, weights):
-        # The log-weights go into the constant column of the natural parameters, so the product gives the
-        # weighted log-likelihoods directly and the E-step's max and exp read it without another (n, K) pass.
-        # A component of weight 0 gets a zero row (its parameters may be non-finite) and a constant of
-        # -max/4: finite, because -inf in a product split into bfloat16 parts (TPU) gives NaN, and far enough
-        # below any live component's log-likelihood for its exponential to vanish.
-        live = weights > 0
-        nat = self._natural(params, center)
-        floor = -jnp.finfo(nat.dtype).max / 4
-        const = jnp.where(live, nat[:, -1] + jnp.log(jnp.where(live, weights, 1.0)), floor)
-        nat = jnp.where(live[:, None], nat.at[:, -1].set(const), jnp.zeros_like(nat).at[:, -1].set(floor))
-        return self._log_prob(data, params, center, nat)
+        # the log-weights in the constant column: the product gives the weighted log-likelihoods directly, and
+        # the E-step's max and exp read it without another (n, K) pass
+        return self._log_prob(data, params, center, fold_log_weights(self._natural(params, center), weights))
 
     def _log_prob(self, data, params, center, natural):
         lp = jnp.matmul(data, natural.T, precision=matmul_precision())

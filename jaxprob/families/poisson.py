@@ -22,7 +22,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxprob._validation import is_tracer
-from jaxprob.em import Family, keep_rows
+from jaxprob.em import Family, fold_log_weights, keep_rows
 from jaxprob.families._checks import as_count_array, check_number, check_param_array
 from jaxprob.numerics import matmul_precision
 
@@ -90,12 +90,18 @@ class Poisson(Family):
         neg_log_fact = -jnp.sum(jax.lax.lgamma(x + 1.0), axis=1, keepdims=True)
         return jnp.concatenate([x, neg_log_fact, jnp.ones((n, 1), x.dtype)], axis=1)
 
-    def log_prob(self, data, params: PoissonParams, center):
+    def _natural(self, params: PoissonParams):
         lam = params.rates
         k = lam.shape[0]
-        nat = jnp.concatenate([jnp.log(lam), jnp.ones((k, 1), lam.dtype), -jnp.sum(lam, axis=1, keepdims=True)],
-                              axis=1)
-        return jnp.matmul(data, nat.T, precision=matmul_precision())
+        return jnp.concatenate([jnp.log(lam), jnp.ones((k, 1), lam.dtype), -jnp.sum(lam, axis=1, keepdims=True)],
+                               axis=1)
+
+    def log_prob(self, data, params: PoissonParams, center):
+        return jnp.matmul(data, self._natural(params).T, precision=matmul_precision())
+
+    def weighted_log_prob(self, data, params: PoissonParams, center, weights):
+        # the log-weights in the constant column: no extra pass over the (n, K) result
+        return jnp.matmul(data, fold_log_weights(self._natural(params), weights).T, precision=matmul_precision())
 
     def component_log_prob(self, x, params: PoissonParams):
         lam = params.rates
