@@ -112,8 +112,9 @@ class Family(eqx.Module):
         weights. A component of weight 0 must get a value whose exponential, taken relative to any other
         component's, vanishes; it must be finite or $-\infty$ whatever its parameters hold. The default is
         [weight_log_probs][jaxprob.em.weight_log_probs] of [log_prob][jaxprob.em.Family.log_prob] (exactly
-        $-\infty$), one more pass over the `(n, K)` result; a family whose log-likelihood is a product with
-        per-component parameters can fold the log-weights into those parameters instead."""
+        $-\infty$), one more pass over the `(n, K)` result; a family whose log-likelihood is one product with
+        a column of ones can fold the log-weights into its parameters instead
+        ([fold_log_weights][jaxprob.em.fold_log_weights])."""
         return weight_log_probs(self.log_prob(data, params, center), weights)
 
     def statistics_and_counts(self, data, resp, params, center):
